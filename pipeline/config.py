@@ -1,0 +1,104 @@
+"""The dataset config: one YAML file per dataset, validated before any work starts.
+
+Every section is a pydantic model with unknown keys forbidden, so a typo is an error naming the key. The
+stage sections are declared by the stages themselves (`stages.<name>.Config`); this module only composes
+them. Relative paths in a config are resolved against the config file's folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import UserError
+from stages import clean, collect, dedupe, split
+
+
+class StoreConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Where versions and run folders go; relative to the working directory unless absolute. The CLI's
+    # --data-dir overrides it.
+    data_dir: str = "data"
+
+
+class DatasetConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
+    description: str = ""
+    labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
+    sources: list[collect.SourceConfig] = Field(min_length=1)
+    clean: clean.Config = clean.Config()
+    dedupe: dedupe.Config = dedupe.Config()
+    split: split.Config = split.Config()
+    store: StoreConfig = StoreConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[collect.SourceConfig]) -> list[collect.SourceConfig]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+        return sources
+
+    # Set by load_config, not by the YAML.
+    _path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        assert self._path is not None
+        return self._path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.path.parent
+
+    def section(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def resolved(self) -> dict[str, Any]:
+        """The config as data, defaults filled in: what the manifest stores and the hash covers."""
+        return self.model_dump(mode="json")
+
+    def config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()
+
+
+def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
+    """Read and validate a config; with `check_sources`, also check that every source's files exist and
+    that the fields the config names are columns of them. Raises UserError naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
+    try:
+        config = DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
+    config._path = path.resolve()
+    if check_sources:
+        for i, source in enumerate(config.sources):
+            try:
+                collect.check_source(source, config.config_dir)
+            except UserError as exc:
+                raise UserError(f"{path}: sources[{i}] ({source.name}): {exc}") from None
+    return config
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if error["type"] == "missing":
+        return f"{where}: required key missing"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
