@@ -15,7 +15,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import UserError
-from stages import clean, collect, dedupe, split
+from stages import clean as clean_stage
+from stages import collect as collect_stage
+from stages import dedupe as dedupe_stage
+from stages import split as split_stage
 
 
 class StoreConfig(BaseModel):
@@ -31,15 +34,15 @@ class DatasetConfig(BaseModel):
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
     description: str = ""
     labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
-    sources: list[collect.SourceConfig] = Field(min_length=1)
-    clean: clean.Config = clean.Config()
-    dedupe: dedupe.Config = dedupe.Config()
-    split: split.Config = split.Config()
+    sources: list[collect_stage.SourceConfig] = Field(min_length=1)
+    clean: clean_stage.Config = clean_stage.Config()
+    dedupe: dedupe_stage.Config = dedupe_stage.Config()
+    split: split_stage.Config = split_stage.Config()
     store: StoreConfig = StoreConfig()
 
     @field_validator("sources")
     @classmethod
-    def _unique_source_names(cls, sources: list[collect.SourceConfig]) -> list[collect.SourceConfig]:
+    def _unique_source_names(cls, sources: list[collect_stage.SourceConfig]) -> list[collect_stage.SourceConfig]:
         names = [s.name for s in sources]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -89,7 +92,7 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
     if check_sources:
         for i, source in enumerate(config.sources):
             try:
-                collect.check_source(source, config.config_dir)
+                collect_stage.check_source(source, config.config_dir)
             except UserError as exc:
                 raise UserError(f"{path}: sources[{i}] ({source.name}): {exc}") from None
     return config

@@ -183,13 +183,15 @@ def apply_rules(
     stage: str,
     signal_columns: Iterable[str] = (),
     map_signal: Callable[[Signal, pa.Array], dict[str, pa.Array]] | None = None,
+    original_text: pa.Array | None = None,
 ) -> StageOutput:
     """Score `batch` and apply `rules` in order; return kept rows (with signal columns) and rejected rows.
 
     Signals are computed only on rows no earlier rule dropped (a dropped row gets null scores), so an
     expensive signal such as language detection placed last costs nothing for rows already gone.
     `signal_columns` names extra signals to compute and keep without a rule. The first failing rule gives
-    a row its reason: `<column>_below_min`, `<column>_above_max` or `<column>_not_allowed`.
+    a row its reason: `<column>_below_min`, `<column>_above_max` or `<column>_not_allowed`. Rejected rows
+    carry `original_text` (the text before normalization) when given.
     """
     map_signal = map_signal or (lambda sig, texts: sig(texts))
     n = batch.num_rows
@@ -230,8 +232,10 @@ def apply_rules(
     dropped_idx = np.flatnonzero(~alive)
     rejected = None
     if len(dropped_idx):
-        rows = batch.take(pa.array(dropped_idx))
-        rejected = rejected_rows(rows, stage, [reason[i] for i in dropped_idx], [failing_value[i] for i in dropped_idx])
+        take = pa.array(dropped_idx)
+        rows = batch.take(take)
+        text = original_text.take(take) if original_text is not None else None
+        rejected = rejected_rows(rows, stage, [reason[i] for i in dropped_idx], [failing_value[i] for i in dropped_idx], text)
     return StageOutput(kept=kept, rejected=rejected)
 
 

@@ -1,0 +1,377 @@
+"""collect: read the configured sources into rows {id, source, source_file, source_line, text, label, meta}.
+
+A row that cannot be read (a line that is not JSON, bytes that do not decode, no text) is rejected with
+its reason and location; the run goes on. Ids are stable: the source's own id where the config names an
+id field, else a hash of the source name, the text and its occurrence number in that source — so a row
+keeps its id (and its split) when other rows are added, removed or reordered.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import schemas
+from pipeline.errors import UserError
+from pipeline.stage import Stage, StageOutput, rejected_rows
+
+csv.field_size_limit(2**31 - 1)  # one document may be large (tens of MB)
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config file")
+    format: Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_disk"]
+    encoding: str = "utf-8"  # utf-8 also accepts a byte-order mark
+    # csv / tsv
+    delimiter: str | None = None  # default "," for csv, tab for tsv
+    quoting: Literal["minimal", "none", "all"] = "minimal"
+    quotechar: str = '"'
+    header: bool = True
+    column_names: list[str] | None = Field(None, description="names of the columns when the file has no header")
+    # text
+    unit: Literal["line", "file"] = "line"  # one document per line, or per file
+    pattern: str | None = Field(None, description="regex with named groups (text, label, id, ...) applied to each line")
+    # field mapping
+    text_field: str = "text"
+    label_field: str | None = None
+    id_field: str | None = None
+    meta_fields: list[str] = Field(default_factory=list)
+    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SourceConfig":
+        if self.pattern is not None:
+            if self.format != "text":
+                raise ValueError("pattern applies to format: text only")
+            try:
+                groups = re.compile(self.pattern).groupindex
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regex: {exc}") from None
+            if self.text_field not in groups:
+                raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
+        if self.column_names is not None and self.header:
+            raise ValueError("column_names is for files without a header: set header: false")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+class Config(BaseModel):
+    """collect has no section of its own: its settings are the config's `sources`."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceConfig]
+
+
+def resolve_files(source: SourceConfig, config_dir: Path) -> list[Path]:
+    """The files (or HF dataset folders) a source names, sorted so glob order never matters."""
+    files: list[Path] = []
+    for pattern in source.paths:
+        full = pattern if Path(pattern).is_absolute() else str(config_dir / pattern)
+        matches = sorted(Path(m) for m in glob.glob(full, recursive=True))
+        if source.format != "hf_disk":
+            matches = [m for m in matches if m.is_file()]
+        if not matches:
+            raise UserError(f"path {pattern!r} matches no {'folder' if source.format == 'hf_disk' else 'file'} (looked for {full})")
+        files.extend(matches)
+    return sorted(dict.fromkeys(files))
+
+
+def check_source(source: SourceConfig, config_dir: Path) -> None:
+    """Raise UserError when the source's files are missing or the named fields are not among its columns."""
+    for file in resolve_files(source, config_dir):
+        if source.format == "text" and source.pattern is None:
+            continue  # plain text has no columns
+        columns = peek_columns(source, file)
+        if columns is None:
+            continue  # empty file: nothing to check, its rows (none) are accounted as zero
+        wanted = {"text_field": source.text_field, "label_field": source.label_field, "id_field": source.id_field}
+        wanted.update({f"meta_fields[{i}]": m for i, m in enumerate(source.meta_fields)})
+        for key, name in wanted.items():
+            if name is not None and name not in columns:
+                raise UserError(f"{key} {name!r} is not a column of {file} (columns: {', '.join(columns) or 'none'})")
+
+
+def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
+    """Column names of a source file, from its header / schema / first JSON object (None if empty)."""
+    fmt = source.format
+    try:
+        if fmt == "parquet":
+            return pq.read_schema(file).names
+        if fmt == "hf_disk":
+            import datasets
+
+            ds = datasets.load_from_disk(str(file))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = next(iter(ds.values()))
+            return list(ds.column_names)
+        if fmt == "text":
+            return list(re.compile(source.pattern).groupindex)
+        with open(file, encoding=_encoding(source), errors="replace", newline="") as fh:
+            if fmt == "jsonl":
+                for line in fh:
+                    if line.strip():
+                        try:
+                            obj = json.loads(line)
+                        except json.JSONDecodeError:
+                            continue
+                        if isinstance(obj, dict):
+                            return list(obj)
+                return None
+            if source.column_names is not None:
+                return list(source.column_names)
+            reader = csv.reader(_strip_nul(fh), **_csv_dialect(source))
+            header = next(reader, None)
+            return None if header is None else header
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UserError(f"cannot read {file}: {exc}") from None
+    return None
+
+
+def _encoding(source: SourceConfig) -> str:
+    return "utf-8-sig" if source.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else source.encoding
+
+
+def _csv_dialect(source: SourceConfig) -> dict[str, Any]:
+    delimiter = source.delimiter or ("\t" if source.format == "tsv" else ",")
+    quoting = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "all": csv.QUOTE_ALL}[source.quoting]
+    return {"delimiter": delimiter, "quoting": quoting, "quotechar": source.quotechar}
+
+
+def _strip_nul(lines):
+    for line in lines:
+        yield line.replace("\0", "") if "\0" in line else line
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and sha256 of an input file (or of every file in an HF dataset folder)."""
+    h = hashlib.sha256()
+    size = 0
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+                size += len(chunk)
+    return {"path": str(path), "bytes": size, "sha256": h.hexdigest()}
+
+
+# A record as read from a source, before mapping: (line number, fields dict) or (line number, error reason, details).
+_Record = tuple[int, dict[str, Any] | None, str | None, str | None]
+
+
+class CollectStage(Stage):
+    name = "collect"
+    output_schema = schemas.COLLECTED
+    Config = Config
+
+    def __init__(self, config: Config, ctx):
+        super().__init__(config, ctx)
+        self._files = [(s, resolve_files(s, ctx.config_dir)) for s in config.sources]
+
+    def fingerprint_inputs(self) -> str:
+        self.stats["inputs"] = [
+            {**file_digest(f), "source": s.name, "path": self._relpath(f)} for s, files in self._files for f in files
+        ]
+        return json.dumps(self.stats["inputs"], sort_keys=True)
+
+    def _relpath(self, file: Path) -> str:
+        # Relative to the config file, so ids, fingerprints and reports do not depend on where one runs.
+        return os.path.relpath(file.resolve(), self.ctx.config_dir.resolve())
+
+    def run(self, inputs=None) -> Iterator[StageOutput]:
+        labels = set(self.ctx.labels) if self.ctx.labels else None
+        for source, files in self._files:
+            occurrences: dict[bytes, int] = {}  # text hash → times seen in this source, to keep ids unique
+            for file in files:
+                rows: list[dict[str, Any]] = []
+                rejects: list[dict[str, Any]] = []
+                relpath = self._relpath(file)
+                for line_no, fields, error, raw in self._records(source, file):
+                    row = {"source": source.name, "source_file": relpath, "source_line": line_no}
+                    if error is None:
+                        error, row = self._map(source, fields, row, labels)
+                    if error is not None:
+                        rejects.append({**row, "id": _hash_id(source.name, relpath, str(line_no)), "reason": error[0],
+                                        "details": error[1], "text": raw if raw is not None else row.get("text")})
+                    else:
+                        if row["id"] is None:
+                            key = hashlib.sha1(row["text"].encode("utf-8", "surrogatepass")).digest()
+                            k = occurrences.get(key, 0)
+                            occurrences[key] = k + 1
+                            row["id"] = _hash_id(source.name, row["text"], str(k))
+                        rows.append(row)
+                    if len(rows) + len(rejects) >= self.ctx.batch_size:
+                        yield self._emit(rows, rejects)
+                        rows, rejects = [], []
+                if rows or rejects:
+                    yield self._emit(rows, rejects)
+
+    def _emit(self, rows: list[dict], rejects: list[dict]) -> StageOutput:
+        self.ctx.progress(len(rows) + len(rejects))
+        kept = pa.RecordBatch.from_pylist(rows, schema=schemas.COLLECTED) if rows else None
+        rejected = None
+        if rejects:
+            batch = pa.RecordBatch.from_pylist(
+                [{k: r.get(k) for k in ("id", "source", "source_file", "source_line", "text", "label")} for r in rejects],
+                schema=pa.schema([schemas.REJECTED.field(n) for n in ("id", "source", "source_file", "source_line", "text", "label")]),
+            )
+            rejected = rejected_rows(batch, self.name, [r["reason"] for r in rejects], [r["details"] for r in rejects])
+        return StageOutput(kept=kept, rejected=rejected)
+
+    # -- mapping a record to a row ------------------------------------------------------------------------
+
+    def _map(self, source: SourceConfig, fields: dict[str, Any], row: dict[str, Any], labels: set[str] | None):
+        if source.text_field not in fields:
+            return ("missing_text_field", {"field": source.text_field, "fields": list(fields)[:20]}), row
+        text = fields[source.text_field]
+        if isinstance(text, (dict, list)):
+            return ("text_not_a_string", {"type": type(text).__name__}), row
+        if text is None or (isinstance(text, float) and text != text):
+            return ("empty_text", None), row
+        text = str(text)
+        if not text.strip():
+            return ("empty_text", None), {**row, "text": text}
+        if _has_surrogates(text):
+            return ("undecodable", {"encoding": source.encoding}), {**row, "text": text.encode("utf-8", "replace").decode()}
+        row["text"] = text
+        label = fields.get(source.label_field) if source.label_field else None
+        if isinstance(label, (dict, list)):
+            return ("label_not_a_scalar", {"label": json.dumps(label)[:200]}), row
+        if label is not None and not (isinstance(label, float) and label != label):
+            label = str(label).strip()
+            label = (source.label_map or {}).get(label, label) or None
+        else:
+            label = None
+        row["label"] = label
+        if labels is not None and label is not None and label not in labels:
+            return ("label_not_in_label_set", {"label": label, "label_set": sorted(labels)}), row
+        rid = fields.get(source.id_field) if source.id_field else None
+        if source.id_field is not None:
+            if rid is None or str(rid).strip() == "":
+                return ("missing_id", {"field": source.id_field}), row
+            rid = str(rid)
+        row["id"] = rid
+        meta = {m: fields.get(m) for m in source.meta_fields}
+        row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
+        return None, row
+
+    # -- readers: each yields (line number, fields, error, raw text) ----------------------------------------
+
+    def _records(self, source: SourceConfig, file: Path) -> Iterator[_Record]:
+        try:
+            yield from getattr(self, f"_read_{source.format}")(source, file)
+        except OSError as exc:
+            raise UserError(f"cannot read {file}: {exc.strerror or exc}") from None
+
+    def _read_jsonl(self, source, file):
+        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="") as fh:
+            for i, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                if _has_surrogates(line):
+                    yield i, None, ("undecodable", {"encoding": source.encoding}), line.encode("utf-8", "replace").decode()
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield i, None, ("invalid_json", {"error": exc.msg, "column": exc.colno}), line.rstrip("\r\n")
+                    continue
+                if not isinstance(obj, dict):
+                    yield i, None, ("json_not_an_object", {"type": type(obj).__name__}), line.rstrip("\r\n")
+                    continue
+                yield i, obj, None, None
+
+    def _read_csv(self, source, file):
+        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="") as fh:
+            reader = csv.reader(_strip_nul(fh), **_csv_dialect(source))
+            header = source.column_names
+            if source.header:
+                header = next(reader, None)
+                if header is None:
+                    return
+            for row in reader:
+                line = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if header is None:
+                    header = [f"column_{j}" for j in range(len(row))]
+                if len(row) != len(header):
+                    yield line, None, ("malformed_row", {"fields": len(row), "expected": len(header)}), _safe("\t".join(row))
+                    continue
+                yield line, dict(zip(header, row)), None, None
+
+    _read_tsv = _read_csv
+
+    def _read_text(self, source, file):
+        with open(file, encoding=_encoding(source), errors="surrogateescape", newline=None) as fh:
+            if source.unit == "file":
+                yield 1, {source.text_field: fh.read()}, None, None
+                return
+            regex = re.compile(source.pattern) if source.pattern else None
+            for i, line in enumerate(fh, start=1):
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                if regex is None:
+                    yield i, {source.text_field: line}, None, None
+                    continue
+                m = regex.match(line)
+                if m is None:
+                    yield i, None, ("pattern_mismatch", {"pattern": source.pattern}), _safe(line)
+                    continue
+                yield i, m.groupdict(), None, None
+
+    def _read_parquet(self, source, file):
+        line = 0
+        try:
+            pf = pq.ParquetFile(file)
+        except pa.ArrowInvalid as exc:
+            raise UserError(f"{file} is not a Parquet file: {exc}") from None
+        for batch in pf.iter_batches(batch_size=self.ctx.batch_size):
+            for rec in batch.to_pylist():
+                line += 1
+                yield line, rec, None, None
+
+    def _read_hf_disk(self, source, file):
+        import datasets
+
+        ds = datasets.load_from_disk(str(file))
+        parts = ds.items() if isinstance(ds, datasets.DatasetDict) else [(None, ds)]
+        line = 0
+        for split_name, part in parts:
+            for batch in part.with_format("arrow").iter(batch_size=self.ctx.batch_size):
+                for rec in batch.to_pylist():
+                    line += 1
+                    if split_name is not None:
+                        rec.setdefault("split", split_name)
+                    yield line, rec, None, None
+
+
+def _hash_id(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _has_surrogates(text: str) -> bool:
+    return _SURROGATE.search(text) is not None
+
+
+def _safe(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text

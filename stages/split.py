@@ -1,0 +1,119 @@
+"""split: assign train / validation / test, stratified by label, stable per row id across versions.
+
+A row that was in the parent version keeps its split (so no test row ever leaks into a later version's
+train split). New rows are placed per label: ordered by a seeded hash of their id and cut so that each
+label's split shares (counting the rows that kept theirs) come as close to the configured ratios as
+whole rows allow. The result depends only on ids, labels, the seed and the parent version — never on
+batch size or row order.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import schemas
+from pipeline.stage import Stage, StageOutput
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    seed: int = 0
+    stratify: bool = True  # per label; rows without a label form a group of their own
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        unknown = set(self.ratios) - set(schemas.SPLITS)
+        if unknown:
+            raise ValueError(f"ratios: unknown split {', '.join(sorted(unknown))} (splits: {', '.join(schemas.SPLITS)})")
+        if any(r < 0 for r in self.ratios.values()) or abs(sum(self.ratios.values()) - 1) > 1e-6:
+            raise ValueError(f"ratios must be non-negative and sum to 1 (got {self.ratios})")
+        return self
+
+
+def id_hash(ids: list[str], seed: int) -> np.ndarray:
+    """A uint64 per id from a seeded hash: the order in which new rows are dealt to splits."""
+    salt = str(seed).encode() + b"\x1f"
+    return np.array([int.from_bytes(hashlib.blake2b(salt + i.encode(), digest_size=8).digest(), "big") for i in ids],
+                    dtype=np.uint64)
+
+
+def allocate(n: int, ratios: list[float], existing: list[int]) -> list[int]:
+    """How many of `n` new rows each split gets so that existing + new comes closest to the ratios."""
+    total = n + sum(existing)
+    need = np.maximum(np.array(ratios) * total - np.array(existing), 0.0)
+    if need.sum() == 0:
+        need = np.array(ratios, dtype=float)
+    share = need / need.sum() * n
+    counts = np.floor(share).astype(int)
+    for i in np.argsort(-(share - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+class SplitStage(Stage):
+    name = "split"
+    output_schema = schemas.SPLIT
+    whole_stream = True
+    Config = Config
+
+    def fingerprint_inputs(self) -> str:
+        prev = self.ctx.previous_splits
+        if prev is None or prev.num_rows == 0:
+            return ""
+        h = hashlib.sha256()
+        for batch in prev.sort_by("id").to_batches():
+            for i, s in zip(batch.column("id").to_pylist(), batch.column("split").to_pylist()):
+                h.update(f"{i}\x1f{s}\x1e".encode())
+        return h.hexdigest()
+
+    def run(self, inputs) -> Iterator[StageOutput]:
+        ids, labels = [], []
+        for batch in inputs.batches(columns=["id", "label"]):
+            ids.extend(batch.column("id").to_pylist())
+            labels.extend(batch.column("label").to_pylist())
+        assignment = self._assign(ids, labels)
+        del ids, labels
+        for batch in inputs.batches():
+            splits = [assignment[i] for i in batch.column("id").to_pylist()]
+            self.ctx.progress(batch.num_rows)
+            yield StageOutput(kept=batch.append_column("split", pa.array(splits, pa.string())))
+        self.stats["kept_previous_split"] = self._kept
+
+    def _assign(self, ids: list[str], labels: list[str | None]) -> dict[str, str]:
+        names = [s for s in schemas.SPLITS if self.config.ratios.get(s, 0) > 0]
+        ratios = [self.config.ratios[s] for s in names]
+        previous: dict[str, str] = {}
+        if self.ctx.previous_splits is not None:
+            prev = self.ctx.previous_splits
+            previous = dict(zip(prev.column("id").to_pylist(), prev.column("split").to_pylist()))
+        assignment: dict[str, str] = {}
+        groups: dict[str | None, list[int]] = {}
+        existing: dict[str | None, list[int]] = {}
+        for pos, (rid, label) in enumerate(zip(ids, labels)):
+            key = label if self.config.stratify else None
+            counts = existing.setdefault(key, [0] * len(names))
+            kept = previous.get(rid)
+            if kept in names:
+                assignment[rid] = kept
+                counts[names.index(kept)] += 1
+            else:
+                groups.setdefault(key, []).append(pos)
+        self._kept = len(assignment)
+        order = id_hash(ids, self.config.seed)
+        for key in sorted(groups, key=lambda k: (k is None, k or "")):
+            members = np.array(groups[key])
+            members = members[np.argsort(order[members], kind="stable")]
+            counts = allocate(len(members), ratios, existing[key])
+            start = 0
+            for name, count in zip(names, counts):
+                for pos in members[start : start + count]:
+                    assignment[ids[pos]] = name
+                start += count
+        return assignment
