@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import UserError
+from stages import annotate as annotate_stage
 from stages import clean as clean_stage
 from stages import collect as collect_stage
 from stages import dedupe as dedupe_stage
@@ -37,6 +38,7 @@ class DatasetConfig(BaseModel):
     sources: list[collect_stage.SourceConfig] = Field(min_length=1)
     clean: clean_stage.Config = clean_stage.Config()
     dedupe: dedupe_stage.Config = dedupe_stage.Config()
+    annotate: annotate_stage.Config | None = None  # rows that need a human go to Label Studio
     split: split_stage.Config = split_stage.Config()
     store: StoreConfig = StoreConfig()
 
