@@ -25,6 +25,10 @@ app = typer.Typer(
 versions_app = typer.Typer(help="List, inspect and compare published dataset versions.", no_args_is_help=True)
 app.add_typer(versions_app, name="versions")
 
+from pipeline import labelstudio_cli  # noqa: E402  (labelstudio start|stop|status, annotate push|status|pull)
+
+labelstudio_cli.register(app)
+
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}

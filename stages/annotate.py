@@ -364,9 +364,7 @@ class AnnotateStage(Stage):
         url = self.project_url(pid)
         pushed = self.push(pid, selected)
         tasks = client.tasks(pid)
-        users = client.users()
-        export = client.export_snapshot(pid)
-        ann, aside = annotations_from_export(export, users, labels)
+        ann, aside, _ = self.pull(pid)
 
         # Only rows of this input count; annotations of rows no longer in the dataset are ignored.
         in_input = set(rows["id"])
@@ -412,34 +410,8 @@ class AnnotateStage(Stage):
                 url=url,
             )
 
-        agg, details = aggregate(ann, labels, cfg.aggregation)
-        report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
-        unresolved = sorted(agg.loc[agg["unresolved"], "item"].tolist()) if len(agg) else []
         source_of = dict(zip(rows["id"], rows["label"]))
-        resolved = agg[~agg["unresolved"]] if len(agg) else agg
-        changed = [
-            {"row_id": i, "source_label": source_of.get(i), "label": l}
-            for i, l in zip(resolved["item"], resolved["label"])
-            if isinstance(source_of.get(i), str) and source_of.get(i) != l
-        ]
-        self._write_outputs(ann, aside, agg, rows, cfg, report, details, unresolved, changed)
-        self.stats.update(
-            {
-                "aggregation": cfg.aggregation,
-                "labelled_rows": int(len(resolved)),
-                "unresolved": len(unresolved),
-                "unresolved_rows": unresolved[:100],
-                "changed_from_source": len(changed),
-                "agreement": {
-                    "cohen_kappa": report.get("cohen_kappa", []),
-                    "fleiss_kappa": report.get("fleiss_kappa"),
-                    "krippendorff_alpha": report.get("krippendorff_alpha"),
-                    "annotator_consensus": report.get("annotator_consensus", {}),
-                },
-                **({"annotator_accuracy": details["annotator_accuracy"]} if "annotator_accuracy" in details else {}),
-            }
-        )
-
+        resolved = self.summarize(ann, aside, source_of, Path(self.ctx.work_dir))
         human = dict(zip(resolved["item"], resolved["label"]))
         for batch in batches:
             ids = batch.column("id").to_pylist()
@@ -460,22 +432,59 @@ class AnnotateStage(Stage):
             self.ctx.progress(out.num_rows)
             yield StageOutput(kept=schemas.conform(out, schemas.ANNOTATED))
 
-    def _write_outputs(self, ann, aside, agg, rows, cfg, report, details, unresolved, changed) -> None:
-        work = Path(self.ctx.work_dir)
+    def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """(annotations, aside, source label per row id from the task data) from an export snapshot."""
+        client = self.client()
+        export = client.export_snapshot(pid)
+        ann, aside = annotations_from_export(export, client.users(), self.labels())
+        source_of = {(t.get("data") or {}).get("row_id"): (t.get("data") or {}).get("source_label") for t in export}
+        return ann, aside, source_of
+
+    def summarize(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
+        """Aggregate, measure agreement, write the files and the stats; return the resolved rows
+        (columns item, label, ...)."""
+        cfg, labels = self.config, self.labels()
+        agg, details = aggregate(ann, labels, cfg.aggregation)
+        report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
+        unresolved = sorted(agg.loc[agg["unresolved"].astype(bool), "item"].tolist()) if len(agg) else []
+        resolved = agg[~agg["unresolved"].astype(bool)] if len(agg) else agg
+        changed = [
+            {"row_id": i, "source_label": source_of.get(i), "label": l}
+            for i, l in zip(resolved["item"], resolved["label"])
+            if isinstance(source_of.get(i), str) and source_of.get(i) and source_of.get(i) != l
+        ]
+        self.stats.update(
+            {
+                "aggregation": cfg.aggregation,
+                "annotators": sorted(ann["annotator"].unique().tolist()),
+                "labelled_rows": int(len(resolved)),
+                "unresolved": len(unresolved),
+                "unresolved_rows": unresolved[:100],
+                "changed_from_source": len(changed),
+                "agreement": {
+                    "cohen_kappa": report.get("cohen_kappa", []),
+                    "fleiss_kappa": report.get("fleiss_kappa"),
+                    "krippendorff_alpha": report.get("krippendorff_alpha"),
+                    "annotator_consensus": report.get("annotator_consensus", {}),
+                    "per_label_agreement": report.get("per_label_agreement", {}),
+                },
+                **({"annotator_accuracy": details["annotator_accuracy"]} if "annotator_accuracy" in details else {}),
+            }
+        )
         work.mkdir(parents=True, exist_ok=True)
         write_annotations(ann, work / "annotations.parquet")
         write_annotations(aside, work / "annotations_aside.parquet", {"reason": pa.string()})
-        source_of = dict(zip(rows["id"], rows["label"]))
+        items = agg["item"].tolist() if len(agg) else []
         labels_table = pa.table(
             {
-                "row_id": pa.array(agg["item"].tolist() if len(agg) else [], pa.string()),
-                "label": pa.array(agg["label"].where(agg["label"].notna(), None).tolist() if len(agg) else [], pa.string()),
-                "method": pa.array([cfg.aggregation] * len(agg), pa.string()),
+                "row_id": pa.array(items, pa.string()),
+                "label": pa.array([l if isinstance(l, str) else None for l in agg["label"]] if len(agg) else [], pa.string()),
+                "method": pa.array([cfg.aggregation] * len(items), pa.string()),
                 "support": pa.array(agg["support"].tolist() if len(agg) else [], pa.float64()),
                 "n_annotations": pa.array(agg["n"].tolist() if len(agg) else [], pa.int64()),
                 "votes": pa.array([json.dumps(v, sort_keys=True) for v in agg["votes"]] if len(agg) else [], pa.string()),
                 "unresolved": pa.array(agg["unresolved"].tolist() if len(agg) else [], pa.bool_()),
-                "source_label": pa.array([source_of.get(i) for i in agg["item"]] if len(agg) else [], pa.string()),
+                "source_label": pa.array([source_of.get(i) for i in items], pa.string()),
             }
         )
         pq.write_table(labels_table, work / "labels.parquet")
@@ -492,3 +501,4 @@ class AnnotateStage(Stage):
             **report,
         }
         (work / "agreement.json").write_text(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+        return resolved
