@@ -1,0 +1,375 @@
+"""Annotation against a real Label Studio server started by the suite (no mocks).
+
+The first use builds a migrated data folder once (~1 min) and keeps it outside the repo
+(`$SFTPIPE_LS_TEMPLATE`, default ~/.cache/sftpipe/ls-template-<version>); each session copies it, so a
+session pays only the server's start-up (seconds). Label Studio itself comes from its own virtualenv
+(`$SFTPIPE_LABELSTUDIO_VENV`, installed on first use). Simulated annotators sign up like people do and post
+annotations with their own API tokens.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import stat
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from pipeline import labelstudio as lsmod
+from pipeline import labelstudio_server as srv
+from pipeline.errors import PipelinePaused, UserError
+from pipeline.stage import StageContext
+from stages.annotate import AnnotateStage, Config, label_config
+
+pytestmark = pytest.mark.labelstudio
+
+LS_VERSION = srv.LABEL_STUDIO_SPEC.split("==")[-1]
+TEMPLATE = Path(os.environ.get("SFTPIPE_LS_TEMPLATE") or Path.home() / ".cache" / "sftpipe" / f"ls-template-{LS_VERSION}")
+LABELS = ["ham", "spam"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_template() -> Path:
+    """A migrated data folder with the admin user, built once per machine."""
+    if (TEMPLATE / "label_studio.sqlite3").is_file() and (TEMPLATE / lsmod.CREDENTIALS_FILE).is_file():
+        return TEMPLATE
+    partial = TEMPLATE.with_name(TEMPLATE.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        srv.start(partial, port=free_port(), timeout_s=600)
+    finally:
+        srv.stop(partial)
+    for name in (srv.PID_FILE, srv.LOG_FILE):
+        (partial / name).unlink(missing_ok=True)
+    shutil.rmtree(TEMPLATE, ignore_errors=True)
+    partial.rename(TEMPLATE)
+    return TEMPLATE
+
+
+class Server:
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.port = free_port()
+
+    def start(self):
+        self.info = srv.start(self.data_dir, port=self.port, timeout_s=300)
+        self.creds = json.loads((self.data_dir / lsmod.CREDENTIALS_FILE).read_text())
+        self.url, self.api_key = self.creds["url"], self.creds["api_key"]
+        return self
+
+    def stop(self):
+        srv.stop(self.data_dir)
+
+    def client(self, **kw) -> lsmod.LabelStudioClient:
+        return lsmod.LabelStudioClient(lsmod.Credentials(self.url, self.api_key, "test"), **kw)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    template = ensure_template()
+    data_dir = tmp_path_factory.mktemp("ls") / "labelstudio"
+    shutil.copytree(template, data_dir)
+    s = Server(data_dir).start()
+    old = {k: os.environ.get(k) for k in (lsmod.SERVER_DIR_ENV, lsmod.URL_ENV, lsmod.API_KEY_ENV)}
+    os.environ[lsmod.SERVER_DIR_ENV] = str(data_dir)  # the stage finds the server's credentials file here
+    os.environ.pop(lsmod.URL_ENV, None)
+    os.environ.pop(lsmod.API_KEY_ENV, None)
+    try:
+        yield s
+    finally:
+        s.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def signup(url: str, email: str, password: str = "annotator-pass-123") -> str:
+    """A simulated annotator: signs up through Label Studio's own form and returns their API token."""
+    with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as c:
+        c.get("/user/signup/")
+        r = c.post("/user/signup/", data={"email": email, "password": password, "csrfmiddlewaretoken": c.cookies["csrftoken"]},
+                   headers={"Referer": f"{url}/user/signup/"})
+        if r.status_code != 302:  # already signed up (a second test session on the same template): log in
+            c.cookies.clear()
+            c.get("/user/login/")
+            r = c.post("/user/login/", data={"email": email, "password": password, "csrfmiddlewaretoken": c.cookies["csrftoken"]},
+                       headers={"Referer": f"{url}/user/login/"})
+        assert r.status_code == 302, r.text[:300]
+        return c.get("/api/current-user/token").json()["token"]
+
+
+def annotate_as(url: str, token: str, task_id: int, choices: list[str], lead_time: float = 1.5, cancelled: bool = False):
+    r = httpx.post(
+        f"{url}/api/tasks/{task_id}/annotations/",
+        headers={"Authorization": f"Token {token}"},
+        json={"result": [] if cancelled else [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": choices}}],
+              "was_cancelled": cancelled, "lead_time": lead_time},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text[:300]
+
+
+def rows_batch(n: int, dataset_prefix: str, labelled: bool = True, texts: dict[int, str] | None = None) -> pa.RecordBatch:
+    rows = [
+        {"id": f"{dataset_prefix}-{i:03d}", "source": "sms", "source_file": "f.tsv", "source_line": i + 1,
+         "text": (texts or {}).get(i, f"message number {i}"), "label": ("ham" if i % 3 else "spam") if labelled else None,
+         "meta": None, "cluster_id": i}
+        for i in range(n)
+    ]
+    return pa.RecordBatch.from_pylist(rows, schema=schemas.DEDUPED)
+
+
+class Input:
+    def __init__(self, *batches: pa.RecordBatch):
+        self._batches = batches
+        self.num_rows = sum(b.num_rows for b in batches)
+
+    def batches(self, columns=None):
+        yield from self._batches
+
+
+def make_stage(dataset: str, work: Path, **cfg) -> AnnotateStage:
+    config = Config(**cfg)
+    return AnnotateStage(config, StageContext(dataset=dataset, config_dir=work, work_dir=work, labels=LABELS))
+
+
+def run_stage(stage: AnnotateStage, inp: Input) -> pa.Table:
+    return pa.Table.from_batches([o.kept for o in stage.run(inp) if o.kept is not None])
+
+
+def tasks_by_row(server: Server, pid: int) -> dict[str, int]:
+    return {t["data"]["row_id"]: t["id"] for t in server.client().tasks(pid)}
+
+
+# -- the server ------------------------------------------------------------------------------------------------
+
+
+def test_server_status_credentials_and_taken_port(server, tmp_path):
+    info = srv.status(server.data_dir)
+    assert info.running and info.healthy and info.url == server.url
+    cred = server.data_dir / lsmod.CREDENTIALS_FILE
+    assert stat.S_IMODE(cred.stat().st_mode) == 0o600
+    assert server.api_key not in (server.data_dir / srv.PID_FILE).read_text()
+    assert server.api_key not in (server.data_dir / srv.LOG_FILE).read_text(errors="replace")
+    # A second server on a taken port is refused with a message that says so.
+    with pytest.raises(UserError, match=rf"port {server.port} .*already in use"):
+        srv.start(tmp_path / "other", port=server.port, timeout_s=5)
+    assert server.client().whoami()["email"] == srv.ADMIN_EMAIL
+
+
+# -- connection faults and tokens ------------------------------------------------------------------------------
+
+
+def test_server_down_is_one_clear_line():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = lsmod.LabelStudioClient(lsmod.Credentials(url, "secret-token-value-123", "test"), retries=2, backoff_s=0.05)
+    start = time.monotonic()
+    with pytest.raises(lsmod.LabelStudioUnreachable) as err:
+        client.whoami()
+    msg = str(err.value)
+    assert url in msg and "not reachable after 3 attempts" in msg
+    assert "\n" not in msg and "secret-token-value-123" not in msg
+    assert time.monotonic() - start < 10
+
+
+def test_wrong_token_is_said_so(server):
+    bad = "0" * 40
+    client = lsmod.LabelStudioClient(lsmod.Credentials(server.url, bad, "$LABEL_STUDIO_API_KEY"))
+    with pytest.raises(lsmod.LabelStudioAuthError) as err:
+        client.whoami()
+    msg = str(err.value)
+    assert "rejected the API token" in msg and server.url in msg and "$LABEL_STUDIO_API_KEY" in msg
+    assert bad not in msg and bad not in repr(client) and bad not in repr(client.credentials)
+
+
+def test_personal_access_token_works(server):
+    pat = server.client().sdk.tokens.create().token  # a JWT refresh token
+    client = lsmod.LabelStudioClient(lsmod.Credentials(server.url, pat, "PAT"))
+    assert client.whoami()["email"] == srv.ADMIN_EMAIL  # the SDK exchanged it for an access token
+    # A JWT that is not one of this server's (same shape, wrong signature) is refused, and said so.
+    forged = pat[: pat.rindex(".") + 1] + ("A" * 43)
+    with pytest.raises(lsmod.LabelStudioAuthError, match="rejected the API token") as err:
+        lsmod.LabelStudioClient(lsmod.Credentials(server.url, forged, "PAT")).whoami()
+    assert forged not in str(err.value) and pat not in str(err.value)
+
+
+# -- push --------------------------------------------------------------------------------------------------------
+
+
+def test_push_twice_same_tasks_and_interrupted_push_completes(server, tmp_path):
+    inp = Input(rows_batch(30, "push", labelled=False))
+    stage = make_stage("push-test", tmp_path, select="unlabelled")
+    with pytest.raises(PipelinePaused, match=r"^30 tasks awaiting annotation at http://127\.0\.0\.1:\d+/projects/\d+/data"):
+        run_stage(stage, inp)
+    pid = stage.stats["project_id"]
+    assert stage.stats["push"]["imported"] == 30
+
+    again = make_stage("push-test", tmp_path, select="unlabelled")
+    with pytest.raises(PipelinePaused):
+        run_stage(again, inp)
+    assert again.stats["project_id"] == pid  # found again, not a second project
+    assert again.stats["push"] == {"selected": 30, "already_in_project": 30, "imported": 0}
+    assert len(tasks_by_row(server, pid)) == 30
+
+    # An interrupted push: only part of a larger selection made it; the next push adds exactly the rest.
+    bigger = Input(rows_batch(45, "push", labelled=False))
+    partial = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
+    partial_rows = pd.DataFrame(bigger._batches[0].to_pylist()).iloc[:37]
+    partial.push(pid, partial_rows)
+    assert len(tasks_by_row(server, pid)) == 37
+    resumed = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
+    with pytest.raises(PipelinePaused, match="^45 tasks awaiting"):
+        run_stage(resumed, bigger)
+    assert resumed.stats["push"]["imported"] == 8
+    by_row = tasks_by_row(server, pid)
+    assert len(server.client().tasks(pid)) == 45 == len(by_row)
+    assert resumed.stats["duplicate_tasks"] == 0
+
+
+def test_html_is_shown_as_text(server, tmp_path):
+    script = 'Win <script>alert("x")</script> & <b>prizes</b>'
+    cfg_xml = label_config(["ham", "sp&m <x>"], "single", instructions='Pick one. <script>alert(1)</script> "quoted"')
+    root = ET.fromstring(cfg_xml)  # well-formed: every value escaped
+    assert root.find("Header").get("value") == 'Pick one. <script>alert(1)</script> "quoted"'
+    assert [c.get("value") for c in root.iter("Choice")] == ["ham", "sp&m <x>"]
+    assert root.find("Text") is not None and root.find("HyperText") is None  # shown as text, not HTML
+    stage = make_stage("html-test", tmp_path, select="all", instructions="Label <script>x</script> carefully")
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, Input(rows_batch(3, "html", texts={0: script})))
+    pid = stage.stats["project_id"]
+    project = server.client().get_project(pid)
+    assert "<script>" not in project.expert_instruction and "&lt;script&gt;" in project.expert_instruction
+    assert "<HyperText" not in project.label_config
+    task = [t for t in server.client().tasks(pid) if t["data"]["row_id"] == "html-000"][0]
+    assert task["data"]["text"] == script  # stored verbatim, rendered by the Text tag as text
+
+
+# -- pull, aggregation, agreement ------------------------------------------------------------------------------
+
+# Two annotators on ten rows. A: h h h h h h s s s s; B agrees except on rows 5 and 9.
+#   observed agreement 8/10 = 0.8; marginals A: 6 h / 4 s, B: 6 h / 4 s → chance 0.6² + 0.4² = 0.52
+#   Cohen's kappa = (0.8 − 0.52) / (1 − 0.52) = 0.583333
+#   Fleiss (2 raters, pooled p_h = 12/20): P̄ = 0.8, P_e = 0.52 → 0.583333
+#   Krippendorff's alpha (nominal): coincidences o_hh = 10, o_ss = 6, o_hs = o_sh = 2; n_h = 12, n_s = 8, n = 20
+#   alpha = 1 − (n − 1)·(o_hs + o_sh) / (n_h·n_s + n_s·n_h) = 1 − 19·4 / 192 = 0.604167
+A = "hhhhhhssss"
+B = "hhhhhssssh"
+
+
+def _pattern_ok():
+    assert sum(a == b for a, b in zip(A, B)) == 8 and A.count("h") == 6 and B.count("h") == 6
+
+
+def test_agreement_known_values_and_pull_after_restart(server, tmp_path):
+    _pattern_ok()
+    names = {"h": "ham", "s": "spam"}
+    tok_a = signup(server.url, "annotator.a@example.com")
+    tok_b = signup(server.url, "annotator.b@example.com")
+    tok_c = signup(server.url, "annotator.c@example.com")
+    inp = Input(rows_batch(10, "agree", labelled=True))
+    stage = make_stage("agree-test", tmp_path / "w1", select="all", annotators_per_task=2)
+    with pytest.raises(PipelinePaused, match="^10 tasks awaiting"):
+        run_stage(stage, inp)
+    pid = stage.stats["project_id"]
+    by_row = tasks_by_row(server, pid)
+    rows = sorted(by_row)
+    for i, rid in enumerate(rows):
+        annotate_as(server.url, tok_a, by_row[rid], [names[A[i]]], lead_time=2.0 + i)
+        if i < 9:
+            annotate_as(server.url, tok_b, by_row[rid], [names[B[i]]])
+    # Half done: 9 of 10 rows have both annotations → still paused (min_coverage 1.0) ...
+    partial = make_stage("agree-test", tmp_path / "w0", select="all", annotators_per_task=2)
+    with pytest.raises(PipelinePaused, match="^1 tasks awaiting"):
+        run_stage(partial, inp)
+    annotate_as(server.url, tok_b, by_row[rows[9]], [names[B[9]]])
+    # ... a skipped (cancelled) annotation is ignored; a choice outside the label set is kept aside.
+    annotate_as(server.url, tok_c, by_row[rows[0]], [], cancelled=True)
+    annotate_as(server.url, tok_c, by_row[rows[1]], ["eggs"])
+
+    work = tmp_path / "w1"
+    stage = make_stage("agree-test", work, select="all", annotators_per_task=2)
+    fp_before = stage.fingerprint_inputs()
+    out = run_stage(stage, inp)
+    st = stage.stats
+    assert st["coverage"] == 1.0 and st["annotations"] == 20 and st["annotations_aside"] == 1
+    pair = st["agreement"]["cohen_kappa"]
+    assert len(pair) == 1 and pair[0]["n"] == 10
+    assert pair[0]["kappa"] == pytest.approx(0.583333, abs=1e-6)
+    assert st["agreement"]["fleiss_kappa"] == pytest.approx(0.583333, abs=1e-6)
+    assert st["agreement"]["krippendorff_alpha"] == pytest.approx(0.604167, abs=1e-6)
+    assert st["unresolved"] == 2 and st["unresolved_rows"] == [rows[5], rows[9]]  # the ties, listed
+
+    ann = pq.read_table(work / "annotations.parquet").to_pandas()
+    assert len(ann) == 20 and set(ann["annotator"]) == {"annotator.a@example.com", "annotator.b@example.com"}
+    assert ann.loc[(ann["row_id"] == rows[3]) & (ann["annotator"] == "annotator.a@example.com"), "lead_time"].item() == 5.0
+    assert ann["created_at"].notna().all() and ann["updated_at"].notna().all()
+    aside = pq.read_table(work / "annotations_aside.parquet").to_pandas()
+    assert aside[["row_id", "annotator"]].values.tolist() == [[rows[1], "annotator.c@example.com"]]
+    assert "not in the label set: eggs" in aside["reason"].item()
+    report = json.loads((work / "agreement.json").read_text())
+    assert report["confusion"]["ham"]["spam"] == 2 and report["confusion"]["ham"]["ham"] == 5
+    assert report["annotations_aside"][0]["labels"] == ["eggs"]
+
+    # Rows: the human label where resolved, the source label kept where tied.
+    got = out.to_pandas().set_index("id")
+    src = {r["id"]: r["label"] for r in inp._batches[0].to_pylist()}
+    for i, rid in enumerate(rows):
+        if i in (5, 9):
+            assert got.loc[rid, "label"] == src[rid] and got.loc[rid, "label_source"] == "source"
+        else:
+            assert got.loc[rid, "label"] == names[A[i]] and got.loc[rid, "label_source"] == "annotation"
+    labels_first = pq.read_table(work / "labels.parquet").to_pandas()
+
+    # Unchanged annotations → unchanged fingerprint; the server restarted → the same result.
+    server.stop()
+    with pytest.raises(lsmod.LabelStudioUnreachable, match=rf"Label Studio at {server.url} is not reachable"):
+        make_stage("agree-test", tmp_path / "down", select="all").fingerprint_inputs()
+    server.start()
+    again = make_stage("agree-test", tmp_path / "w2", select="all", annotators_per_task=2)
+    assert again.fingerprint_inputs() == fp_before
+    out2 = run_stage(again, inp)
+    assert again.stats["project_id"] == pid
+    assert out2.equals(out)
+    pd.testing.assert_frame_equal(pq.read_table(tmp_path / "w2" / "labels.parquet").to_pandas(), labels_first)
+    assert again.stats["agreement"] == st["agreement"]
+
+    # Dawid–Skene on the same annotations: every row gets a label, with its posterior as support.
+    ds = make_stage("agree-test", tmp_path / "w3", select="all", annotators_per_task=2, aggregation="dawid_skene")
+    run_stage(ds, inp)
+    assert ds.stats["unresolved"] == 0 and ds.stats["labelled_rows"] == 10
+    assert set(ds.stats["annotator_accuracy"]) == {"annotator.a@example.com", "annotator.b@example.com"}
+    # A new annotation changes the fingerprint, so the next run pulls again.
+    annotate_as(server.url, tok_c, by_row[rows[2]], ["ham"])
+    assert make_stage("agree-test", tmp_path / "w4", select="all").fingerprint_inputs() != fp_before
+
+
+def test_sample_selection_is_stable_and_stratified(tmp_path):
+    from stages.annotate import select_rows
+
+    rows = pd.DataFrame(rows_batch(90, "s").to_pylist())
+    cfg = Config(select="sample", sample_size=30, stratify=True, seed=3)
+    a = select_rows(rows, cfg)
+    b = select_rows(rows.sample(frac=1, random_state=1), cfg)
+    assert a["id"].tolist() == b["id"].tolist()
+    assert a["label"].value_counts().to_dict() == {"ham": 20, "spam": 10}
+    assert len(select_rows(rows, Config(select="sample", sample_fraction=0.1))) == 9
+    with pytest.raises(ValueError):
+        Config(select="sample")
+    with pytest.raises(ValueError):
+        Config(select="all", sample_size=3)
