@@ -20,6 +20,7 @@ from stages import clean as clean_stage
 from stages import collect as collect_stage
 from stages import dedupe as dedupe_stage
 from stages import split as split_stage
+from train import config as train_config
 
 
 class StoreConfig(BaseModel):
@@ -41,6 +42,7 @@ class DatasetConfig(BaseModel):
     annotate: annotate_stage.Config | None = None  # rows that need a human go to Label Studio
     split: split_stage.Config = split_stage.Config()
     store: StoreConfig = StoreConfig()
+    train: train_config.Config = train_config.Config()
 
     @field_validator("sources")
     @classmethod
@@ -71,7 +73,13 @@ class DatasetConfig(BaseModel):
         return self.model_dump(mode="json")
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()
+        """Hash of what decides the dataset's content: training settings and prose are left out, so
+        changing a learning rate or a description never mints a new data version."""
+        data = {k: v for k, v in self.resolved().items() if k not in _NOT_DATA}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+_NOT_DATA = {"train", "description", "store"}
 
 
 def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:

@@ -1,0 +1,151 @@
+"""clean: normalizers, quality signals and rules, language detection, and adding a filter."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from pydantic import ValidationError
+
+import schemas
+from pipeline.stage import SIGNALS, StageContext, signal
+from stages.clean import CleanStage, Config
+
+from .conftest import SAMPLES
+
+
+class TableInput:
+    """The executor's input protocol over an in-memory table."""
+
+    def __init__(self, table: pa.Table, batch_size: int = 1000):
+        self.table, self.batch_size, self.num_rows = table, batch_size, table.num_rows
+
+    def batches(self, columns=None):
+        t = self.table.select(columns) if columns else self.table
+        yield from t.to_batches(max_chunksize=self.batch_size)
+
+
+def rows(texts, labels=None) -> pa.Table:
+    n = len(texts)
+    return pa.Table.from_pydict({
+        "id": [f"r{i}" for i in range(n)], "source": ["s"] * n, "source_file": ["f"] * n,
+        "source_line": list(range(1, n + 1)), "text": texts, "label": labels or [None] * n, "meta": [None] * n,
+    }, schema=schemas.COLLECTED)
+
+
+def clean(table: pa.Table, batch_size=1000, workers=1, **config):
+    stage = CleanStage(Config(**config), StageContext(dataset="t", config_dir=".", work_dir=".", batch_size=batch_size,
+                                                      workers=workers))
+    kept, rejected = [], []
+    for out in stage.run(TableInput(table, batch_size)):
+        if out.kept is not None and out.kept.num_rows:
+            kept.append(out.kept)
+        if out.rejected is not None:
+            rejected.append(out.rejected)
+    k = pa.Table.from_batches(kept) if kept else None
+    r = pa.Table.from_batches(rejected) if rejected else schemas.REJECTED.empty_table()
+    return k, r, stage.stats
+
+
+def test_normalizers():
+    texts = ["Caf\u00c3\u00a9 &amp; <b>bold</b>  text", "ｆｕｌｌ\u3000width", "tab\there\x07\u200b!",
+             "lines\r\n\r\n\r\nmore   spaces ", "<script>alert('x')</script>kept", "I <3 you & a < b"]
+    kept, _, stats = clean(rows(texts), signals=[])
+    assert kept.column("text").to_pylist() == ["Café & bold text", "full width", "tab here!", "lines\nmore spaces",
+                                              "kept", "I <3 you & a < b"]
+    assert stats["normalized_rows"]["fix_mojibake"] == 1
+    assert stats["normalized_rows"]["strip_html"] == 2
+
+
+def test_normalizers_can_be_switched_off():
+    kept, _, _ = clean(rows(["<b>x</b>  y"]), signals=[], normalize={"strip_html": False, "collapse_whitespace": False})
+    assert kept.column("text").to_pylist() == ["<b>x</b>  y"]
+
+
+def test_pii_masking_counts():
+    kept, _, stats = clean(rows(["mail me at jane.doe@example.org or call +44 7700 900123", "server 192.168.1.20 is up"]),
+                           signals=[], normalize={"mask_pii": True})
+    assert kept.column("text").to_pylist() == ["mail me at <EMAIL> or call <PHONE>", "server <IP_ADDRESS> is up"]
+    assert stats["pii_masked"] == {"email": 1, "ip_address": 1, "phone": 1}
+
+
+def test_empty_after_normalization_is_rejected_with_original_text():
+    kept, rejected, _ = clean(rows(["<p></p>", "ok"]), signals=[])
+    assert kept.column("text").to_pylist() == ["ok"]
+    assert rejected.column("reason").to_pylist() == ["empty_after_normalization"]
+    assert rejected.column("text").to_pylist() == ["<p></p>"]
+
+
+def test_short_real_texts_survive_the_default_rules():
+    """Gopher's web-page rules must not drop an SMS ("Ok...") or a question for being short."""
+    import csv
+
+    with open(SAMPLES / "sms_spam" / "SMSSpamCollection", encoding="utf-8", newline="") as fh:
+        texts = [r[1] for r in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
+    kept, rejected, _ = clean(rows(texts), signals=[])
+    assert kept.num_rows + rejected.num_rows == 5574
+    # One 60-word chain letter, mostly "&lt;#&gt;" placeholders, fails Gopher's alphabetic-word share.
+    assert rejected.num_rows <= 2
+    n_words = kept.column("n_words").to_numpy()
+    assert kept.column("symbol_word_ratio").null_count == int((n_words < 50).sum())
+
+
+def test_rules_reasons_and_thresholds_on_kept_scores():
+    long_repetitive = " ".join(["buy now"] * 40)
+    texts = ["short", "a perfectly normal sentence with enough words", long_repetitive, "x" * 300]
+    kept, rejected, _ = clean(rows(texts), signals=[], filters={"n_chars": {"min": 6, "max": 200}})
+    reasons = dict(zip(rejected.column("id").to_pylist(), rejected.column("reason").to_pylist()))
+    assert reasons == {"r0": "n_chars_below_min", "r2": "n_chars_above_max", "r3": "n_chars_above_max"}
+    # With a looser length rule the repetitive text is caught by Gopher's top-bigram rule instead.
+    kept, rejected, _ = clean(rows(texts), signals=[], filters={"n_chars": {"min": 1, "max": 1000}})
+    reasons = dict(zip(rejected.column("id").to_pylist(), rejected.column("reason").to_pylist()))
+    assert reasons == {"r2": "top_2gram_share_above_max"}
+    assert "top_2gram_share" in kept.column_names  # scores stay, so thresholds can change without recomputing
+
+
+def test_disabling_a_default_rule():
+    texts = [" ".join(["buy now"] * 40)]
+    kept, rejected, _ = clean(rows(texts), signals=[], filters={"top_2gram_share": None})
+    assert kept.num_rows == 1 and rejected.num_rows == 0
+
+
+def test_language_filter_on_tatoeba_is_deterministic():
+    import pandas as pd
+
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    frame = frame[frame.bucket.astype(str) != "50"].groupby("label").head(8)
+    table = rows(frame.text.tolist(), frame.label.tolist())
+    kept, rejected, _ = clean(table, filters={"lang": {"allowed": ["en", "fr"]}})
+    kept_labels = set(kept.column("label").to_pylist())
+    assert kept_labels <= {"eng", "fra"} and kept_labels == {"eng", "fra"}
+    assert set(rejected.column("reason").to_pylist()) == {"lang_not_allowed"}
+    # Same answer whatever the batching and the number of worker processes.
+    kept2, _, _ = clean(table, batch_size=7, workers=2, filters={"lang": {"allowed": ["en", "fr"]}})
+    assert kept.column("lang_score").to_pylist() == kept2.column("lang_score").to_pylist()
+
+
+def test_expensive_signals_run_only_on_rows_still_alive():
+    kept, rejected, _ = clean(rows(["hi", "this sentence is clearly written in English"]), signals=["lang"],
+                              filters={"n_chars": {"min": 5}})
+    assert rejected.column("id").to_pylist() == ["r0"]
+    assert kept.column("lang").to_pylist() == ["en"]
+
+
+def test_unknown_signal_is_a_config_error():
+    with pytest.raises(ValidationError, match="unknown signal 'n_charz'"):
+        Config(filters={"n_charz": {"min": 1}})
+
+
+def test_a_new_filter_is_one_function_and_one_config_line():
+    @signal("digit_share")
+    def digit_share(texts):
+        digits = pc.count_substring_regex(texts, r"\d").to_numpy(zero_copy_only=False)
+        return {"digit_share": pa.array(digits / np.maximum(pc.utf8_length(texts).to_numpy(zero_copy_only=False), 1))}
+
+    try:
+        kept, rejected, _ = clean(rows(["call 0800 123 4567", "no digits here"]), signals=[],
+                                  filters={"digit_share": {"max": 0.3}})
+        assert rejected.column("reason").to_pylist() == ["digit_share_above_max"]
+        assert kept.column("digit_share").to_pylist() == [0.0]
+    finally:
+        del SIGNALS["digit_share"]
