@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -122,7 +123,8 @@ def cohen_pairs(ann: pd.DataFrame, labels: list[str]) -> list[dict[str, Any]]:
         ya, yb = by[a].loc[common].tolist(), by[b].loc[common].tolist()
         observed = sum(x == y for x, y in zip(ya, yb)) / len(common)
         values = sorted(set(labels) | set(ya) | set(yb))
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # undefined kappa (one label only) → None below
             try:
                 kappa = cohen_kappa_score(ya, yb, labels=values)
             except ValueError:
