@@ -152,8 +152,16 @@ class LocalExecutor:
     # -- the run --------------------------------------------------------------------------------------------
 
     def run(self, tag: str | None = None) -> RunResult:
+        # One run of a dataset at a time: a second one is told so at once rather than racing for the
+        # stage folders and the next version number.
+        with self.store.lock(self.config.dataset):
+            self.store.clean_stale(self.config.dataset)
+            for stale in self.run_dir.glob("*/*.tmp-*"):  # outputs of runs killed midway: never trusted
+                shutil.rmtree(stale, ignore_errors=True)
+            return self._run(tag)
+
+    def _run(self, tag: str | None) -> RunResult:
         dataset = self.config.dataset
-        self.store.clean_stale(dataset)
         parent = self.store.latest(dataset)
         previous_splits = self.store.splits_of(dataset, parent) if parent else None
         code = code_version()
@@ -264,7 +272,7 @@ class LocalExecutor:
         identical = self.store.find(self.config.dataset, content, manifest["config_hash"])
         if identical is not None:
             return RunResult(self.config.dataset, identical, False, reports, manifest, candidate)
-        version = self.store.publish(self.config.dataset, candidate, manifest, tag=tag)
+        version = self.store.publish(self.config.dataset, candidate, manifest, tag=tag, locked=True)
         return RunResult(self.config.dataset, version, True, reports, self.store.manifest(self.config.dataset, version),
                          candidate)
 

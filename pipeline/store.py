@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import stat
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -99,17 +99,19 @@ class VersionStore:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"another run is publishing {dataset!r} right now (lock {folder / '.lock'}); try again when it ends") from None
+                raise UserError(f"another run of {dataset!r} is in progress (lock {folder / '.lock'}); try again when it ends") from None
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def publish(self, dataset: str, candidate: Path, manifest: dict[str, Any], tag: str | None = None) -> str:
-        """Copy a candidate folder into the next version number, atomically; return the version name."""
+    def publish(self, dataset: str, candidate: Path, manifest: dict[str, Any], tag: str | None = None,
+                locked: bool = False) -> str:
+        """Copy a candidate folder into the next version number, atomically; return the version name.
+        `locked`: the caller already holds the dataset's lock."""
         if tag is not None and (_VERSION.match(tag) or tag == "latest" or tag.isdigit()):
             raise UserError(f"tag {tag!r} would be mistaken for a version name")
-        with self.lock(dataset):
+        with (nullcontext() if locked else self.lock(dataset)):
             existing = self.versions(dataset)
             if tag is not None and any(self.manifest(dataset, v).get("tag") == tag for v in existing):
                 raise UserError(f"tag {tag!r} is already used by a version of {dataset!r}")

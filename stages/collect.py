@@ -99,6 +99,9 @@ def check_source(source: SourceConfig, config_dir: Path) -> None:
         columns = peek_columns(source, file)
         if columns is None:
             continue  # empty file: nothing to check, its rows (none) are accounted as zero
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        if repeated:
+            raise UserError(f"{file}: duplicate column names: {', '.join(map(repr, repeated))}")
         wanted = {"text_field": source.text_field, "label_field": source.label_field, "id_field": source.id_field}
         wanted.update({f"meta_fields[{i}]": m for i, m in enumerate(source.meta_fields)})
         for key, name in wanted.items():
@@ -304,6 +307,9 @@ class CollectStage(Stage):
                 header = next(reader, None)
                 if header is None:
                     return
+                repeated = sorted({h for h in header if header.count(h) > 1})
+                if repeated:
+                    raise UserError(f"{file}: duplicate column names in the header: {', '.join(map(repr, repeated))}")
             for row in reader:
                 line = reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):

@@ -153,6 +153,6 @@ def test_two_publishers_cannot_hold_the_lock(tmp_path):
 
     store = VersionStore(tmp_path)
     with store.lock("toy"):
-        with pytest.raises(UserError, match="another run is publishing"):
+        with pytest.raises(UserError, match="another run of 'toy' is in progress"):
             with VersionStore(tmp_path).lock("toy"):
                 pass
