@@ -1,0 +1,365 @@
+"""The evaluate stage on candidate folders built from real data (SMS Spam Collection, TREC).
+
+A clean candidate passes; a collapsed class, nulls, a leaked test row and planted label flips each fail
+the right gate with the right observed value; planted flips are found; report.html renders in a real
+headless Chromium with its images loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from stages import evaluate
+from stages.evaluate import Config, evaluate_candidate, summarize_report
+
+DATA = Path("/work/shared/data")
+if not DATA.exists():  # a checkout with the shared data next to it
+    DATA = Path(__file__).resolve().parents[1] / "shared" / "data"
+SMS = DATA / "sms_spam" / "data.parquet"
+TREC = DATA / "trec" / "data.parquet"
+
+pytestmark = pytest.mark.skipif(not SMS.exists(), reason=f"real test data not found at {SMS}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Candidate folders as the executor writes them (collect → clean → dedupe → split), built from real rows.
+
+
+def _stable_unit(key: str) -> float:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / 16**12
+
+
+def build_rows(path: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rows of a real data set after exact + near dedupe (word 5-grams, Jaccard 0.8) and a split by cluster.
+
+    Returns (published rows with split, rejected rows)."""
+    raw = pd.read_parquet(path)
+    n = len(raw)
+    df = pd.DataFrame(
+        {
+            "id": [hashlib.sha1(f"{source}:{i + 1}".encode()).hexdigest()[:16] for i in range(n)],
+            "source": source,
+            "source_file": str(path),
+            "source_line": np.arange(1, n + 1, dtype=np.int64),
+            "text": raw["text"].astype(str).to_numpy(),
+            "label": raw["label"].astype(str).to_numpy(),
+            "meta": "{}",
+        }
+    )
+    # Cluster near duplicates (as the dedupe stage would) and keep the first row of each cluster.
+    texts = df["text"].tolist()
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for j, i, _ in evaluate.near_duplicate_pairs(texts, texts, evaluate.Leakage()):
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    root = np.array([find(i) for i in range(n)])
+    _, cluster = np.unique(root, return_inverse=True)
+    df["cluster_id"] = cluster.astype(np.int64)
+    first = ~pd.Series(root).duplicated().to_numpy()
+    kept, removed = df[first].copy(), df[~first].copy()
+    rep_id = dict(zip(df.index[first], df["id"][first]))
+    rejected = pd.DataFrame(
+        {
+            "id": removed["id"],
+            "stage": "dedupe",
+            "reason": "near_duplicate",
+            "details": [json.dumps({"duplicate_of": rep_id[r], "jaccard": 1.0, "cluster_id": int(c)})
+                        for r, c in zip(root[~first], removed["cluster_id"])],
+            "source": removed["source"],
+            "source_file": removed["source_file"],
+            "source_line": removed["source_line"],
+            "text": removed["text"],
+            "label": removed["label"],
+        }
+    )
+    u = np.array([_stable_unit(f"{source}:{c}") for c in kept["cluster_id"]])
+    kept["split"] = np.where(u < 0.8, "train", np.where(u < 0.9, "validation", "test"))
+    kept["n_chars"] = kept["text"].str.len().astype(np.float64)
+    kept["n_words"] = kept["text"].str.split().str.len().astype(np.float64)
+    kept["lang"] = "en"
+    kept["lang_score"] = 0.99
+    return kept.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def write_candidate(folder: Path, dataset: str, rows: pd.DataFrame, rejected: pd.DataFrame,
+                    labels: list[str] | None, parent: str | None = None, extra_stats: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    split_schema = pa.schema(list(schemas.SPLIT) + [pa.field("n_chars", pa.float64()), pa.field("n_words", pa.float64()),
+                                                   pa.field("lang", pa.string()), pa.field("lang_score", pa.float64())])
+    splits = {}
+    for s in schemas.SPLITS:
+        part = rows[rows["split"] == s]
+        table = pa.Table.from_pandas(part[split_schema.names], schema=split_schema, preserve_index=False)
+        pq.write_table(table, folder / f"{s}.parquet")
+        splits[s] = {"rows": len(part), "labels": part["label"].fillna("(none)").value_counts().to_dict()}
+    pq.write_table(pa.Table.from_pandas(rejected[schemas.REJECTED.names], schema=schemas.REJECTED,
+                                        preserve_index=False), folder / "rejected.parquet")
+    n_in = len(rows) + len(rejected)
+    stages = [
+        {"name": "collect", "rows_in": n_in, "rows_out": n_in, "dropped": {}, "seconds": 0.1, "stats": {}},
+        {"name": "clean", "rows_in": n_in, "rows_out": n_in, "dropped": {}, "seconds": 0.5, "stats": {}},
+        {"name": "dedupe", "rows_in": n_in, "rows_out": len(rows), "dropped": {"near_duplicate": len(rejected)},
+         "seconds": 1.0, "stats": {}},
+        {"name": "split", "rows_in": len(rows), "rows_out": len(rows), "dropped": {}, "seconds": 0.1, "stats": {}},
+    ]
+    if "annotate" in (extra_stats or {}):
+        stages.insert(3, {"name": "annotate", "rows_in": len(rows), "rows_out": len(rows), "dropped": {},
+                          "seconds": 2.0, "stats": {}})
+    for st in stages:
+        st["stats"].update((extra_stats or {}).get(st["name"], {}))
+    manifest = {"dataset": dataset, "version": "candidate", "parent_version": parent, "labels": labels,
+                "stages": stages, "splits": splits, "content_fingerprint": "0" * 64}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sms_rows():
+    return build_rows(SMS, "sms")
+
+
+@pytest.fixture(scope="module")
+def trec_rows():
+    return build_rows(TREC, "trec")
+
+
+SMS_CFG = SimpleNamespace(dataset="sms", labels=["ham", "spam"])
+TREC_CFG = SimpleNamespace(dataset="trec", labels=["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"])
+
+
+def fast(**kw) -> Config:
+    """A config without the label-noise model, for the gates that do not need it."""
+    return Config(label_noise={"enabled": False}, **kw)
+
+
+def failing(result, check: str) -> list:
+    return [f for f in result.failures if f.check == check]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clean_sms(tmp_path_factory, sms_rows):
+    rows, rejected = sms_rows
+    folder = write_candidate(tmp_path_factory.mktemp("clean") / "sms", "sms", rows, rejected, SMS_CFG.labels)
+    return folder, evaluate_candidate(folder, Config(), SMS_CFG, None)
+
+
+def test_clean_real_dataset_passes_and_writes_evidence(clean_sms):
+    folder, result = clean_sms
+    assert result.passed, [str(f) for f in result.failures]
+    assert not result.blocking_failures
+    s = result.summary
+    assert s["status"] == "passed" and s["expectations"]["evaluated"] > 30
+    assert s["leakage"]["leaked"] == {"validation": 0, "test": 0}
+    assert s["label_noise"]["ran"] and s["label_noise"]["share"] < 0.02
+    # Evidence stored in the version: suites, results (JSON), GE's pages, the report, label issues.
+    for scope in (*schemas.SPLITS, "dataset"):
+        suite = json.loads((folder / "quality" / "suites" / f"{scope}.json").read_text())
+        assert suite["name"] == f"sms.{scope}" and suite["expectations"]
+        res = json.loads((folder / "quality" / "validation" / f"{scope}.json").read_text())
+        assert res["success"] is True and res["results"]
+        assert "<html" in (folder / "quality" / "validation" / f"{scope}.html").read_text().lower()
+    issues = pd.read_parquet(folder / "label_issues.parquet")
+    assert list(issues.columns) == evaluate.LABEL_ISSUES_SCHEMA.names
+    assert json.loads(json.dumps(s)) == s  # JSON-ready for the manifest
+    assert (folder / "report.html").stat().st_size > 10_000
+
+
+def test_clean_trec_passes(tmp_path, trec_rows):
+    rows, rejected = trec_rows
+    folder = write_candidate(tmp_path / "trec", "trec", rows, rejected, TREC_CFG.labels)
+    result = evaluate_candidate(folder, Config(), TREC_CFG, None)
+    assert result.passed, [str(f) for f in result.failures]
+    assert 0 < result.summary["label_noise"]["share"] < 0.1
+
+
+def test_collapsed_class_fails_class_share_with_the_share(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    rows = rows.copy()
+    test_spam = rows.index[(rows["split"] == "test") & (rows["label"] == "spam")]
+    keep = 2
+    rows = rows.drop(test_spam[keep:])
+    n_test = int((rows["split"] == "test").sum())
+    folder = write_candidate(tmp_path / "c", "sms", rows, rejected, SMS_CFG.labels)
+    result = evaluate_candidate(folder, fast(class_share_min=0.05), SMS_CFG, None)
+    assert not result.passed
+    fails = {(f.split, f.expectation): f for f in failing(result, "class_share")}
+    # spam fell under its floor; ham, its complement, rose over the 0.99 ceiling.
+    assert sorted(fails) == [("test", "expect_column_values_to_be_in_set"), ("test", "expect_column_values_to_not_be_in_set")]
+    floor = fails["test", "expect_column_values_to_be_in_set"]
+    assert floor.blocking and floor.observed == pytest.approx(keep / n_test, abs=1e-6)
+    assert "'spam'" in floor.expected and "0.05" in floor.expected
+    ceiling = fails["test", "expect_column_values_to_not_be_in_set"]
+    assert ceiling.observed == pytest.approx(1 - keep / n_test, abs=1e-6) and "'ham'" in ceiling.expected
+    assert {f.check for f in result.blocking_failures} == {"class_share"}
+
+
+def test_nulls_fail_not_null_with_the_count(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    rows = rows.copy()
+    train = rows.index[rows["split"] == "train"]
+    rows.loc[train[:7], "label"] = None
+    folder = write_candidate(tmp_path / "n", "sms", rows, rejected, SMS_CFG.labels)
+    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    assert not result.passed
+    fails = failing(result, "not_null")
+    assert [(f.split, f.column, f.observed) for f in fails] == [("train", "label", 7)]
+    assert fails[0].blocking and "7 unexpected" in fails[0].details
+    # A label-free split is fine when the config says it need not be labelled.
+    result = evaluate_candidate(folder, fast(labelled_splits=["validation", "test"]), SMS_CFG, None)
+    assert result.passed, [str(f) for f in result.failures]
+
+
+def test_leaked_test_row_fails_leakage(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    rows = rows.copy()
+    train_text = rows.loc[(rows["split"] == "train") & (rows["text"].str.split().str.len() > 15), "text"].iloc[0]
+    # A test row that is the train row with a word changed: a near duplicate, not an exact one.
+    t = rows.index[rows["split"] == "test"][0]
+    rows.loc[t, "text"] = train_text.rstrip() + " ok"
+    folder = write_candidate(tmp_path / "l", "sms", rows, rejected, SMS_CFG.labels)
+    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    assert not result.passed
+    fails = failing(result, "leakage")
+    assert [(f.split, f.column, f.observed, f.blocking) for f in fails] == [("dataset", "leaked_test_rows", 1, True)]
+    leaks = pd.read_parquet(folder / "quality" / "leakage.parquet")
+    assert leaks["against"].tolist() == ["test"] and leaks["id"].iloc[0] == rows.loc[t, "id"]
+    assert 0.8 <= leaks["jaccard"].iloc[0] < 1.0
+
+    # Against the previous version's test split: that version's test row is now in train.
+    prev = write_candidate(tmp_path / "prev", "sms", rows, rejected, SMS_CFG.labels)
+    moved = rows.copy()
+    moved.loc[t, "split"] = "train"
+    folder2 = write_candidate(tmp_path / "l2", "sms", moved, rejected, SMS_CFG.labels, parent="v1")
+    result = evaluate_candidate(folder2, fast(), SMS_CFG, prev)
+    fails = failing(result, "leakage")
+    assert [(f.column, f.observed) for f in fails] == [("leaked_previous_test_rows", 1)]
+
+
+def test_planted_label_flips_are_found_and_fail_the_gate(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    rows = rows.copy()
+    rng = np.random.default_rng(7)
+    flip = rng.choice(len(rows), size=int(0.05 * len(rows)), replace=False)
+    rows.loc[flip, "label"] = np.where(rows.loc[flip, "label"] == "spam", "ham", "spam")
+    flipped = set(rows.loc[flip, "id"])
+    folder = write_candidate(tmp_path / "f", "sms", rows, rejected, SMS_CFG.labels)
+    cfg = Config(label_noise={"max_share": 0.02})
+    result = evaluate_candidate(folder, cfg, SMS_CFG, None)
+    fails = failing(result, "label_noise")
+    assert [(f.split, f.column, f.blocking) for f in fails] == [("dataset", "label_issue_share", True)]
+    issues = pd.read_parquet(folder / "label_issues.parquet")
+    assert fails[0].observed == pytest.approx(len(issues) / len(rows), abs=1e-6)
+    # Recall of the planted flips at a fixed budget: the 10 % most suspicious rows.
+    budget = int(0.10 * len(rows))
+    top = issues.sort_values("rank").head(budget)
+    recall = len(flipped & set(top["id"])) / len(flipped)
+    print(f"planted flips: {len(flipped)}, flagged: {len(issues)}, recall in top 10%: {recall:.3f}")
+    assert recall >= 0.8
+    hit = top[top["id"].isin(flipped)].iloc[0]
+    original = sms_rows[0].set_index("id")["label"]
+    given = rows.set_index("id")["label"]
+    assert hit["given_label"] == given[hit["id"]] and hit["suggested_label"] == original[hit["id"]]
+    assert issues["score"].is_monotonic_increasing or issues["score"].iloc[0] <= issues["score"].median()
+    assert issues["rank"].tolist() == list(range(1, len(issues) + 1))
+
+
+def test_user_expectations_in_ge_terms(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    folder = write_candidate(tmp_path / "u", "sms", rows, rejected, SMS_CFG.labels)
+    cfg = fast(expectations=[
+        {"expectation_type": "expect_column_values_to_match_regex", "kwargs": {"column": "text", "regex": "^zzz"},
+         "blocking": False, "splits": ["test"]},
+        {"expectation_type": "expect_column_max_to_be_between", "kwargs": {"column": "ids_in_several_splits", "max_value": 0},
+         "on": "dataset"},
+    ])
+    result = evaluate_candidate(folder, cfg, SMS_CFG, None)
+    assert result.passed
+    [w] = result.warnings
+    assert (w.check, w.split, w.expectation, w.blocking) == ("user", "test", "expect_column_values_to_match_regex", False)
+    assert w.observed == int((rows["split"] == "test").sum())
+    with pytest.raises(Exception, match="expect_nonsense"):
+        Config(expectations=[{"expectation_type": "expect_nonsense", "kwargs": {}}])
+    with pytest.raises(Exception, match="unknown check"):
+        Config(non_blocking=["leakge"])
+
+
+def test_agreement_floor_and_confusion(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    stats = {"annotate": {"krippendorff_alpha": 0.31, "fleiss_kappa": 0.3, "items": 40, "annotations": 120,
+                          "annotators": ["a", "b", "c"],
+                          "confusion": {"ham": {"ham": 70, "spam": 12}, "spam": {"ham": 12, "spam": 26}}}}
+    folder = write_candidate(tmp_path / "a", "sms", rows, rejected, SMS_CFG.labels, extra_stats=stats)
+    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    fails = failing(result, "agreement")
+    assert sorted((f.column, f.observed) for f in fails) == [("fleiss_kappa", 0.3), ("krippendorff_alpha", 0.31)]
+    page = (folder / "report.html").read_text()
+    assert "annotator confusion matrix" in page and "Krippendorff" in page
+
+
+def test_summarize_report(clean_sms):
+    folder, result = clean_sms
+    text = summarize_report(folder)
+    assert str((folder / "report.html").resolve()) in text
+    assert "status: passed" in text and "train" in text and "label issues:" in text
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The page in a real browser.
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
+    folder, _ = clean_sms
+    page = (folder / "report.html").read_text()
+    assert not re.search(r'(?:src|href)="https?://', page), "report.html must be self-contained"
+    n_images = page.count("<img ")
+    assert n_images >= 5
+    # A copy of the page with a probe that writes, after load, how many images decoded with a size.
+    probe = """<script>window.addEventListener('load', () => {
+      const imgs = [...document.images];
+      const ok = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0);
+      const div = document.createElement('div'); div.id = 'probe';
+      div.textContent = `images ${ok.length}/${imgs.length} tables ${document.querySelectorAll('table').length}`;
+      document.body.appendChild(div);
+    });</script>"""
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.replace("</body>", probe + "</body>"))
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    m = re.search(r'<div id="probe">images (\d+)/(\d+) tables (\d+)</div>', out.stdout)
+    assert m, f"probe not found; chromium said: {out.stderr[-2000:]}"
+    ok, total, tables = map(int, m.groups())
+    assert total == n_images and ok == total, f"{ok} of {total} images loaded"
+    assert tables >= 8
