@@ -19,6 +19,7 @@ from stages import annotate as annotate_stage
 from stages import clean as clean_stage
 from stages import collect as collect_stage
 from stages import dedupe as dedupe_stage
+from stages import evaluate as evaluate_stage
 from stages import split as split_stage
 from train import config as train_config
 
@@ -41,6 +42,7 @@ class DatasetConfig(BaseModel):
     dedupe: dedupe_stage.Config = dedupe_stage.Config()
     annotate: annotate_stage.Config | None = None  # rows that need a human go to Label Studio
     split: split_stage.Config = split_stage.Config()
+    evaluate: evaluate_stage.Config = evaluate_stage.Config()  # quality gates before publication
     store: StoreConfig = StoreConfig()
     train: train_config.Config = train_config.Config()
 
