@@ -38,6 +38,8 @@ class DatasetConfig(BaseModel):
     description: str = ""
     labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
     sources: list[collect_stage.SourceConfig] = Field(min_length=1)
+    inputs_within: str | None = Field(
+        None, description="folder (relative to the config) every source file must resolve inside; `..` or a symlink out is an error")
     clean: clean_stage.Config = clean_stage.Config()
     dedupe: dedupe_stage.Config = dedupe_stage.Config()
     annotate: annotate_stage.Config | None = None  # rows that need a human go to Label Studio
@@ -104,7 +106,8 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
     if check_sources:
         for i, source in enumerate(config.sources):
             try:
-                collect_stage.check_source(source, config.config_dir)
+                within = config.config_dir / config.inputs_within if config.inputs_within is not None else None
+                collect_stage.check_source(source, config.config_dir, within)
             except UserError as exc:
                 raise UserError(f"{path}: sources[{i}] ({source.name}): {exc}") from None
     return config

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def stage_plan(config: DatasetConfig) -> list[tuple[type[Stage], BaseModel]]:
     """The stages this config runs, in order, each with its config section."""
     return [
-        (collect.CollectStage, collect.Config(sources=config.sources)),
+        (collect.CollectStage, collect.Config(sources=config.sources, inputs_within=config.inputs_within)),
         (clean.CleanStage, config.clean),
         (dedupe.DedupeStage, config.dedupe),
         (split.SplitStage, config.split),
@@ -188,6 +188,14 @@ class LocalExecutor:
             upstream = fp
             inputs = ParquetInput(sorted(folder.glob("part-*.parquet")), self.batch_size)
         self._check_accounting(reports)
+        if reports[-1].rows_out == 0:
+            reasons = {}
+            for r in reports:
+                for k, v in r.dropped.items():
+                    reasons[f"{r.name}: {k}"] = v
+            top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]) or "the sources are empty"
+            raise UserError(f"nothing to publish: {reports[0].rows_in} rows read, none left — {top}; "
+                            f"rejected rows are under {self.run_dir / 'stages'}")
         return self._publish(reports, upstream, parent, input_files, code, tag)
 
     def _cached(self, name: str, fp: str, folder: Path) -> StageReport | None:

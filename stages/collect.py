@@ -71,14 +71,16 @@ class SourceConfig(BaseModel):
 
 
 class Config(BaseModel):
-    """collect has no section of its own: its settings are the config's `sources`."""
+    """collect has no section of its own: its settings are the config's `sources` and `inputs_within`."""
 
     model_config = ConfigDict(extra="forbid")
     sources: list[SourceConfig]
+    inputs_within: str | None = None
 
 
-def resolve_files(source: SourceConfig, config_dir: Path) -> list[Path]:
-    """The files (or HF dataset folders) a source names, sorted so glob order never matters."""
+def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = None) -> list[Path]:
+    """The files (or HF dataset folders) a source names, sorted so glob order never matters. With `within`,
+    a file that resolves outside that folder (through `..` or a symlink) is an error."""
     files: list[Path] = []
     for pattern in source.paths:
         full = pattern if Path(pattern).is_absolute() else str(config_dir / pattern)
@@ -88,12 +90,18 @@ def resolve_files(source: SourceConfig, config_dir: Path) -> list[Path]:
         if not matches:
             raise UserError(f"path {pattern!r} matches no {'folder' if source.format == 'hf_disk' else 'file'} (looked for {full})")
         files.extend(matches)
+    if within is not None:
+        root = within.resolve()
+        for f in files:
+            if not f.resolve().is_relative_to(root):
+                raise UserError(f"{f} resolves to {f.resolve()}, outside {root} (inputs_within forbids it)")
     return sorted(dict.fromkeys(files))
 
 
-def check_source(source: SourceConfig, config_dir: Path) -> None:
+def check_source(source: SourceConfig, config_dir: Path, within: Path | None = None) -> None:
     """Raise UserError when the source's files are missing or the named fields are not among its columns."""
-    for file in resolve_files(source, config_dir):
+    for file in resolve_files(source, config_dir, within):
+        check_encoding(source, file)
         if source.format == "text" and source.pattern is None:
             continue  # plain text has no columns
         columns = peek_columns(source, file)
@@ -126,15 +134,22 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
             return list(re.compile(source.pattern).groupindex)
         with open(file, encoding=_encoding(source), errors="replace", newline="") as fh:
             if fmt == "jsonl":
+                # Records may differ in their keys: a field counts as present if any of the first
+                # records has it.
+                keys: dict[str, None] = {}
+                seen = 0
                 for line in fh:
+                    if seen >= _PEEK_RECORDS:
+                        break
                     if line.strip():
                         try:
                             obj = json.loads(line)
                         except json.JSONDecodeError:
                             continue
                         if isinstance(obj, dict):
-                            return list(obj)
-                return None
+                            keys.update(dict.fromkeys(obj))
+                            seen += 1
+                return list(keys) if seen else None
             if source.column_names is not None:
                 return list(source.column_names)
             reader = csv.reader(_strip_nul(fh), **_csv_dialect(source))
@@ -143,6 +158,22 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
     except (OSError, pa.ArrowInvalid) as exc:
         raise UserError(f"cannot read {file}: {exc}") from None
     return None
+
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def check_encoding(source: SourceConfig, file: Path) -> None:
+    """A UTF-16 file read as UTF-8 would come out as NUL-riddled garbage: say what to set instead."""
+    if source.format in ("parquet", "hf_disk") or source.encoding.lower().startswith("utf-16"):
+        return
+    with open(file, "rb") as fh:
+        head = fh.read(2)
+    if head in _UTF16_BOMS:
+        raise UserError(f"{file} is UTF-16 (it starts with a UTF-16 byte-order mark): set `encoding: utf-16` for source {source.name!r}")
+
+
+_PEEK_RECORDS = 1000
 
 
 def _encoding(source: SourceConfig) -> str:
@@ -184,7 +215,11 @@ class CollectStage(Stage):
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
-        self._files = [(s, resolve_files(s, ctx.config_dir)) for s in config.sources]
+        within = ctx.config_dir / config.inputs_within if config.inputs_within is not None else None
+        self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in config.sources]
+        for s, files in self._files:
+            for f in files:
+                check_encoding(s, f)
 
     def fingerprint_inputs(self) -> str:
         self.stats["inputs"] = [
