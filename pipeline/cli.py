@@ -29,6 +29,10 @@ from pipeline import labelstudio_cli  # noqa: E402  (labelstudio start|stop|stat
 
 labelstudio_cli.register(app)
 
+from pipeline import report_cli  # noqa: E402  (report DATASET VERSION)
+
+report_cli.register(app)
+
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}

@@ -363,3 +363,24 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
     ok, total, tables = map(int, m.groups())
     assert total == n_images and ok == total, f"{ok} of {total} images loaded"
     assert tables >= 8
+
+
+def test_report_command_prints_where_and_summary(clean_sms, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from pipeline import report_cli
+
+    folder, _ = clean_sms
+    shutil.copytree(folder, tmp_path / "versions" / "sms" / "v1")
+    app = typer.Typer()
+    app.command("noop")(lambda: None)  # a multi-command app, like sftpipe
+    report_cli.register(app)
+    out = CliRunner().invoke(app, ["report", "sms", "v1", "--data-dir", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert str((tmp_path / "versions" / "sms" / "v1" / "report.html").resolve()) in out.output
+    assert "status: passed" in out.output
+    out = CliRunner().invoke(app, ["report", "sms", "--candidate", str(folder)])
+    assert out.exit_code == 0 and "status: passed" in out.output
+    out = CliRunner().invoke(app, ["report", "sms", "v9", "--data-dir", str(tmp_path)])
+    assert out.exit_code != 0 and "v9" in str(out.exception)
