@@ -143,6 +143,7 @@ class LabelStudioClient:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self._secrets = [credentials.api_key]
+        self.warnings: list[str] = []  # things worth a line in the report that did not stop the work
         from label_studio_sdk import LabelStudio
         from label_studio_sdk.core.api_error import ApiError
 
@@ -282,7 +283,14 @@ class LabelStudioClient:
             k: v for k, v in settings.items() if (getattr(project, k, None) or ("" if isinstance(v, str) else v)) != v
         }
         if changed:
-            self.call("update project", lambda: self.sdk.projects.update(id=project.id, **changed))
+            try:
+                self.call("update project", lambda: self.sdk.projects.update(id=project.id, **changed))
+            except LabelStudioError as exc:
+                if exc.status != 400:
+                    raise
+                # Label Studio refuses a config that existing annotations contradict (edited in the UI):
+                # keep the project as it is; annotations outside our label set are set aside when pulled.
+                self.warnings.append(f"project {project.id} settings not updated ({', '.join(sorted(changed))}): {exc}")
         return int(project.id), False
 
     # -- tasks ---------------------------------------------------------------------------------------------

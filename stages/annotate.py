@@ -46,9 +46,13 @@ MULTI_SEP = "|"  # a multi-choice answer as one nominal value: its sorted choice
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["unlabelled", "sample", "all"] = Field(
-        "unlabelled", description="rows that need a human: rows without a label, an audit sample of labelled rows, or all"
+    select: Literal["unlabelled", "sample", "flagged", "all"] = Field(
+        "unlabelled",
+        description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
+        "listed in flagged_file (e.g. likely label errors found by evaluate), or all",
     )
+    flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
+                                     "or one id per line (txt); relative to the config file")
     sample_size: int | None = Field(None, ge=1, description="select: sample — number of rows")
     sample_fraction: float | None = Field(None, gt=0, le=1, description="select: sample — share of the labelled rows")
     stratify: bool = Field(False, description="select: sample — proportional to each source label")
@@ -59,8 +63,11 @@ class Config(BaseModel):
     instructions: str = ""
     min_coverage: float = Field(1.0, ge=0, le=1, description="share of selected rows fully annotated before the run goes on")
     aggregation: Literal["majority", "dawid_skene"] = "majority"
-    prefill: bool = Field(True, description="send the source label as a pre-annotation (prediction)")
-    model_version: str = "source-label"
+    prefill: bool = Field(True, description="send a pre-annotation (prediction) with each task")
+    model_version: str = Field("source-label", description="model_version of the source-label pre-annotations")
+    predictions_file: str | None = Field(
+        None, description="a model's predictions to pre-annotate with instead of the source label: columns id, label, "
+        "and optionally score and model_version (parquet, csv, jsonl); relative to the config file")
     project_title: str | None = Field(None, description="default: 'sftpipe: <dataset>'")
     url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
     api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
@@ -72,6 +79,8 @@ class Config(BaseModel):
             raise ValueError("select: sample needs exactly one of sample_size or sample_fraction")
         if self.select != "sample" and (self.sample_size is not None or self.sample_fraction is not None or self.stratify):
             raise ValueError("sample_size / sample_fraction / stratify apply to select: sample only")
+        if (self.select == "flagged") != (self.flagged_file is not None):
+            raise ValueError("select: flagged and flagged_file go together")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
         return self
@@ -110,11 +119,36 @@ def _rank(seed: int, ids: pd.Series) -> pd.Series:
     return ids.map(lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
 
 
-def select_rows(rows: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+def read_table(path: Path) -> pd.DataFrame:
+    """A small side input (flagged ids, predictions) by its suffix."""
+    if not path.is_file():
+        raise UserError(f"annotate: file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path).to_pandas()
+        if suffix == ".csv":
+            return pd.read_csv(path, dtype=str, keep_default_na=False)
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        if suffix == ".txt":
+            return pd.DataFrame({"id": [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]})
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise UserError(f"annotate: cannot read {path}: {exc}".replace("\n", " ")) from None
+    raise UserError(f"annotate: {path}: expected .parquet, .csv, .jsonl or .txt")
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def select_rows(rows: pd.DataFrame, cfg: Config, flagged: set[str] | None = None) -> pd.DataFrame:
     """The rows (columns id, text, label) that need a human, in a stable order."""
     has_label = rows["label"].notna() & (rows["label"].astype("string").str.len() > 0)
     if cfg.select == "all":
         chosen = rows
+    elif cfg.select == "flagged":
+        chosen = rows[rows["id"].isin(flagged or set())]
     elif cfg.select == "unlabelled":
         chosen = rows[~has_label]
     else:
@@ -293,18 +327,49 @@ class AnnotateStage(Stage):
         if stored != pid:
             labelstudio.store_project_id(state_dir, client.url, self.title, pid)
         self.stats["project_created"] = created
+        if client.warnings:
+            self.stats["warnings"] = list(client.warnings)
         return pid
 
     def project_url(self, pid: int) -> str:
         return f"{self.client().url}/projects/{pid}/data"
 
+    def _path(self, name: str | None) -> Path | None:
+        return None if name is None else (Path(self.ctx.config_dir) / name)
+
+    def flagged_ids(self) -> set[str] | None:
+        path = self._path(self.config.flagged_file)
+        if path is None:
+            return None
+        table = read_table(path)
+        if "id" not in table.columns:
+            raise UserError(f"annotate: {path} has no `id` column (has: {', '.join(map(str, table.columns))})")
+        return set(table["id"].astype(str))
+
+    def predictions(self) -> dict[str, tuple[str, float | None, str]]:
+        """Row id → (label, score, model_version) from predictions_file."""
+        path = self._path(self.config.predictions_file)
+        if path is None:
+            return {}
+        table = read_table(path)
+        missing = [c for c in ("id", "label") if c not in table.columns]
+        if missing:
+            raise UserError(f"annotate: {path} lacks column(s) {', '.join(missing)}")
+        score = table["score"] if "score" in table.columns else pd.Series([None] * len(table))
+        version = table["model_version"] if "model_version" in table.columns else pd.Series([path.stem] * len(table))
+        return {
+            str(i): (str(l), None if s is None or pd.isna(s) else float(s), str(v))
+            for i, l, s, v in zip(table["id"], table["label"], score, version)
+        }
+
     def fingerprint_inputs(self) -> str:
-        """The project's annotation state: any new, edited or deleted annotation changes it, so a run after
-        labelling pulls again while a run with nothing new reuses the earlier output."""
+        """The side files and the project's annotation state: any new, edited or deleted annotation changes
+        it, so a run after labelling pulls again while a run with nothing new reuses the earlier output."""
+        files = [file_hash(p) for p in (self._path(self.config.flagged_file), self._path(self.config.predictions_file)) if p]
         pid = self.project(create=False)
         if pid is None:
-            return "annotate:no-project"
-        h = hashlib.sha256(f"{self.client().url} {pid}".encode())
+            return "annotate:no-project:" + ",".join(files)
+        h = hashlib.sha256(f"{self.client().url} {pid} {files}".encode())
         for t in sorted(self.client().annotation_state(pid)):
             h.update(repr(t).encode())
         return "annotate:" + h.hexdigest()
@@ -314,6 +379,7 @@ class AnnotateStage(Stage):
         from pipeline.labelstudio import LabelStudioError
 
         client, labels = self.client(), set(self.labels())
+        self._predictions = self.predictions()
         present = {t["data"].get("row_id") for t in client.tasks(pid)}
         todo = rows[~rows["id"].isin(present)]
         imported = 0
@@ -337,16 +403,22 @@ class AnnotateStage(Stage):
             "data": {TO_NAME: row.text, "row_id": row.id, "source_label": source_label},
             "meta": {"dataset": self.ctx.dataset, "source": row.source},
         }
-        if self.config.prefill and source_label is not None and source_label in labels:
-            task["predictions"] = [
-                {
-                    "model_version": self.config.model_version,
-                    "score": 1.0,
-                    "result": [
-                        {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [source_label]}}
-                    ],
+        predicted = getattr(self, "_predictions", {}).get(row.id)
+        if predicted is not None:
+            label, score, version = predicted
+        else:
+            label, score, version = source_label, 1.0, self.config.model_version
+        if self.config.prefill and label is not None:
+            choices = [c for c in label.split(MULTI_SEP) if c in labels] if self.config.choice == "multiple" else (
+                [label] if label in labels else [])
+            if choices:
+                pred: dict[str, Any] = {
+                    "model_version": version,
+                    "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": choices}}],
                 }
-            ]
+                if score is not None:
+                    pred["score"] = score
+                task["predictions"] = [pred]
         return task
 
     # -- run -------------------------------------------------------------------------------------------------
@@ -357,7 +429,7 @@ class AnnotateStage(Stage):
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else schemas.DEDUPED.empty_table()
         rows = table.select(["id", "text", "label", "source"]).to_pandas()
-        selected = select_rows(rows, cfg)
+        selected = select_rows(rows, cfg, self.flagged_ids())
 
         client = self.client()
         pid = self.project()

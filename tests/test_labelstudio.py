@@ -373,3 +373,26 @@ def test_sample_selection_is_stable_and_stratified(tmp_path):
         Config(select="sample")
     with pytest.raises(ValueError):
         Config(select="all", sample_size=3)
+
+
+def test_flagged_rows_and_pre_annotations(server, tmp_path):
+    inp = Input(rows_batch(12, "flag", labelled=True))
+    (tmp_path / "flagged.txt").write_text("flag-001\nflag-004\nflag-007\nnot-in-data\n")
+    pq.write_table(pa.table({"id": ["flag-004"], "label": ["spam"], "score": [0.83], "model_version": ["distilbert-v1"]}),
+                   tmp_path / "preds.parquet")
+    stage = make_stage("flag-test", tmp_path, select="flagged", flagged_file="flagged.txt", predictions_file="preds.parquet")
+    fp = stage.fingerprint_inputs()
+    with pytest.raises(PipelinePaused, match="^3 tasks awaiting"):
+        run_stage(stage, inp)
+    pid = stage.stats["project_id"]
+    by_row = tasks_by_row(server, pid)
+    assert sorted(by_row) == ["flag-001", "flag-004", "flag-007"]
+    preds = {rid: server.client().sdk.predictions.list(task=tid) for rid, tid in by_row.items()}
+    (p1,) = preds["flag-001"]  # the source label, as a prediction
+    assert p1.model_version == "source-label" and p1.score == 1.0 and p1.result[0]["value"]["choices"] == ["ham"]
+    (p4,) = preds["flag-004"]  # the model's prediction where the predictions file has one
+    assert p4.model_version == "distilbert-v1" and p4.score == pytest.approx(0.83) and p4.result[0]["value"]["choices"] == ["spam"]
+    # Editing a side file changes the stage's fingerprint.
+    (tmp_path / "flagged.txt").write_text("flag-001\n")
+    assert make_stage("flag-test", tmp_path, select="flagged", flagged_file="flagged.txt",
+                      predictions_file="preds.parquet").fingerprint_inputs() != fp
