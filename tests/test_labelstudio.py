@@ -30,7 +30,10 @@ from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import StageContext
 from stages.annotate import AnnotateStage, Config, label_config
 
-pytestmark = pytest.mark.labelstudio
+pytestmark = [
+    pytest.mark.labelstudio,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk.*"),  # the SDK's own pydantic v1 calls
+]
 
 LS_VERSION = srv.LABEL_STUDIO_SPEC.split("==")[-1]
 TEMPLATE = Path(os.environ.get("SFTPIPE_LS_TEMPLATE") or Path.home() / ".cache" / "sftpipe" / f"ls-template-{LS_VERSION}")
@@ -396,3 +399,35 @@ def test_flagged_rows_and_pre_annotations(server, tmp_path):
     (tmp_path / "flagged.txt").write_text("flag-001\n")
     assert make_stage("flag-test", tmp_path, select="flagged", flagged_file="flagged.txt",
                       predictions_file="preds.parquet").fingerprint_inputs() != fp
+
+
+def test_cli_annotate_status_and_pull(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    config = tmp_path / "cli.yaml"
+    config.write_text(
+        "dataset: cli-test\nlabels: [ham, spam]\n"
+        "sources: [{name: sms, path: none.tsv, format: tsv, text_field: message, label_field: output}]\n"
+        "annotate: {select: all, annotators_per_task: 2}\n"
+    )
+    stage = make_stage("cli-test", tmp_path / "w", select="all", annotators_per_task=2)
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, Input(rows_batch(4, "cli")))
+    by_row = tasks_by_row(server, stage.stats["project_id"])
+    tok_a, tok_b = signup(server.url, "annotator.a@example.com"), signup(server.url, "annotator.b@example.com")
+    for rid, tid in sorted(by_row.items())[:3]:
+        annotate_as(server.url, tok_a, tid, ["spam"])
+        annotate_as(server.url, tok_b, tid, ["spam"])
+    runner = CliRunner()
+    res = runner.invoke(app, ["annotate", "status", str(config)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "4 total, 3 done" in res.output and "1 remaining" in res.output
+    assert "annotator.a@example.com" in res.output
+    out = tmp_path / "pulled"
+    res = runner.invoke(app, ["annotate", "pull", str(config), "--out", str(out)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "6 annotation(s) of 3 row(s) by 2 annotator(s)" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["agreement.json", "annotations.parquet", "annotations_aside.parquet", "labels.parquet"]
+    assert server.api_key not in res.output
