@@ -574,3 +574,19 @@ class AnnotateStage(Stage):
         }
         (work / "agreement.json").write_text(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
         return resolved
+
+
+# -- what the executor publishes ----------------------------------------------------------------------------
+
+# Files the stage leaves in its work folder, for the version (copy them into <version>/annotations/).
+VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json")
+
+
+def manifest_summary(stats: dict[str, Any] | None, skipped_reason: str | None = None) -> dict[str, Any]:
+    """The manifest's `annotation` block from the stage's stats (never a token: stats hold none)."""
+    if skipped_reason is not None or not stats:
+        return {"status": "skipped", "reason": skipped_reason or "no annotate section", "labels": "source labels only"}
+    keys = ("url", "project_id", "project_title", "select", "annotators_per_task", "selected", "done", "coverage",
+            "annotations", "annotations_aside", "annotators", "aggregation", "labelled_rows", "unresolved",
+            "changed_from_source", "agreement", "annotator_accuracy", "warnings")
+    return {"status": "annotated", **{k: stats[k] for k in keys if k in stats}, "files": [f"annotations/{f}" for f in VERSION_FILES]}
