@@ -335,16 +335,41 @@ def _agreement(agreement: dict[str, Any]) -> str:
 
 
 def _expectations(table: list[dict[str, Any]]) -> str:
+    scopes = [*schemas.SPLITS, "dataset"]
+    order = {s: i for i, s in enumerate(scopes)}
+    checks = list(dict.fromkeys(r["check"] for r in table))
+    # Summary: one row per check, one column per split: passed / evaluated, marked when one failed.
+    matrix_rows, matrix_classes = [], []
+    for check in checks:
+        row: list[Any] = [check]
+        worst = ""
+        for scope in scopes:
+            rs = [r for r in table if r["check"] == check and r["scope"] == scope]
+            if not rs:
+                row.append("")
+                continue
+            ok = sum(r["success"] for r in rs)
+            failed_blocking = any(not r["success"] and r["blocking"] for r in rs)
+            mark = "✓" if ok == len(rs) else ("✗" if failed_blocking else "!")
+            row.append(f"{mark} {ok}/{len(rs)}")
+            if ok < len(rs):
+                worst = "fail" if failed_blocking or worst == "fail" else "warn"
+        matrix_rows.append(row)
+        matrix_classes.append(worst)
+    summary = _table(["check", *scopes], matrix_rows, matrix_classes)
     rows, classes = [], []
-    order = {s: i for i, s in enumerate([*schemas.SPLITS, "dataset"])}
     for r in sorted(table, key=lambda r: (r["success"], order.get(r["scope"], 9))):
         status = "pass" if r["success"] else ("FAIL (blocking)" if r["blocking"] else "fail (warning)")
         classes.append("" if r["success"] else ("fail" if r["blocking"] else "warn"))
         obs = r["observed"]
+        if isinstance(obs, list):
+            obs = f"{len(obs)} columns"
         rows.append([status, r["scope"], r["check"], r["expectation"], r["column"] or "", r["expected"],
                      obs if isinstance(obs, (int, float)) else json.dumps(obs, default=str)[:200] if obs is not None else "",
                      r.get("details", "")])
-    return _table(["result", "split", "check", "expectation", "column", "expected", "observed", "details"], rows, classes)
+    full = _table(["result", "split", "check", "expectation", "column", "expected", "observed", "details"], rows, classes)
+    return (summary + f"<details><summary>All {len(table)} expectation results (failures first)</summary>"
+            + full + "</details>")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -389,8 +414,9 @@ def write_report(path: Path, dataset: str, manifest: dict, splits: dict[str, pd.
         '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues, config.report_label_issues),
         '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
         '<h2 id="expectations">Expectation results</h2>',
-        "<p>Great Expectations suites, results and GE's own pages are under <code>quality/</code>: " +
-        ", ".join(f"<code>{_e(p)}</code>" for p in summary["files"]["validation_pages"]) + ".</p>",
+        "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
+        ", ".join(f'<a href="{_e(p)}">{_e(p)}</a>' for p in summary["files"]["validation_pages"]) +
+        ". ✓ all passed, ✗ a blocking expectation failed, ! a warning.</p>",
         _expectations(results_table),
     ]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -298,7 +298,7 @@ def evaluate_candidate(
     noise, issues = timed("label_noise", _label_noise, splits, labels, config.label_noise)
     _write_table(issues, candidate_dir / LABEL_ISSUES_FILE, LABEL_ISSUES_SCHEMA)
     conflicts = _label_conflicts(splits, rejected, manifest)
-    agreement = _agreement(manifest)
+    agreement = _agreement(manifest, candidate_dir)
 
     metrics: dict[str, Any] = {"ids_in_several_splits": overlap["ids"]}
     for against, n in leakage["leaked"].items():
@@ -729,25 +729,46 @@ def _find_key(obj: Any, key: str, depth: int = 0) -> Any:
     return None
 
 
-def _agreement(manifest: dict) -> dict[str, Any]:
-    """Agreement figures and the annotator confusion matrix from the annotate stage's stats, if it ran."""
+def _agreement_file(manifest: dict, candidate_dir: Path) -> dict[str, Any]:
+    """The annotate stage's agreement.json (it holds the confusion matrix the stats leave out): in the
+    candidate folder if the executor copied it there, else in the run's annotate stage folder."""
+    places = [candidate_dir / "agreement.json", candidate_dir / "annotations" / "agreement.json"]
+    for st in manifest.get("stages") or []:
+        if isinstance(st, dict) and st.get("name") == "annotate" and st.get("fingerprint"):
+            if candidate_dir.parent.name == "candidates":
+                stages_dir = candidate_dir.parent.parent / "stages"
+                places += sorted(stages_dir.glob(f"*-annotate-{st['fingerprint'][:16]}/agreement.json"))
+    for p in places:
+        doc = _read_json(p)
+        if doc:
+            return doc
+    return {}
+
+
+def _agreement(manifest: dict, candidate_dir: Path) -> dict[str, Any]:
+    """Agreement figures and the annotator confusion matrix from the annotate stage, if it ran."""
     stats = _stage_stats(manifest, "annotate")
     if not stats:
         stats = manifest.get("annotation") or {}
+    doc = _agreement_file(manifest, candidate_dir) if stats else {}
     out: dict[str, Any] = {}
     for key in ("krippendorff_alpha", "fleiss_kappa", "cohen_kappa", "items", "annotations", "annotators",
                 "per_label_agreement", "annotator_consensus"):
         v = _find_key(stats, key)
+        if v is None:
+            v = _find_key(doc, key)
         if v is not None:
             out[key] = v
     conf = _find_key(stats, "confusion")
+    if conf is None:
+        conf = _find_key(doc, "confusion")
     if isinstance(conf, dict):
         if "matrix" in conf and "labels" in conf:
             conf = {a: dict(zip(conf["labels"], row)) for a, row in zip(conf["labels"], conf["matrix"])}
-        if all(isinstance(v, dict) for v in conf.values()):
+        if conf and all(isinstance(v, dict) for v in conf.values()):
             out["confusion"] = conf
     if out:
-        out["source"] = "annotate stage stats"
+        out["source"] = "annotate stage"
     return out
 
 

@@ -123,8 +123,8 @@ def write_candidate(folder: Path, dataset: str, rows: pd.DataFrame, rejected: pd
         {"name": "split", "rows_in": len(rows), "rows_out": len(rows), "dropped": {}, "seconds": 0.1, "stats": {}},
     ]
     if "annotate" in (extra_stats or {}):
-        stages.insert(3, {"name": "annotate", "rows_in": len(rows), "rows_out": len(rows), "dropped": {},
-                          "seconds": 2.0, "stats": {}})
+        stages.insert(3, {"name": "annotate", "fingerprint": "f" * 64, "rows_in": len(rows), "rows_out": len(rows),
+                          "dropped": {}, "seconds": 2.0, "stats": {}})
     for st in stages:
         st["stats"].update((extra_stats or {}).get(st["name"], {}))
     manifest = {"dataset": dataset, "version": "candidate", "parent_version": parent, "labels": labels,
@@ -308,15 +308,25 @@ def test_user_expectations_in_ge_terms(tmp_path, sms_rows):
 
 def test_agreement_floor_and_confusion(tmp_path, sms_rows):
     rows, rejected = sms_rows
-    stats = {"annotate": {"krippendorff_alpha": 0.31, "fleiss_kappa": 0.3, "items": 40, "annotations": 120,
-                          "annotators": ["a", "b", "c"],
-                          "confusion": {"ham": {"ham": 70, "spam": 12}, "spam": {"ham": 12, "spam": 26}}}}
-    folder = write_candidate(tmp_path / "a", "sms", rows, rejected, SMS_CFG.labels, extra_stats=stats)
+    # The annotate stage's stats as it records them; the confusion matrix lives in its agreement.json.
+    stats = {"annotate": {"annotators": ["a", "b", "c"], "labelled_rows": 40,
+                          "agreement": {"krippendorff_alpha": 0.31, "fleiss_kappa": 0.3,
+                                        "cohen_kappa": [{"a": "a", "b": "b", "kappa": 0.28, "items": 40}]}}}
+    run = tmp_path / "run"
+    folder = write_candidate(run / "candidates" / "abc", "sms", rows, rejected, SMS_CFG.labels, extra_stats=stats)
+    stage_dir = run / "stages" / ("03-annotate-" + "f" * 16)
+    stage_dir.mkdir(parents=True)
+    (stage_dir / "agreement.json").write_text(json.dumps(
+        {"confusion": {"ham": {"ham": 70, "spam": 12}, "spam": {"ham": 12, "spam": 26}}}))
     result = evaluate_candidate(folder, fast(), SMS_CFG, None)
     fails = failing(result, "agreement")
-    assert sorted((f.column, f.observed) for f in fails) == [("fleiss_kappa", 0.3), ("krippendorff_alpha", 0.31)]
+    assert sorted((f.column, f.observed, f.blocking) for f in fails) == [
+        ("fleiss_kappa", 0.3, True), ("krippendorff_alpha", 0.31, True)]
+    assert result.summary["agreement"]["krippendorff_alpha"] == 0.31
     page = (folder / "report.html").read_text()
-    assert "annotator confusion matrix" in page and "Krippendorff" in page
+    assert "annotator confusion matrix" in page and "Krippendorff" in page and "Cohen" in page
+    # Above the floor: passes.
+    assert evaluate_candidate(folder, fast(agreement_min=0.2), SMS_CFG, None).passed
 
 
 def test_summarize_report(clean_sms):
