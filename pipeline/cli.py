@@ -33,6 +33,10 @@ from pipeline import report_cli  # noqa: E402  (report DATASET VERSION)
 
 report_cli.register(app)
 
+from train import cli as train_cli  # noqa: E402  (train, score, runs list)
+
+train_cli.register(app)
+
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}

@@ -1,0 +1,180 @@
+"""`sftpipe train`, `sftpipe score` and `sftpipe runs list`; `register(app)` adds them to the main CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pipeline.errors import UserError
+
+DEFAULT_RUNS_ROOT = Path("runs/train")
+
+RunsDir = typer.Option(
+    None, "--runs-dir", help=f"root of the training run folders and index.jsonl (default: {DEFAULT_RUNS_ROOT})"
+)
+DataDirOpt = typer.Option(None, "--data-dir", help="where published versions live (default: the config's store.data_dir)")
+
+
+def _console():
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console()
+
+
+def _overrides(**values) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def train_command(
+    config: Path = typer.Argument(..., help="the dataset's YAML config (its `train:` section holds the defaults)"),
+    version: Optional[str] = typer.Option(None, "--version", "-v", help="v3, 3, a tag or latest (default: latest)"),
+    model: Optional[str] = typer.Option(None, "--model", help="base model: Hugging Face id or local folder"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per-device train batch size"),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=1, help="tokens per input (truncated beyond)"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="stop after this many steps"),
+    max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples", min=1),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    cpu: bool = typer.Option(False, "--cpu", help="train on the CPU even if a GPU is present"),
+    data_dir: Optional[Path] = DataDirOpt,
+    runs_dir: Optional[Path] = RunsDir,
+) -> None:
+    """Fine-tune a classifier on a published version and score it on the version's test split.
+
+    Writes runs/train/<dataset>/<version>/<run-id>/ (model, tokenizer, metrics.json, confusion_matrix.png,
+    trainer_log.json, README.md model card) and appends a line to runs/train/index.jsonl.
+    """
+    from pipeline.config import load_config  # noqa: PLC0415
+    from train.engine import train_version  # noqa: PLC0415
+
+    cfg = load_config(config, check_sources=False)
+    updates = _overrides(
+        model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+        max_steps=max_steps, max_train_samples=max_train_samples, seed=seed,
+    )
+    if cpu:
+        updates["use_cpu"] = True
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from train.config import Config  # noqa: PLC0415
+
+    try:
+        tcfg = Config.model_validate({**cfg.train.model_dump(), **updates})
+    except ValidationError as exc:
+        raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    console = _console()
+    result = train_version(
+        cfg.dataset,
+        version,
+        tcfg,
+        data_dir=data_dir if data_dir is not None else Path(cfg.store.data_dir),
+        runs_root=runs_dir or DEFAULT_RUNS_ROOT,
+        config_file=str(config),
+        echo=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False),
+    )
+    t = result.metrics["test"]
+    console.print(
+        f"[green]done[/green] {result.run_dir}\n"
+        f"test: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, weighted-F1 {t['weighted_f1']:.4f} "
+        f"({t['n']} rows); training {result.metrics['training']['train_runtime_s']:.0f}s",
+        highlight=False,
+    )
+
+
+def score_command(
+    run_dir: Path = typer.Argument(..., help="a training run folder (runs/train/<dataset>/<version>/<run-id>)"),
+    version: Optional[str] = typer.Option(None, "--version", "-v", help="version to score on (default: latest)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="dataset to score on (default: the run's)"),
+    split: str = typer.Option("test", "--split", help="train, validation or test"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where published versions live (default: the run's data dir)"),
+    runs_dir: Optional[Path] = RunsDir,
+    cpu: bool = typer.Option(False, "--cpu", help="score on the CPU even if a GPU is present"),
+    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+) -> None:
+    """Score a trained run on a version's test split (accuracy, macro/weighted F1, per class, confusion matrix).
+
+    Writes <run_dir>/scores/<dataset>/<version>-<split>/ and appends a `score` line to the run index.
+    """
+    from train.engine import read_run, score_run  # noqa: PLC0415
+
+    record = read_run(run_dir)
+    if data_dir is None:
+        data_dir = Path(record.get("data_dir") or "data")
+    out_dir, metrics = score_run(
+        run_dir, version, dataset=dataset, data_dir=data_dir, split=split, runs_root=runs_dir, use_cpu=cpu
+    )
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    from rich.table import Table  # noqa: PLC0415
+
+    m = metrics[split]
+    s = metrics["scored_on"]
+    console = _console()
+    console.print(
+        f"run {metrics['run_id']} (trained on {metrics['trained_on']['dataset']} {metrics['trained_on']['version']}) "
+        f"on {s['dataset']} {s['version']} {split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
+        f"weighted-F1 {m['weighted_f1']:.4f} ({m['n']} rows)",
+        highlight=False,
+    )
+    table = Table("label", "precision", "recall", "F1", "support")
+    for label, c in m["per_class"].items():
+        table.add_row(label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"]))
+    console.print(table)
+    if metrics["labels_unknown_to_model"]:
+        console.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {', '.join(metrics['labels_unknown_to_model'])}")
+    console.print(f"written to {out_dir}")
+
+
+def runs_list_command(
+    dataset: Optional[str] = typer.Argument(None, help="only this dataset"),
+    version: Optional[str] = typer.Option(None, "--version", "-v", help="only runs on this version"),
+    scores: bool = typer.Option(False, "--scores", help="list `sftpipe score` results instead of training runs"),
+    runs_dir: Optional[Path] = RunsDir,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
+    """One line per training run (or scoring): dataset, version, base model, device, time, test metrics."""
+    from train import runs  # noqa: PLC0415
+
+    root = runs_dir or DEFAULT_RUNS_ROOT
+    records = runs.filter_records(runs.read_index(root), dataset, version, kind="score" if scores else "train")
+    if as_json:
+        for r in records:
+            print(json.dumps(r))
+        return
+    if not records:
+        raise UserError(f"no {'scores' if scores else 'training runs'} recorded in {root / runs.INDEX}")
+    from rich.table import Table  # noqa: PLC0415
+
+    def f(x) -> str:
+        return "" if x is None else f"{x:.4f}"
+
+    if scores:
+        table = Table("run", "trained on", "scored on", "split", "accuracy", "macro-F1", "weighted-F1", "created")
+        for r in records:
+            table.add_row(r["run_id"], r.get("trained_on", ""), f"{r['dataset']} {r['version']}", r.get("split", "test"),
+                          f(r.get("accuracy")), f(r.get("macro_f1")), f(r.get("weighted_f1")), r.get("created", ""))
+    else:
+        table = Table("run", "dataset", "version", "base model", "device", "epochs", "train s", "accuracy",
+                      "macro-F1", "weighted-F1")
+        for r in records:
+            epochs = r.get("epochs")
+            table.add_row(
+                r["run_id"], r["dataset"], r["version"], str(r.get("base_model", "")).split(" ")[0],
+                f"{r.get('device', '')} {r.get('precision', '')}".strip(), "" if epochs is None else f"{epochs:.2f}",
+                "" if r.get("train_runtime_s") is None else f"{r['train_runtime_s']:.0f}",
+                f(r.get("accuracy")), f(r.get("macro_f1")), f(r.get("weighted_f1")),
+            )
+    _console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train`, `score` and `runs list` to the `sftpipe` app."""
+    app.command("train")(train_command)
+    app.command("score")(score_command)
+    runs_app = typer.Typer(help="List and compare training runs.", no_args_is_help=True)
+    runs_app.command("list")(runs_list_command)
+    app.add_typer(runs_app, name="runs")
