@@ -13,9 +13,9 @@
   Suites, validation results (JSON) and GE's rendered HTML page of them go to `quality/`.
 - **Leakage**: near duplicates (MinHash candidates, verified by exact Jaccard of shingle sets) between
   train and validation / test, and between this train split and the previous version's test split.
-  Listed in `quality/leakage.parquet`. Shingling mirrors the dedupe stage's default (casefolded word
-  5-grams, Jaccard >= 0.8) so a version the dedupe stage made clean is clean here too; this module does
-  not import the stage.
+  Listed in `quality/leakage.parquet`. Shingling and threshold default to the dataset's `dedupe` section
+  (casefolded word or character n-grams, Jaccard >= threshold), so a version the dedupe stage made clean
+  is clean here too; this module does not import the stage.
 - **Label noise**: out-of-sample class probabilities from TF-IDF + logistic regression (stratified k-fold)
   and confident learning (cleanlab `find_label_issues`). Flagged rows go to `label_issues.parquet` (id,
   split, text, given_label, suggested_label, score = the model's probability of the given label, lower is
@@ -109,21 +109,29 @@ class TextLength(BaseModel):
 
 
 class Leakage(BaseModel):
+    """Near duplicates across splits. Shingling and threshold default to the dataset's `dedupe` section (so
+    what the dedupe stage calls distinct is distinct here too), else casefolded word 5-grams at 0.8."""
+
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    shingle: Literal["word", "char"] = Field("word", description="n-grams of words or of characters")
-    ngram: int = Field(5, ge=1, le=64, description="shingle length; shorter texts get one shingle of all tokens")
-    threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
+    shingle: Literal["word", "char"] | None = Field(None, description="n-grams of words or of characters")
+    ngram: int | None = Field(None, ge=1, le=64, description="shingle length; shorter texts get one shingle of all tokens")
+    threshold: float | None = Field(None, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
     lsh_threshold: float = Field(0.5, gt=0.0, le=1.0, description="LSH tuning point; candidates are verified")
     num_perm: int = Field(128, ge=16, le=1024)
     max_leaked: int = Field(0, ge=0, description="leaked rows allowed per comparison")
     previous_version: bool = Field(True, description="also compare train with the previous version's test split")
 
-    @model_validator(mode="after")
-    def _lsh_not_above_threshold(self) -> "Leakage":
-        if self.lsh_threshold > self.threshold:
-            raise ValueError(f"lsh_threshold ({self.lsh_threshold}) must not exceed threshold ({self.threshold})")
-        return self
+    def resolved(self, dedupe: Any = None) -> "Leakage":
+        """Fill the unset shingling fields from the dedupe section (any object with those attributes)."""
+        fill = {
+            "shingle": self.shingle or getattr(dedupe, "shingle", None) or "word",
+            "ngram": self.ngram or getattr(dedupe, "ngram", None) or 5,
+            "threshold": self.threshold or getattr(dedupe, "threshold", None) or 0.8,
+        }
+        out = self.model_copy(update=fill)
+        out.lsh_threshold = min(out.lsh_threshold, out.threshold)
+        return out
 
 
 class LabelNoise(BaseModel):
@@ -134,7 +142,7 @@ class LabelNoise(BaseModel):
         0.1, ge=0.0, le=1.0, description="gate: share of labelled rows flagged as label issues at most this"
     )
     min_rows: int = Field(50, ge=2, description="skip the check below this many labelled rows")
-    C: float = Field(30.0, gt=0, description="inverse regularization of the logistic regression")
+    C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
     seed: int = 0
 
 
@@ -293,7 +301,8 @@ def evaluate_candidate(
 
     # Dataset-level analyses.
     overlap = _split_overlap(splits)
-    leakage = timed("leakage", _leakage, splits, previous_version_dir, config.leakage)
+    leak_cfg = config.leakage.resolved(getattr(dataset_config, "dedupe", None))
+    leakage = timed("leakage", _leakage, splits, previous_version_dir, leak_cfg)
     _write_table(leakage.pop("pairs"), quality / "leakage.parquet", LEAKAGE_SCHEMA)
     noise, issues = timed("label_noise", _label_noise, splits, labels, config.label_noise)
     _write_table(issues, candidate_dir / LABEL_ISSUES_FILE, LABEL_ISSUES_SCHEMA)
@@ -378,9 +387,10 @@ def _read_split(path: Path) -> pd.DataFrame:
 
 def _clean_lang_rule(dataset_config: Any) -> list[str] | None:
     try:
-        rule = dataset_config.clean.rules.get("lang")
+        rules = dataset_config.clean.rules
+        rule = (rules() if callable(rules) else rules).get("lang")
         return list(rule.allowed) if rule is not None and rule.allowed else None
-    except AttributeError:
+    except (AttributeError, TypeError):
         return None
 
 
@@ -1020,7 +1030,8 @@ def _observed(r, check: str) -> tuple[Any, str]:
 
 
 def _expected(etype: str, kw: dict[str, Any], check: str) -> str:
-    kw = {k: v for k, v in kw.items() if k not in ("batch_id", "column")}
+    kw = {k: (int(v) if isinstance(v, float) and v.is_integer() and k in ("min_value", "max_value") else v)
+          for k, v in kw.items() if k not in ("batch_id", "column")}
     if check == "class_share":
         lab = kw.get("value_set", ["?"])[0]
         if etype == "expect_column_values_to_be_in_set":

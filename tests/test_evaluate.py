@@ -68,7 +68,7 @@ def build_rows(path: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             x = parent[x]
         return x
 
-    for j, i, _ in evaluate.near_duplicate_pairs(texts, texts, evaluate.Leakage()):
+    for j, i, _ in evaluate.near_duplicate_pairs(texts, texts, evaluate.Leakage().resolved()):
         a, b = find(i), find(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
@@ -394,3 +394,20 @@ def test_report_command_prints_where_and_summary(clean_sms, tmp_path):
     assert out.exit_code == 0 and "status: passed" in out.output
     out = CliRunner().invoke(app, ["report", "sms", "v9", "--data-dir", str(tmp_path)])
     assert out.exit_code != 0 and "v9" in str(out.exception)
+
+
+def test_unlabelled_dataset_and_an_empty_split(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    rows = rows.copy()
+    rows["label"] = None
+    rows = rows[rows["split"] != "validation"]
+    folder = write_candidate(tmp_path / "u", "sms", rows, rejected, None)
+    unlabelled = SimpleNamespace(dataset="sms", labels=None)
+    result = evaluate_candidate(folder, Config(), unlabelled, None)
+    # No labels: no label checks, no label-noise model; the empty validation split is below its minimum.
+    assert [(f.check, f.split, f.observed) for f in result.failures] == [("min_rows", "validation", 0)]
+    assert result.summary["label_noise"]["ran"] is False
+    assert not (folder / "quality" / "validation.parquet").exists()
+    assert pd.read_parquet(folder / "label_issues.parquet").empty
+    result = evaluate_candidate(folder, Config(min_rows={"validation": 0}), unlabelled, None)
+    assert result.passed, [str(f) for f in result.failures]
