@@ -8,9 +8,14 @@ annotations with their own API tokens.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
+import struct
+import subprocess
+import urllib.parse
 import socket
 import stat
 import time
@@ -431,3 +436,123 @@ def test_cli_annotate_status_and_pull(server, tmp_path):
     assert "6 annotation(s) of 3 row(s) by 2 annotator(s)" in res.output
     assert sorted(p.name for p in out.iterdir()) == ["agreement.json", "annotations.parquet", "annotations_aside.parquet", "labels.parquet"]
     assert server.api_key not in res.output
+
+
+# -- in a real browser: HTML in the text is shown, not run ----------------------------------------------------
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class CDP:
+    """Minimal Chrome DevTools Protocol client over a raw websocket (no extra dependency)."""
+
+    def __init__(self, ws_url):
+        u = urllib.parse.urlparse(ws_url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = (f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.sock.sendall(req.encode())
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            resp += self.sock.recv(4096)
+        assert b" 101 " in resp.split(b"\r\n")[0], resp[:200]
+        self.buf = resp.split(b"\r\n\r\n", 1)[1]
+        self.next_id = 0
+
+    def _recv_exact(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("devtools closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _recv_frame(self):
+        msg = b""
+        while True:
+            b1, b2 = self._recv_exact(2)
+            n = b2 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._recv_exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._recv_exact(8))[0]
+            msg += self._recv_exact(n)
+            if b1 & 0x80:
+                return msg
+
+    def send(self, method, **params):
+        self.next_id += 1
+        data = json.dumps({"id": self.next_id, "method": method, "params": params}).encode()
+        mask = os.urandom(4)
+        n = len(data)
+        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else bytes([0x80 | 127]) + struct.pack(">Q", n))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+        while True:
+            msg = json.loads(self._recv_frame())
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(msg["error"])
+                return msg.get("result", {})
+
+def start_browser(chromium: str, user_dir: Path) -> tuple[subprocess.Popen, int]:
+    """Headless Chromium with the DevTools port it picked (read from its log file, so no pipe fills up)."""
+    user_dir.mkdir(parents=True, exist_ok=True)
+    log = user_dir / "chromium.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                 "--remote-debugging-port=0", f"--user-data-dir={user_dir}", "about:blank"],
+                                stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        m = re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", log.read_text(errors="replace"))
+        if m:
+            return proc, int(m.group(1))
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"chromium did not start: {log.read_text(errors='replace')[-500:]}")
+
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (apt-get install -y chromium)")
+def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
+    text = 'Win <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> <b>now</b>'
+    stage = make_stage("xss-test", tmp_path, select="all", instructions="Read <script>window.__pwned_i=1</script> this")
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, Input(rows_batch(1, "xss", texts={0: text})))
+    pid = stage.stats["project_id"]
+    (tid,) = tasks_by_row(server, pid).values()
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
+        h.get("/user/login/")
+        r = h.post("/user/login/", data={"email": server.creds["username"], "password": server.creds["password"],
+                                         "csrfmiddlewaretoken": h.cookies["csrftoken"]}, headers={"Referer": f"{server.url}/user/login/"})
+        assert r.status_code == 302
+        session = h.cookies["sessionid"]
+    proc, port = start_browser(_chromium(), tmp_path / "profile")
+    try:
+        page = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"][0]
+        cdp = CDP(page["webSocketDebuggerUrl"])
+        cdp.send("Network.enable")
+        cdp.send("Network.setCookie", name="sessionid", value=session, url=server.url)
+        cdp.send("Page.navigate", url=f"{server.url}/projects/{pid}/data?tab=0&task={tid}")
+        body = ""
+        for _ in range(90):
+            time.sleep(1)
+            body = cdp.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)["result"].get("value", "")
+            if "Submit" in body and "<script>window.__pwned=1</script>" in body:
+                break
+        assert "<script>window.__pwned=1</script>" in body, body[:1000]  # the markup is visible as text
+        assert "Read <script>window.__pwned_i=1</script> this" in body  # the instructions too
+        ran = cdp.send("Runtime.evaluate", expression="[typeof window.__pwned, typeof window.__pwned_i]", returnByValue=True)
+        assert ran["result"]["value"] == ["undefined", "undefined"]  # and nothing of it ran
+    finally:
+        proc.kill()
+        proc.wait()
