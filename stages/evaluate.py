@@ -282,6 +282,9 @@ def evaluate_candidate(
     """
     t0 = time.perf_counter()
     candidate_dir = Path(candidate_dir)
+    if not config.enabled:
+        return EvaluationResult(passed=True, failures=[], summary={
+            "passed": True, "status": "not evaluated", "skipped": "evaluate.enabled is false in the config"})
     quality = candidate_dir / QUALITY_DIR
     quality.mkdir(parents=True, exist_ok=True)
     manifest = _read_json(candidate_dir / "manifest.json")

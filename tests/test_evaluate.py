@@ -411,3 +411,11 @@ def test_unlabelled_dataset_and_an_empty_split(tmp_path, sms_rows):
     assert pd.read_parquet(folder / "label_issues.parquet").empty
     result = evaluate_candidate(folder, Config(min_rows={"validation": 0}), unlabelled, None)
     assert result.passed, [str(f) for f in result.failures]
+
+
+def test_disabled_evaluation_passes_without_writing(tmp_path, sms_rows):
+    rows, rejected = sms_rows
+    folder = write_candidate(tmp_path / "d", "sms", rows.head(0), rejected.head(0), SMS_CFG.labels)
+    result = evaluate_candidate(folder, Config(enabled=False), SMS_CFG, None)
+    assert result.passed and result.summary["status"] == "not evaluated"
+    assert not (folder / "report.html").exists()
