@@ -25,6 +25,7 @@ import hashlib
 import html
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal
 from xml.sax.saxutils import quoteattr
@@ -365,6 +366,8 @@ class AnnotateStage(Stage):
     def fingerprint_inputs(self) -> str:
         """The side files and the project's annotation state: any new, edited or deleted annotation changes
         it, so a run after labelling pulls again while a run with nothing new reuses the earlier output."""
+        if self.mode == "push":  # never reuse an earlier output: a push must reach the server (and never publish)
+            return f"annotate:push:{time.time_ns()}"
         files = [file_hash(p) for p in (self._path(self.config.flagged_file), self._path(self.config.predictions_file)) if p]
         pid = self.project(create=False)
         if pid is None:
