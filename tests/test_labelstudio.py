@@ -556,3 +556,57 @@ def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# -- the whole pipeline: run pauses, people label, run publishes ---------------------------------------------
+
+
+def test_run_pauses_until_labelled_then_publishes(server, tmp_path):
+    import sys
+
+    from pipeline.config import load_config
+    from pipeline.executor import stage_plan
+
+    words = ["apple", "river", "stone", "cloud", "train", "paper", "light", "green", "music", "table", "horse", "glass"]
+    lines = ["output\tmessage"]
+    for i in range(24):
+        w = [words[(i * 7 + k * 5) % len(words)] for k in range(6)]
+        spam = i % 4 == 0
+        lines.append(f"{'spam' if spam else 'ham'}\tmessage {i}: {' '.join(w)} {'call now to win a prize' if spam else 'see you at home tonight'}")
+    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "dataset: run-test\nlabels: [ham, spam]\n"
+        "sources: [{name: sms, path: sms.tsv, format: tsv, quoting: none, text_field: message, label_field: output}]\n"
+        "annotate: {select: sample, sample_size: 4, seed: 1, annotators_per_task: 2}\n"
+        "split: {ratios: {train: 0.5, validation: 0.25, test: 0.25}}\n"
+    )
+    if not any(cls.name == "annotate" for cls, _ in stage_plan(load_config(config))):
+        pytest.skip("the executor does not run the annotate stage yet")
+    data = tmp_path / "data"
+    cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config), "--data-dir", str(data)]
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    out = first.stdout + first.stderr
+    assert "4 tasks awaiting annotation at http://127.0.0.1" in out, out
+    assert not (data / "versions" / "run-test").exists() or not list((data / "versions" / "run-test").glob("v*"))
+
+    stage = make_stage("run-test", tmp_path / "w", select="sample", sample_size=4, seed=1, annotators_per_task=2)
+    pid = stage.project(create=False)
+    by_row = tasks_by_row(server, pid)
+    tok_a, tok_b = signup(server.url, "annotator.a@example.com"), signup(server.url, "annotator.b@example.com")
+    for rid, tid in by_row.items():
+        annotate_as(server.url, tok_a, tid, ["spam"])
+        annotate_as(server.url, tok_b, tid, ["spam"])
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    (version,) = sorted((data / "versions" / "run-test").glob("v*"))
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert server.api_key not in json.dumps(manifest)
+    annotate_stats = [s for s in manifest["stages"] if s["name"] == "annotate"][0]["stats"]
+    assert annotate_stats["coverage"] == 1.0 and annotate_stats["labelled_rows"] == 4
+    rows = pd.concat([pq.read_table(version / f"{s}.parquet").to_pandas() for s in ("train", "validation", "test")])
+    human = rows[rows["label_source"] == "annotation"]
+    assert sorted(human["id"]) == sorted(by_row) and (human["label"] == "spam").all()
+    assert (version / "annotations" / "annotations.parquet").is_file(), "the version stores the raw annotations"
