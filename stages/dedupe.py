@@ -32,11 +32,12 @@ need to see.
 """
 from __future__ import annotations
 
+import functools
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Iterator, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch.lsh import _optimal_param
@@ -71,19 +72,20 @@ class Config(BaseModel):
 
     def bands_rows(self) -> tuple[int, int]:
         """(bands, rows per band) minimizing datasketch's false positive + false negative areas."""
-        return _optimal_param(self.lsh_threshold, self.num_perm, 0.5, 0.5)
+        return _bands_rows(self.lsh_threshold, self.num_perm)
+
+
+@functools.lru_cache(maxsize=None)
+def _bands_rows(lsh_threshold: float, num_perm: int) -> tuple[int, int]:
+    return _optimal_param(lsh_threshold, num_perm, 0.5, 0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Shingling and signatures: pure functions of one batch of texts (run in worker processes).
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer: spreads every input bit over the whole word (in place on a copy)."""
-    x = x.copy()
-    x ^= x >> np.uint64(30)
+    """splitmix64 finalizer: spreads every input bit over the whole word (returns a new array)."""
+    x = x ^ (x >> np.uint64(30))
     x *= np.uint64(0xBF58476D1CE4E5B9)
     x ^= x >> np.uint64(27)
     x *= np.uint64(0x94D049BB133111EB)
@@ -91,150 +93,242 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _constants(n: int, salt: int) -> np.ndarray:
-    """n fixed odd 64-bit multipliers (not configurable: they define the shingle hash)."""
-    return np.random.default_rng(0x5EED0000 + salt).integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + l) for every (s, l)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(np.asarray(starts, dtype=np.int64) - before, lengths) + np.arange(int(lengths.sum()))
 
 
-def normalize(texts: pa.Array) -> pa.Array:
-    """Casefold and collapse whitespace. Arrow lowercases ASCII rows (where lower == casefold); the rest
-    go through Python's str.casefold (ß → ss, final sigma, ligatures)."""
-    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    texts = texts.cast(pa.string())  # the schema's type; large_string input (from pandas) too
-    lowered = pc.utf8_lower(texts)
-    non_ascii = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
-    if len(non_ascii):
-        folded = pa.array([s.casefold() for s in texts.take(pa.array(non_ascii)).to_pylist()], pa.string())
-        mask = np.zeros(len(texts), dtype=bool)
-        mask[non_ascii] = True
-        lowered = pc.replace_with_mask(lowered, pa.array(mask), folded)
-    # Arrow yields empty words for leading and trailing whitespace: trim first.
-    return pc.binary_join(pc.utf8_split_whitespace(pc.utf8_trim_whitespace(lowered)), " ")
+# Python's str.isspace() characters beyond ASCII: texts holding one take the slow (Python) path.
+_UNICODE_SPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in map(chr, range(0x80, 0x3001)) if c.isspace()) + "]"
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True
+_EDGE_SPACE = r"^[\t-\r\x1c-\x1f ]|[\t-\r\x1c-\x1f ]$"
+_ASCII_LOWER = np.arange(256, dtype=np.uint8)
+_ASCII_LOWER[0x41:0x5B] += 0x20
+_ASCII_LOWER[_ASCII_SPACE] = 0x20
 
 
-def _hash_strings(values: pa.Array) -> np.ndarray:
-    """64-bit hash per string, hashing each distinct string once (pandas' SipHash, fixed key)."""
-    encoded = pc.dictionary_encode(values)
-    uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
-    return pd.util.hash_array(uniques, categorize=False)[encoded.indices.to_numpy(zero_copy_only=False)]
+@functools.lru_cache(maxsize=1)
+def _casefold_differs() -> str:
+    """An RE2 class of the characters whose Python casefold differs from Arrow's utf8_lower (ß, ς, ﬁ,
+    Cherokee, ...): texts holding one take the slow (Python) path."""
+    chars = [c for c in map(chr, range(0x110000)) if not "\ud800" <= c <= "\udfff" and (c.casefold() != c or c.lower() != c)]
+    lowered = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
+    differing = [c for c, low in zip(chars, lowered) if c.casefold() != low]
+    return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in differing) + "]"
 
 
-def _tokens(normalized: pa.Array, shingle: str) -> tuple[np.ndarray, np.ndarray]:
-    """Token hashes of every document, flattened, and the offsets of each document's tokens."""
-    if shingle == "word":
-        words = pc.utf8_split_whitespace(normalized)
-        offsets = words.offsets.to_numpy().astype(np.int64)
-        offsets -= offsets[0]
-        flat = pc.list_flatten(words)
-        return (_hash_strings(flat) if len(flat) else np.zeros(0, np.uint64)), offsets
-    # Characters: code points (the single space between words included).
-    lengths = pc.utf8_length(normalized).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    code_points = np.frombuffer("".join(normalized.to_pylist()).encode("utf-32-le"), dtype=np.uint32)
-    return _mix64(code_points.astype(np.uint64)), offsets
+def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array and each string's start offset into them (n + 1 offsets)."""
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset: texts.offset + len(texts) + 1]
+    data = texts.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return data[offsets[0]: offsets[-1]], offsets.astype(np.int64) - offsets[0]
 
 
-def shingle_hashes(texts: pa.Array, shingle: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every document's shingles (token n-grams), flattened, and per-document offsets.
+def normalize(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Python's `" ".join(text.casefold().split())` of every text, as UTF-8 bytes and offsets.
 
-    A document with fewer than `ngram` tokens gets one shingle of all its tokens (an empty one gets the
-    hash of the empty shingle). Duplicates within a document are kept: MinHash does not care and
-    `shingle_sets` removes them.
+    Arrow lowercases the non-ASCII texts and numpy the ASCII letters and whitespace runs. The few texts
+    whose casefold differs from Arrow's lowercase (ß, ς, ...), that hold non-ASCII whitespace or that
+    start or end with whitespace go through Python.
     """
-    tokens, tok_offsets = _tokens(normalize(texts), shingle)
+    original = texts
+    slow = pc.match_substring_regex(texts, _EDGE_SPACE).to_numpy(zero_copy_only=False)
+    non_ascii = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if non_ascii.any():
+        subset = texts.filter(pa.array(non_ascii))
+        slow[non_ascii] |= pc.or_(pc.match_substring_regex(subset, _casefold_differs()),
+                                  pc.match_substring_regex(subset, _UNICODE_SPACE)).to_numpy(zero_copy_only=False)
+        texts = pc.replace_with_mask(texts, pa.array(non_ascii), pc.utf8_lower(subset))
+    if slow.any():
+        idx = np.flatnonzero(slow)
+        folded = [" ".join(s.casefold().split()) for s in original.take(pa.array(idx)).to_pylist()]
+        texts = pc.replace_with_mask(texts, pa.array(slow), pa.array(folded, pa.string()))
+    data, offsets = _utf8(texts)
+    space = _ASCII_SPACE[data]
+    data = _ASCII_LOWER[data]  # A-Z → a-z, whitespace → " " (bytes < 0x80 are never part of a longer character)
+    # No text starts or ends with whitespace any more: collapsing a run = dropping a space after a space.
+    keep = ~space
+    keep[1:] |= ~space[:-1]
+    kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    return data[keep], kept_before[offsets]
+
+
+_BASE = 0x100000001B3  # odd, so invertible mod 2^64
+_POWERS: list[np.ndarray] = [np.ones(1, np.uint64), np.ones(1, np.uint64)]  # B^j and B^-j, grown on demand
+
+
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    if len(_POWERS[0]) < n:
+        size = max(n, 2 * len(_POWERS[0]))
+        for k, base in enumerate((_BASE, pow(_BASE, -1, 2**64))):
+            p = np.full(size, base, dtype=np.uint64)
+            p[0] = 1
+            _POWERS[k] = np.cumprod(p, out=p)
+    return _POWERS[0][:n], _POWERS[1][:n]
+
+
+class _SubstringHasher:
+    """Polynomial hashes mod 2⁶⁴ of arbitrary byte ranges of one buffer, all at once.
+
+    With prefix sums G[k] = Σ_{j<k} byte_j·B^j, the range [s, e) hashes to (G[e] − G[s])·B^(−s), which
+    depends only on its bytes; the result is mixed with the length and through splitmix64.
+    """
+
+    def __init__(self, data: np.ndarray):
+        powers, self.inverse = _powers(len(data) + 1)
+        self.prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+        np.cumsum(data * powers[:-1], out=self.prefix[1:])
+
+    def __call__(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        h = (self.prefix[ends] - self.prefix[starts]) * self.inverse[starts]
+        return _mix64(h ^ (ends - starts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+
+
+def _token_starts(data: np.ndarray, doc_offsets: np.ndarray, shingle: str) -> tuple[np.ndarray, np.ndarray]:
+    """Start byte of every token (word, or code point) of every document, and each document's token
+    offsets. Documents are normalized: words are separated by exactly one space. An empty document has
+    one empty token."""
+    if shingle == "word":
+        inner = np.flatnonzero(data == 0x20) + 1  # a word starts after each space...
+    else:
+        inner = np.flatnonzero((data & 0xC0) != 0x80)  # ...a code point at each non-continuation byte
+    n_docs = len(doc_offsets) - 1
+    doc_of_inner = np.searchsorted(doc_offsets, inner, side="right") - 1
+    if shingle != "word":  # the first code point of a document is its start, counted below
+        keep = inner != doc_offsets[doc_of_inner]
+        inner, doc_of_inner = inner[keep], doc_of_inner[keep]
+    counts = np.bincount(doc_of_inner, minlength=n_docs) + 1
+    tok_offsets = np.concatenate([[0], np.cumsum(counts)])
+    starts = np.empty(int(tok_offsets[-1]), dtype=np.int64)
+    starts[tok_offsets[:-1]] = doc_offsets[:-1]
+    first_inner = np.concatenate([[0], np.cumsum(counts - 1)])
+    starts[tok_offsets[doc_of_inner] + 1 + np.arange(len(inner)) - first_inner[doc_of_inner]] = inner
+    return starts, tok_offsets
+
+
+def shingle_hashes(data: np.ndarray, doc_offsets: np.ndarray, shingle: str,
+                   ngram: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """64-bit hashes of every document's shingles, flattened; per-document shingle offsets; and the
+    hash of each whole document. Documents are normalized UTF-8 (`normalize`).
+
+    A shingle is the text of `ngram` consecutive tokens; a document with fewer tokens is one shingle.
+    Repeated shingles of a document are kept: MinHash does not care and verification takes distinct ones.
+    """
+    hasher = _SubstringHasher(data)
+    doc_hash = hasher(doc_offsets[:-1], doc_offsets[1:])
+    starts, tok_offsets = _token_starts(data, doc_offsets, shingle)
     n_tokens = np.diff(tok_offsets)
     counts = np.maximum(n_tokens - ngram + 1, 1)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    total = int(offsets[-1])
+    # Shingle k of a document spans its tokens k .. k+ngram-1, i.e. up to the start of token k+ngram
+    # (less the separating space for words) or the document's end.
+    first_token = _ranges(tok_offsets[:-1], counts)
     doc = np.repeat(np.arange(len(counts)), counts)
-    start = tok_offsets[doc] + (np.arange(total) - offsets[doc])
-    width = np.minimum(n_tokens, ngram)[doc]
-    padded = np.append(tokens, np.uint64(0))  # so that an index past the end (masked out anyway) is valid
-    acc = width.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    mult = _constants(ngram, 1)
-    for t in range(ngram):
-        term = padded[np.minimum(start + t, len(tokens))] * mult[t]
-        acc += np.where(t < width, term, np.uint64(0))
-    return _mix64(acc), offsets
+    last = first_token + ngram  # token index just past the shingle
+    at_end = last >= tok_offsets[1:][doc]
+    end = np.where(at_end, doc_offsets[1:][doc], starts[np.minimum(last, len(starts) - 1)] - (1 if shingle == "word" else 0))
+    return hasher(starts[first_token], end), offsets, doc_hash
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The MinHash permutations x ↦ a·x + b mod 2⁶⁴ (a odd). The minimum is decided by the high bits,
-    which depend on every bit of x: multiply-shift hashing over already mixed shingle hashes."""
+    """The MinHash permutations x ↦ a·x + b mod 2³² (a odd) of the shingle hashes' top 32 bits.
+
+    32-bit arithmetic halves the memory traffic of the hot loop; the collision rate per permutation and
+    the band S-curve match theory (J and 1-(1-J^r)^b) on sets of controlled Jaccard.
+    """
     rng = np.random.default_rng(seed)
-    a = rng.integers(0, 2**63, num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, num_perm, dtype=np.uint64)
+    a = rng.integers(0, 2**31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = rng.integers(0, 2**32, num_perm, dtype=np.uint64).astype(np.uint32)
     return a, b
 
 
 def minhash(hashes: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray,
             chunk_shingles: int = 1 << 14) -> np.ndarray:
-    """MinHash signatures (documents × permutations, uint64); every document has ≥ 1 shingle."""
+    """MinHash signatures, permutations × documents (uint32); every document has ≥ 1 shingle.
+
+    Permutations are the outer axis so that the min-reduction per document runs over contiguous memory.
+    """
     n_docs = len(offsets) - 1
-    sig = np.empty((n_docs, len(a)), dtype=np.uint64)
-    buf = np.empty((chunk_shingles, len(a)), dtype=np.uint64)
+    x = (hashes >> np.uint64(32)).astype(np.uint32)
+    sig = np.empty((len(a), n_docs), dtype=np.uint32)
+    buf = np.empty((len(a), chunk_shingles), dtype=np.uint32)
     d0 = 0
     while d0 < n_docs:
         # As many whole documents as fit in the buffer (at least one).
         d1 = max(int(np.searchsorted(offsets, offsets[d0] + chunk_shingles, side="right")) - 1, d0 + 1)
         d1 = min(d1, n_docs)
         s0, s1 = int(offsets[d0]), int(offsets[d1])
-        out = buf[: s1 - s0] if s1 - s0 <= chunk_shingles else np.empty((s1 - s0, len(a)), np.uint64)
-        np.multiply(hashes[s0:s1, None], a[None, :], out=out)
-        out += b
-        sig[d0:d1] = np.minimum.reduceat(out, offsets[d0:d1] - s0, axis=0)
+        out = buf[:, : s1 - s0] if s1 - s0 <= chunk_shingles else np.empty((len(a), s1 - s0), np.uint32)
+        np.multiply(a[:, None], x[None, s0:s1], out=out)
+        out += b[:, None]
+        sig[:, d0:d1] = np.minimum.reduceat(out, offsets[d0:d1] - s0, axis=1)
         d0 = d1
     return sig
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """One 64-bit key per (document, band) summarizing the band's `rows` signature values."""
-    banded = sig[:, : bands * rows].reshape(len(sig), bands, rows)
-    mult = _constants(rows, 2)
-    acc = np.zeros((len(sig), bands), dtype=np.uint64)
+    mult = np.random.default_rng(0x5EED).integers(0, 2**63, rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    acc = np.zeros((sig.shape[1], bands), dtype=np.uint64)
     for k in range(rows):
-        acc += banded[:, :, k] * mult[k]
+        acc += sig[k: bands * rows: rows].T.astype(np.uint64) * mult[k]
     return _mix64(acc)
 
 
-def signature_batch(texts: pa.Array, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Worker job for pass 1: (exact hash per row, band keys per row)."""
+def _pieces(texts: pa.Array, max_bytes: int = 1 << 20) -> Iterator[pa.Array]:
+    """Consecutive slices of about max_bytes of text (at least one row each). Per-byte temporaries then
+    stay a few MB, which the allocator recycles instead of mapping fresh pages for every array."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    texts = texts.cast(pa.string())  # the schema's type; large_string input (from pandas) too
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset: texts.offset + len(texts) + 1]
+    i, n = 0, len(texts)
+    while i < n:
+        j = min(max(int(np.searchsorted(offsets, offsets[i] + max_bytes, side="right")) - 1, i + 1), n)
+        yield texts.slice(i, j - i)
+        i = j
+
+
+FINGERPRINT_BITS = 44  # shingle fingerprints for verification; 20 bits are left for a pair tag
+
+
+def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's distinct shingle fingerprints (top 44 bits of the hash), sorted, flattened, and
+    per-document counts. (Two different shingles of a compared pair share a fingerprint with probability
+    below |A|·|B|/2⁴⁴, about 10⁻⁸ for two 300-shingle texts.)"""
+    n_docs = len(offsets) - 1
+    doc = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(offsets))
+    if n_docs >= 2 ** (64 - FINGERPRINT_BITS):
+        raise ValueError("too many documents in one piece")
+    keys = np.unique((doc << np.uint64(FINGERPRINT_BITS)) | (hashes >> np.uint64(64 - FINGERPRINT_BITS)))
+    counts = np.bincount((keys >> np.uint64(FINGERPRINT_BITS)).astype(np.int64), minlength=n_docs)
+    return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
+
+
+def signature_batch(texts: pa.Array, config: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Worker job for pass 1: per row the exact hash, the LSH band keys, and the shingle set (sorted
+    fingerprints, flattened, and their count per row)."""
     cfg = Config(**config)
-    exact = _hash_strings(normalize(texts))
-    if not cfg.near:
-        return exact, np.zeros((len(texts), 0), np.uint64)
-    hashes, offsets = shingle_hashes(texts, cfg.shingle, cfg.ngram)
-    bands, rows = cfg.bands_rows()
-    sig = minhash(hashes, offsets, *permutations(cfg.num_perm, cfg.seed))
-    return exact, band_keys(sig, bands, rows)
-
-
-def shingle_sets(texts: pa.Array, shingle: str, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each document's distinct shingle hashes, sorted, flattened; and per-document offsets."""
-    hashes, offsets = shingle_hashes(texts, shingle, ngram)
-    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    order = np.lexsort((hashes, doc))
-    hashes, doc = hashes[order], doc[order]
-    first = np.ones(len(hashes), dtype=bool)
-    first[1:] = (hashes[1:] != hashes[:-1]) | (doc[1:] != doc[:-1])
-    hashes, doc = hashes[first], doc[first]
-    counts = np.bincount(doc, minlength=len(offsets) - 1)
-    return hashes, np.concatenate([[0], np.cumsum(counts)])
-
-
-def _shingle_sets_job(texts: pa.Array, config: dict) -> tuple[np.ndarray, np.ndarray]:
-    cfg = Config(**config)
-    return shingle_sets(texts, cfg.shingle, cfg.ngram)
+    bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
+    perms = permutations(cfg.num_perm, cfg.seed)
+    exact, keys = [np.zeros(0, np.uint64)], [np.zeros((0, bands), np.uint64)]
+    sets, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for piece in _pieces(texts):
+        hashes, shingle_offsets, doc_hash = shingle_hashes(*normalize(piece), cfg.shingle, cfg.ngram)
+        exact.append(doc_hash)
+        if cfg.near:
+            keys.append(band_keys(minhash(hashes, shingle_offsets, *perms), bands, rows))
+            fingerprints, n = shingle_sets(hashes, shingle_offsets)
+            sets.append(fingerprints)
+            counts.append(n)
+    return np.concatenate(exact), np.concatenate(keys), np.concatenate(sets), np.concatenate(counts)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Graph helpers (numpy over all rows).
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + l) for every (s, l)."""
-    before = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
-    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
 
 
 def _segments(offsets: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,26 +371,32 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     return code // n_total, code % n_total, largest
 
 
-def jaccard(ids: np.ndarray, offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
-            chunk_elements: int = 1 << 22) -> np.ndarray:
-    """Exact Jaccard of pairs of sets. Sets are sorted dense uint32 ids, flattened with `offsets`."""
-    out = np.empty(len(left), dtype=np.float64)
+def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
+            threshold: float = 0.0, chunk_elements: int = 1 << 21) -> np.ndarray:
+    """Jaccard of pairs of sets (sorted fingerprints flattened with `offsets`); NaN for pairs whose sizes
+    alone put them below `threshold` (|A|/|B| bounds the Jaccard)."""
+    out = np.full(len(left), np.nan)
     sizes = np.diff(offsets)
-    work = np.cumsum(sizes[left] + sizes[right])
+    small = np.where(sizes[left] <= sizes[right], left, right)  # the smaller set is looked up in the larger
+    large = np.where(sizes[left] <= sizes[right], right, left)
+    todo = np.flatnonzero(sizes[small] >= threshold * sizes[large])
+    small, large = small[todo], large[todo]
+    work = np.cumsum(sizes[small] + sizes[large])
     p0 = 0
-    while p0 < len(left):
+    while p0 < len(todo):
         base = work[p0 - 1] if p0 else 0
-        p1 = max(int(np.searchsorted(work, base + chunk_elements, side="right")), p0 + 1)
-        tag = np.arange(p1 - p0, dtype=np.uint64)
-        # (pair tag, id) packed into one sortable word; both sides come out sorted by construction.
-        pos_a, len_a = _segments(offsets, left[p0:p1])
-        pos_b, len_b = _segments(offsets, right[p0:p1])
-        key_a = (np.repeat(tag, len_a) << np.uint64(32)) | ids[pos_a].astype(np.uint64)
-        key_b = (np.repeat(tag, len_b) << np.uint64(32)) | ids[pos_b].astype(np.uint64)
+        p1 = min(max(int(np.searchsorted(work, base + chunk_elements, side="right")), p0 + 1),
+                 p0 + 2 ** (64 - FINGERPRINT_BITS) - 1)
+        tag = np.arange(p1 - p0, dtype=np.uint64) << np.uint64(FINGERPRINT_BITS)
+        # (pair tag, fingerprint) packed into one sortable word; both sides come out sorted by construction.
+        pos_a, len_a = _segments(offsets, small[p0:p1])
+        pos_b, len_b = _segments(offsets, large[p0:p1])
+        key_a = np.repeat(tag, len_a) | fingerprints[pos_a]
+        key_b = np.repeat(tag, len_b) | fingerprints[pos_b]
         at = np.minimum(np.searchsorted(key_b, key_a), len(key_b) - 1)
         hit = key_b[at] == key_a
         inter = np.bincount(np.repeat(np.arange(p1 - p0), len_a)[hit], minlength=p1 - p0)
-        out[p0:p1] = inter / (len_a + len_b - inter)
+        out[todo[p0:p1]] = inter / (len_a + len_b - inter)
         p0 = p1
     return out
 
@@ -354,9 +454,15 @@ class DedupeStage(Stage):
                               clusters=0, label_conflict_clusters=0, label_conflict_examples=[])
             return
         self._workers = max(1, int(self.ctx.workers))
-        pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
-        try:
-            state = self._pass_signatures(inputs, pool)
+        _casefold_differs()  # computed once, before the workers fork
+        # Pass 1 spills each row's shingle set here; verification reads back the candidates' only.
+        with tempfile.TemporaryFile(prefix="dedupe-shingles-") as self._sets_file:
+            pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
+            try:
+                state = self._pass_signatures(inputs, pool)
+            finally:
+                if pool is not None:
+                    pool.shutdown()
             n = state["n"]
             rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
             rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
@@ -379,14 +485,11 @@ class DedupeStage(Stage):
                 reps = np.flatnonzero(is_rep)
                 left, right, largest_bucket = candidate_pairs(state["bands"][reps], reps)
                 n_candidates = len(left)
+                del state["bands"]
                 if n_candidates:
-                    weight = self._verify(inputs, pool, n, left, right)
+                    weight = self._verify(state["set_offsets"], left, right)
                     edge = weight >= cfg.threshold
                     left, right, weight = left[edge], right[edge], weight[edge]
-            del state["bands"]
-        finally:
-            if pool is not None:
-                pool.shutdown()
 
         dup_of, dup_jaccard = greedy_keep(rank, left, right, weight, n)
         reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate
@@ -476,14 +579,16 @@ class DedupeStage(Stage):
         """Pass 1: per-row exact hash, LSH band keys, text length, label presence, label code and id."""
         cfg: Config = self.config
         config = cfg.model_dump()
-        exact, bands, length, has_label, label_code, ids = [], [], [], [], [], []
+        exact, bands, set_sizes, length, has_label, label_code, ids = [], [], [], [], [], [], []
         labels: dict[str, int] = {}
         pending: list = []
 
         def collect(result) -> None:
-            e, b = result
+            e, b, fingerprints, sizes = result
             exact.append(e)
             bands.append(b)
+            set_sizes.append(sizes)
+            fingerprints.tofile(self._sets_file)
 
         for batch in inputs.batches(columns=["id", "text", "label"]):
             texts = batch.column("text")
@@ -506,43 +611,31 @@ class DedupeStage(Stage):
             self.ctx.progress(batch.num_rows)
         for future in pending:
             collect(future.result())
+        self._sets_file.flush()
         return {
             "n": int(sum(len(x) for x in exact)),
             "exact": np.concatenate(exact),
             "bands": np.concatenate(bands),
+            "set_offsets": np.concatenate([[0], np.cumsum(np.concatenate(set_sizes))]),
             "length": np.concatenate(length),
             "has_label": np.concatenate(has_label).astype(bool),
             "label_code": np.concatenate(label_code),
             "ids": pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in ids]),
         }
 
-    def _verify(self, inputs: StageInput, pool, n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Pass 2: rebuild the shingle sets of candidate rows only; exact Jaccard of every candidate pair."""
-        config = self.config.model_dump()
-        wanted = np.zeros(n, dtype=bool)
-        wanted[left] = True
-        wanted[right] = True
-        rows = np.flatnonzero(wanted)
-        compact = np.full(n, -1, dtype=np.int64)
+    def _verify(self, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Jaccard of every candidate pair from the shingle sets spilled to disk in pass 1 (only the
+        candidate rows' sets are read back)."""
+        rows = np.unique(np.concatenate([left, right]))
+        n_total = int(set_offsets[-1])
+        spilled = np.memmap(self._sets_file, dtype=np.uint64, mode="r", shape=(n_total,)) if n_total else np.zeros(0, np.uint64)
+        positions, sizes = _segments(set_offsets, rows)
+        fingerprints = np.asarray(spilled[positions])
+        del spilled
+        compact = np.zeros(int(rows[-1]) + 1, dtype=np.int64)
         compact[rows] = np.arange(len(rows))
-        parts = []
-        start = 0
-        for batch in inputs.batches(columns=["text"]):
-            local = np.flatnonzero(wanted[start:start + batch.num_rows])
-            start += batch.num_rows
-            if not len(local):
-                continue
-            texts = batch.column("text").take(pa.array(local))
-            parts.append(pool.submit(_shingle_sets_job, texts, config) if pool else _shingle_sets_job(texts, config))
-        parts = [p.result() if pool else p for p in parts]
-        hashes = np.concatenate([h for h, _ in parts])
-        counts = np.concatenate([np.diff(o) for _, o in parts])
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        del parts
-        # Dense ids keep the order of the hashes, so each set stays sorted.
-        _, dense = np.unique(hashes, return_inverse=True)
-        del hashes
-        return jaccard(dense.astype(np.uint32), offsets, compact[left], compact[right])
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        return jaccard(fingerprints, offsets, compact[left], compact[right], self.config.threshold)
 
     def _label_conflicts(self, cluster_id: np.ndarray, label_code: np.ndarray) -> tuple[int, list[list[int]]]:
         """Clusters whose labelled members disagree: how many, and up to 10 (cluster → member rows)."""
