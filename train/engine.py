@@ -388,147 +388,151 @@ def train_version(
     final_dir = runs_root / dataset / version / run_id
     work_dir = final_dir.parent / f".{run_id}.partial"
     work_dir.mkdir(parents=True, exist_ok=False)
-    echo(f"run {run_id}: {dataset} {version} on {rt.device_name} ({rt.precision}), base model {cfg.model_label()}")
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-    except OSError as exc:
-        raise UserError(f"cannot load tokenizer of base model {model_path!r}: {exc}".replace("\n", " ")) from None
+        echo(f"run {run_id}: {dataset} {version} on {rt.device_name} ({rt.precision}), base model {cfg.model_label()}")
 
-    def take(table: pa.Table, limit: int | None) -> pa.Table:
-        return table.slice(0, limit) if limit else table
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+        except OSError as exc:
+            raise UserError(f"cannot load tokenizer of base model {model_path!r}: {exc}".replace("\n", " ")) from None
 
-    tables = {
-        "train": take(version_data.splits["train"], cfg.max_train_samples),
-        "validation": take(version_data.splits["validation"], cfg.max_eval_samples),
-        "test": take(version_data.splits["test"], cfg.max_eval_samples),
-    }
-    cache = runs_root / ".cache" / "tokenized"
-    tok_id = _tokenizer_identity(tokenizer, model_path)
-    encoded = {
-        split: tokenize_split(
-            table, tokenizer, codec, cfg.max_length, cache,
-            f"{_version_identity(version_data, split)}|{table.num_rows}|{tok_id}",
+        def take(table: pa.Table, limit: int | None) -> pa.Table:
+            return table.slice(0, limit) if limit else table
+
+        tables = {
+            "train": take(version_data.splits["train"], cfg.max_train_samples),
+            "validation": take(version_data.splits["validation"], cfg.max_eval_samples),
+            "test": take(version_data.splits["test"], cfg.max_eval_samples),
+        }
+        cache = runs_root / ".cache" / "tokenized"
+        tok_id = _tokenizer_identity(tokenizer, model_path)
+        encoded = {
+            split: tokenize_split(
+                table, tokenizer, codec, cfg.max_length, cache,
+                f"{_version_identity(version_data, split)}|{table.num_rows}|{tok_id}",
+            )
+            for split, table in tables.items()
+        }
+
+        set_seed(cfg.seed, deterministic=cfg.deterministic)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_path,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+                problem_type="multi_label_classification" if multi else "single_label_classification",
+                dtype=torch.float32,  # fp32 master weights even when the checkpoint is stored in half precision
+            )
+        except OSError as exc:
+            raise UserError(f"cannot load base model {model_path!r}: {exc}".replace("\n", " ")) from None
+
+        def compute_metrics(pred) -> dict:
+            logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+            m = codec.score(pred.label_ids, codec.predict(logits))
+            return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "weighted_f1": m["weighted_f1"]}
+
+        callbacks = list(extra_callbacks or [])
+        if cfg.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+        args = _training_arguments(cfg, rt, work_dir / "checkpoints")
+        trainer = _trainer_class()(
+            model=model,
+            args=args,
+            data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None),
+            train_dataset=encoded["train"],
+            eval_dataset=encoded["validation"],
+            processing_class=tokenizer,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            class_weights=_class_weights(cfg, codec, tables["train"]),
         )
-        for split, table in tables.items()
-    }
-
-    set_seed(cfg.seed, deterministic=cfg.deterministic)
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            problem_type="multi_label_classification" if multi else "single_label_classification",
-            dtype=torch.float32,  # fp32 master weights even when the checkpoint is stored in half precision
+        t_train = time.time()
+        train_output = trainer.train()
+        train_wall = time.time() - t_train
+        echo(
+            f"trained {trainer.state.global_step} steps in {train_wall:.0f}s "
+            f"({train_output.metrics.get('train_samples_per_second', 0):.1f} samples/s); scoring"
         )
-    except OSError as exc:
-        raise UserError(f"cannot load base model {model_path!r}: {exc}".replace("\n", " ")) from None
 
-    def compute_metrics(pred) -> dict:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        m = codec.score(pred.label_ids, codec.predict(logits))
-        return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "weighted_f1": m["weighted_f1"]}
+        # the best model is loaded at the end; score it on validation and test
+        results = {}
+        for split in ("validation", "test"):
+            out = trainer.predict(encoded[split], metric_key_prefix=split)
+            results[split] = codec.score(out.label_ids, codec.predict(out.predictions))
+        best_eval = max(
+            (e for e in trainer.state.log_history if "eval_macro_f1" in e), key=lambda e: e["eval_macro_f1"], default=None
+        )
 
-    callbacks = list(extra_callbacks or [])
-    if cfg.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    args = _training_arguments(cfg, rt, work_dir / "checkpoints")
-    trainer = _trainer_class()(
-        model=model,
-        args=args,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None),
-        train_dataset=encoded["train"],
-        eval_dataset=encoded["validation"],
-        processing_class=tokenizer,
-        compute_metrics=compute_metrics,
-        callbacks=callbacks,
-        class_weights=_class_weights(cfg, codec, tables["train"]),
-    )
-    t_train = time.time()
-    train_output = trainer.train()
-    train_wall = time.time() - t_train
-    echo(
-        f"trained {trainer.state.global_step} steps in {train_wall:.0f}s "
-        f"({train_output.metrics.get('train_samples_per_second', 0):.1f} samples/s); scoring"
-    )
+        trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
+        tokenizer.save_pretrained(str(work_dir))
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
 
-    # the best model is loaded at the end; score it on validation and test
-    results = {}
-    for split in ("validation", "test"):
-        out = trainer.predict(encoded[split], metric_key_prefix=split)
-        results[split] = codec.score(out.label_ids, codec.predict(out.predictions))
-    best_eval = max(
-        (e for e in trainer.state.log_history if "eval_macro_f1" in e), key=lambda e: e["eval_macro_f1"], default=None
-    )
+        samples_per_s = train_output.metrics.get("train_samples_per_second")
+        metrics = {
+            "dataset": dataset,
+            "version": version,
+            "content_fingerprint": version_data.fingerprint,
+            "problem_type": cfg.problem_type,
+            "labels": labels,
+            "test": results["test"],
+            "validation": results["validation"],
+            "training": {
+                "global_steps": trainer.state.global_step,
+                "epochs_run": trainer.state.epoch,
+                "train_rows": tables["train"].num_rows,
+                "train_runtime_s": round(train_output.metrics.get("train_runtime", train_wall), 2),
+                "train_samples_per_second": samples_per_s,
+                "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+                "best_validation_macro_f1": best_eval["eval_macro_f1"] if best_eval else None,
+                "best_epoch": best_eval.get("epoch") if best_eval else None,
+                "stopped_early": bool(
+                    cfg.early_stopping_patience
+                    and trainer.state.epoch is not None
+                    and not cfg.max_steps
+                    and trainer.state.epoch < cfg.epochs - 1e-6
+                ),
+                "total_wall_s": None,  # filled below
+            },
+            "rows": {
+                split: {"scored": tables[split].num_rows, "unlabelled_skipped": version_data.unlabelled[split]}
+                for split in vdata.SPLITS
+            },
+        }
+        (work_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
+        tm.plot_confusion_matrix(
+            results["test"], work_dir / "confusion_matrix.png", f"{dataset} {version} test — run {run_id}"
+        )
+        metrics["training"]["total_wall_s"] = round(time.time() - t_start, 2)
+        (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
-    tokenizer.save_pretrained(str(work_dir))
-    shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+        record = {
+            "run_id": run_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+            "dataset": dataset,
+            "version": version,
+            "content_fingerprint": version_data.fingerprint,
+            "version_path": str(version_data.path.resolve()),
+            "data_dir": str(data_dir.resolve()),
+            "config_file": config_file,
+            "base_model": cfg.model_label(),
+            "base_model_id": cfg.model or DEFAULT_MODEL_NAME,
+            "base_model_path": model_path,
+            "labels": labels,
+            "problem_type": cfg.problem_type,
+            "train_config": cfg.model_dump(mode="json"),
+            "runtime": rt.describe(),
+            "command": " ".join(sys.argv) if sys.argv else None,
+        }
+        (work_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+        from train.card import write_model_card  # noqa: PLC0415
 
-    samples_per_s = train_output.metrics.get("train_samples_per_second")
-    metrics = {
-        "dataset": dataset,
-        "version": version,
-        "content_fingerprint": version_data.fingerprint,
-        "problem_type": cfg.problem_type,
-        "labels": labels,
-        "test": results["test"],
-        "validation": results["validation"],
-        "training": {
-            "global_steps": trainer.state.global_step,
-            "epochs_run": trainer.state.epoch,
-            "train_rows": tables["train"].num_rows,
-            "train_runtime_s": round(train_output.metrics.get("train_runtime", train_wall), 2),
-            "train_samples_per_second": samples_per_s,
-            "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
-            "best_validation_macro_f1": best_eval["eval_macro_f1"] if best_eval else None,
-            "best_epoch": best_eval.get("epoch") if best_eval else None,
-            "stopped_early": bool(
-                cfg.early_stopping_patience
-                and trainer.state.epoch is not None
-                and not cfg.max_steps
-                and trainer.state.epoch < cfg.epochs - 1e-6
-            ),
-            "total_wall_s": None,  # filled below
-        },
-        "rows": {
-            split: {"scored": tables[split].num_rows, "unlabelled_skipped": version_data.unlabelled[split]}
-            for split in vdata.SPLITS
-        },
-    }
-    (work_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
-    tm.plot_confusion_matrix(
-        results["test"], work_dir / "confusion_matrix.png", f"{dataset} {version} test — run {run_id}"
-    )
-    metrics["training"]["total_wall_s"] = round(time.time() - t_start, 2)
-    (work_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_model_card(work_dir, record, metrics)
 
-    record = {
-        "run_id": run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
-        "dataset": dataset,
-        "version": version,
-        "content_fingerprint": version_data.fingerprint,
-        "version_path": str(version_data.path.resolve()),
-        "data_dir": str(data_dir.resolve()),
-        "config_file": config_file,
-        "base_model": cfg.model_label(),
-        "base_model_id": cfg.model or DEFAULT_MODEL_NAME,
-        "base_model_path": model_path,
-        "labels": labels,
-        "problem_type": cfg.problem_type,
-        "train_config": cfg.model_dump(mode="json"),
-        "runtime": rt.describe(),
-        "command": " ".join(sys.argv) if sys.argv else None,
-    }
-    (work_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-    from train.card import write_model_card  # noqa: PLC0415
-
-    write_model_card(work_dir, record, metrics)
-
-    os.replace(work_dir, final_dir)
+        os.replace(work_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)  # a failed run leaves nothing behind
+        raise
     runs.append_index(
         runs_root,
         {
