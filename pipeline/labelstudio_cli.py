@@ -141,7 +141,10 @@ def annotate_status(config: Path = typer.Argument(..., help="the dataset's YAML 
         mine = ann[ann["annotator"] == name]
         lead = mine["lead_time"].median()
         table.add_row(name, str(len(mine)), str(int((aside["annotator"] == name).sum())), "" if lead != lead else f"{lead:.1f}")
-    console.print(table)
+    if names:
+        console.print(table)
+    else:
+        console.print("no annotations yet")
     if cancelled:
         console.print(f"{cancelled} skipped (cancelled) annotation(s) are not counted")
     if len(aside):

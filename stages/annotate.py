@@ -383,8 +383,19 @@ class AnnotateStage(Stage):
 
         client, labels = self.client(), set(self.labels())
         self._predictions = self.predictions()
-        present = {t["data"].get("row_id") for t in client.tasks(pid)}
+        existing = client.tasks(pid)
+        present = {t["data"].get("row_id") for t in existing}
         todo = rows[~rows["id"].isin(present)]
+        # A row whose text changed upstream (a new clean config) keeps its task: its annotations were made on
+        # the old text. Say so rather than silently mixing.
+        text_of = dict(zip(rows["id"], rows["text"]))
+        stale = sorted(t["data"]["row_id"] for t in existing
+                       if t["data"].get("row_id") in text_of and t["data"].get(TO_NAME) != text_of[t["data"]["row_id"]])
+        if stale:
+            self.stats["stale_tasks"] = len(stale)
+            self.stats.setdefault("warnings", []).append(
+                f"{len(stale)} task(s) show an older text of their row (e.g. {', '.join(stale[:3])}); "
+                f"their annotations are used as they are")
         imported = 0
         size = self.config.push_batch_size
         for start in range(0, len(todo), size):
@@ -559,7 +570,7 @@ class AnnotateStage(Stage):
                 "n_annotations": pa.array(agg["n"].tolist() if len(agg) else [], pa.int64()),
                 "votes": pa.array([json.dumps(v, sort_keys=True) for v in agg["votes"]] if len(agg) else [], pa.string()),
                 "unresolved": pa.array(agg["unresolved"].tolist() if len(agg) else [], pa.bool_()),
-                "source_label": pa.array([source_of.get(i) for i in items], pa.string()),
+                "source_label": pa.array([_str_or_none(source_of.get(i)) for i in items], pa.string()),
             }
         )
         pq.write_table(labels_table, work / "labels.parquet")
@@ -593,3 +604,7 @@ def manifest_summary(stats: dict[str, Any] | None, skipped_reason: str | None = 
             "annotations", "annotations_aside", "annotators", "aggregation", "labelled_rows", "unresolved",
             "changed_from_source", "agreement", "annotator_accuracy", "warnings")
     return {"status": "annotated", **{k: stats[k] for k in keys if k in stats}, "files": [f"annotations/{f}" for f in VERSION_FILES]}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

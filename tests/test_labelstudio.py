@@ -610,3 +610,25 @@ def test_run_pauses_until_labelled_then_publishes(server, tmp_path):
     human = rows[rows["label_source"] == "annotation"]
     assert sorted(human["id"]) == sorted(by_row) and (human["label"] == "spam").all()
     assert (version / "annotations" / "annotations.parquet").is_file(), "the version stores the raw annotations"
+
+
+def test_multiple_choice_and_stale_text(server, tmp_path):
+    inp = Input(rows_batch(2, "multi", labelled=False))
+    stage = make_stage("multi-test", tmp_path / "a", select="all", choice="multiple", annotators_per_task=1)
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, inp)
+    pid = stage.stats["project_id"]
+    assert 'choice="multiple"' in server.client().get_project(pid).label_config
+    by_row = tasks_by_row(server, pid)
+    tok = signup(server.url, "annotator.a@example.com")
+    annotate_as(server.url, tok, by_row["multi-000"], ["spam", "ham"])
+    annotate_as(server.url, tok, by_row["multi-001"], ["spam"])
+    # The row's text changed upstream since it was pushed: reported, not re-imported.
+    changed = Input(rows_batch(2, "multi", labelled=False, texts={1: "an edited text"}))
+    again = make_stage("multi-test", tmp_path / "b", select="all", choice="multiple", annotators_per_task=1)
+    out = run_stage(again, changed).to_pandas().set_index("id")
+    assert out.loc["multi-000", "label"] == "ham|spam" and out.loc["multi-001", "label"] == "spam"
+    assert again.stats["stale_tasks"] == 1 and "multi-001" in again.stats["warnings"][0]
+    assert len(tasks_by_row(server, pid)) == 2
+    ann = pq.read_table(tmp_path / "b" / "annotations.parquet").to_pandas()
+    assert ann.set_index("row_id").loc["multi-000", "labels"].tolist() == ["ham", "spam"]
