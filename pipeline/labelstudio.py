@@ -175,34 +175,42 @@ class LabelStudioClient:
         """
         ApiError = self._ApiError
         attempts = self.retries + 1
-        last = ""
+        last, answered, tried = "", False, 0
         for attempt in range(attempts):
             retryable = False
+            tried = attempt + 1
             try:
                 return fn()
             except ApiError as exc:
                 status = exc.status_code or 0
                 if status in (401, 403):
                     raise self._auth_error(exc) from None
-                last = f"HTTP {status}: {_scrub(_detail(exc.body), self._secrets)}"
+                last, answered = f"HTTP {status}: {_scrub(_detail(exc.body), self._secrets)}", True
                 if status >= 500 or status in (408, 429):
                     retryable = idempotent
                 else:
                     raise LabelStudioError(f"Label Studio at {self.url}: {what} failed ({last})", status) from None
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                last = f"cannot connect: {_scrub(str(exc) or type(exc).__name__, self._secrets)}"
+                last, answered = f"cannot connect: {_scrub(str(exc) or type(exc).__name__, self._secrets)}", False
                 retryable = True
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-                last = f"{type(exc).__name__}: {_scrub(str(exc), self._secrets)}"
+                last, answered = f"{type(exc).__name__}: {_scrub(str(exc), self._secrets)}", False
                 retryable = idempotent
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {_scrub(str(exc), self._secrets)}"
+                last, answered = f"{type(exc).__name__}: {_scrub(str(exc), self._secrets)}", False
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # an answer that is not LS's API
+                raise LabelStudioError(
+                    f"Label Studio at {self.url}: unexpected answer to {what} "
+                    f"({type(exc).__name__}: {_scrub(str(exc), self._secrets)[:200]}) — is this a Label Studio server?"
+                ) from None
             if not retryable:
                 break
             if attempt + 1 < attempts:
                 delay = min(self.backoff_s * 2**attempt, 8.0)
                 self._sleep(delay * (0.75 + 0.5 * random.random()))
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        tries = f" after {tried} attempts" if tried > 1 else ""
+        if answered:
+            raise LabelStudioUnreachable(f"Label Studio at {self.url} keeps failing{tries} ({what}: {last})")
         raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})")
 
     # -- identity ------------------------------------------------------------------------------------------

@@ -632,3 +632,22 @@ def test_multiple_choice_and_stale_text(server, tmp_path):
     assert len(tasks_by_row(server, pid)) == 2
     ann = pq.read_table(tmp_path / "b" / "annotations.parquet").to_pandas()
     assert ann.set_index("row_id").loc["multi-000", "labels"].tolist() == ["ham", "spam"]
+
+
+def test_a_url_that_is_not_label_studio_is_one_clear_line(tmp_path):
+    import http.server
+    import threading
+
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **kw)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        client = lsmod.LabelStudioClient(lsmod.Credentials(url, "tok-123456", "test"), retries=1, backoff_s=0.01)
+        with pytest.raises(lsmod.LabelStudioError) as err:
+            client.whoami()
+        msg = str(err.value)
+        assert msg.startswith(f"Label Studio at {url}") and "\n" not in msg and "tok-123456" not in msg
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
