@@ -66,14 +66,19 @@ def run(
     data_dir: Optional[Path] = DataDir,
     batch_size: int = typer.Option(10_000, min=1, help="rows per Arrow record batch"),
     workers: Optional[int] = typer.Option(None, min=1, help="worker processes for slow signals (default: all cores)"),
+    no_annotate: bool = typer.Option(False, "--no-annotate", help="skip Label Studio: publish with source labels only (the manifest says so)"),
+    allow_failed_gates: bool = typer.Option(False, "--allow-failed-gates", help="publish even if a blocking quality check fails, marked failed-gates"),
 ) -> None:
-    """Run collect → clean → dedupe → split and publish a new version (if anything changed).
+    """Run collect → clean → dedupe → [annotate] → split, check quality, and publish a new version.
 
     Stages whose inputs, config and code are unchanged since an earlier run are reused, not recomputed.
     Every input row ends either in a split of the version or in its rejected.parquet with a reason.
+    With an `annotate` section the run stops cleanly while rows await labelling in Label Studio; run it
+    again once they are labelled. A blocking failed quality check (see `evaluate`) stops publication.
     """
     from pipeline.config import load_config
-    from pipeline.executor import LocalExecutor
+    from pipeline.errors import PipelinePaused
+    from pipeline.executor import GateFailed, LocalExecutor
 
     cfg = load_config(config)
     with _progress() as progress:
@@ -82,11 +87,23 @@ def run(
             return lambda n: progress.advance(task, n)
 
         executor = LocalExecutor(cfg, data_dir=data_dir, batch_size=batch_size, workers=workers,
-                                 from_stage=from_stage, progress=track, log=lambda m: progress.console.print(f"[dim]{m}[/dim]"))
-        result = executor.run(tag=tag)
+                                 from_stage=from_stage, annotate=not no_annotate, allow_failed_gates=allow_failed_gates,
+                                 progress=track, log=lambda m: progress.console.print(f"[dim]{m}[/dim]"))
+        try:
+            result = executor.run(tag=tag)
+        except PipelinePaused as paused:
+            progress.stop()
+            console.print(f"[yellow]paused[/yellow]: {paused}")
+            return
+        except GateFailed as gate:
+            progress.stop()
+            _print_funnel(gate.result.stages)
+            _print_evaluation(gate.result.evaluation)
+            raise
     _print_funnel(result.stages)
+    path = executor.store.root / result.dataset / result.version
+    _print_evaluation(result.evaluation, path if result.published else None)
     if result.published:
-        path = executor.store.root / result.dataset / result.version
         console.print(f"[green]published[/green] {result.dataset} {result.version} → {path}")
     else:
         console.print(f"nothing new: the output is identical to {result.dataset} {result.version} "
@@ -153,6 +170,19 @@ def versions_diff(
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _print_evaluation(evaluation, folder: Path | None = None) -> None:
+    """Each failed expectation with its observed value, then the verdict and where the report is."""
+    if evaluation is None:
+        return
+    for failure in evaluation.failures:
+        colour = "red" if failure.blocking else "yellow"
+        console.print(f"[{colour}]{failure}[/{colour}]", highlight=False)
+    if evaluation.report_path is not None:
+        verdict = "[green]passed[/green]" if evaluation.passed else "[red]failed[/red]"
+        report = folder / evaluation.report_path.name if folder is not None else evaluation.report_path
+        console.print(f"quality gates {verdict}; report: {report}", highlight=False, soft_wrap=True)
 
 
 def _store(data_dir: Optional[Path]):

@@ -29,19 +29,22 @@ from pipeline.config import DatasetConfig
 from pipeline.errors import UserError
 from pipeline.stage import Stage, StageContext
 from pipeline.store import VersionStore
-from stages import clean, collect, dedupe, split
+from stages import annotate, clean, collect, dedupe, evaluate, split
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stage_plan(config: DatasetConfig) -> list[tuple[type[Stage], BaseModel]]:
+def stage_plan(config: DatasetConfig, with_annotation: bool = True) -> list[tuple[type[Stage], BaseModel]]:
     """The stages this config runs, in order, each with its config section."""
-    return [
+    plan: list[tuple[type[Stage], BaseModel]] = [
         (collect.CollectStage, collect.Config(sources=config.sources, inputs_within=config.inputs_within)),
         (clean.CleanStage, config.clean),
         (dedupe.DedupeStage, config.dedupe),
-        (split.SplitStage, config.split),
     ]
+    if with_annotation and config.annotate is not None:
+        plan.append((annotate.AnnotateStage, config.annotate))
+    plan.append((split.SplitStage, config.split))
+    return plan
 
 
 def code_version() -> str:
@@ -89,11 +92,20 @@ class StageReport:
 @dataclass
 class RunResult:
     dataset: str
-    version: str | None  # the version published, or the identical one already there
+    version: str | None  # the version published, or the identical one already there; None if gated
     published: bool
     stages: list[StageReport]
     manifest: dict[str, Any]
     candidate: Path
+    evaluation: Any = None  # stages.evaluate.EvaluationResult, when the gate ran
+
+
+class GateFailed(UserError):
+    """A blocking quality expectation failed: the candidate was not published."""
+
+    def __init__(self, message: str, result: RunResult):
+        super().__init__(message)
+        self.result = result
 
 
 class _Writer:
@@ -133,6 +145,8 @@ class LocalExecutor:
         batch_size: int = 10_000,
         workers: int | None = None,
         from_stage: str | None = None,
+        annotate: bool = True,
+        allow_failed_gates: bool = False,
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
         log: Callable[[str], None] = lambda msg: None,
     ):
@@ -141,11 +155,13 @@ class LocalExecutor:
         self.batch_size = batch_size
         self.workers = workers or os.cpu_count() or 1
         self.from_stage = from_stage
+        self.annotate = annotate
+        self.allow_failed_gates = allow_failed_gates
         self.progress = progress or (lambda name, total: (lambda n: None))
         self.log = log
         self.store = VersionStore(self.data_dir)
         self.run_dir = self.data_dir / "runs" / config.dataset
-        names = [cls.name for cls, _ in stage_plan(config)]
+        names = [cls.name for cls, _ in stage_plan(config, annotate)]
         if from_stage is not None and from_stage not in names:
             raise UserError(f"--from {from_stage!r}: no such stage (stages: {', '.join(names)})")
 
@@ -170,7 +186,7 @@ class LocalExecutor:
         reports: list[StageReport] = []
         forced = False
         input_files: list[dict] = []
-        for index, (cls, section) in enumerate(stage_plan(self.config)):
+        for index, (cls, section) in enumerate(stage_plan(self.config, self.annotate)):
             forced = forced or cls.name == self.from_stage
             ctx = StageContext(dataset=dataset, config_dir=self.config.config_dir, work_dir=Path(),
                                batch_size=self.batch_size, workers=self.workers, previous_splits=previous_splits,
@@ -256,6 +272,17 @@ class LocalExecutor:
         tmp.mkdir(parents=True)
         split_counts = self._write_splits(reports[-1].folder, tmp)
         rejected_rows = self._write_rejected(reports, tmp)
+        annotation_stats = next((r.stats for r in reports if r.name == annotate.AnnotateStage.name), None)
+        if annotation_stats is not None:
+            (tmp / "annotations").mkdir()
+            annotate_folder = next(r.folder for r in reports if r.name == annotate.AnnotateStage.name)
+            for name in annotate.VERSION_FILES:
+                if (annotate_folder / name).exists():
+                    shutil.copy2(annotate_folder / name, tmp / "annotations" / name)
+            annotation = annotate.manifest_summary(annotation_stats)
+        else:
+            annotation = annotate.manifest_summary(
+                None, None if self.config.annotate is None else "run with --no-annotate")
         content = content_fingerprint(tmp)
         manifest = {
             "dataset": self.config.dataset,
@@ -265,7 +292,8 @@ class LocalExecutor:
             "config_hash": self.config.config_hash(),
             "code_version": code,
             "labels": self.config.labels,
-            "label_origin": "source labels",
+            "label_origin": "source labels and human annotation" if annotation_stats is not None else "source labels only",
+            "annotation": annotation,
             "inputs": input_files,
             "rows_in": reports[0].rows_in,
             "stages": [r.as_dict() for r in reports],
@@ -273,16 +301,28 @@ class LocalExecutor:
             "rejected": {"rows": rejected_rows, "by_stage_reason": {r.name: r.dropped for r in reports if r.dropped}},
             "content_fingerprint": content,
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
+        _write_json(tmp / "manifest.json", manifest)
         shutil.rmtree(candidate, ignore_errors=True)
         os.rename(tmp, candidate)
 
         identical = self.store.find(self.config.dataset, content, manifest["config_hash"])
         if identical is not None:
             return RunResult(self.config.dataset, identical, False, reports, manifest, candidate)
+
+        # The gate: evidence that the candidate is good, written into it, before anything is published.
+        parent_dir = self.store.path(self.config.dataset, parent) if parent else None
+        evaluation = evaluate.evaluate_candidate(candidate, self.config.evaluate, self.config, parent_dir)
+        manifest["evaluation"] = evaluation.summary
+        manifest["gates"] = "passed" if evaluation.passed else "failed-gates"
+        _write_json(candidate / "manifest.json", manifest)
+        if not evaluation.passed and not self.allow_failed_gates:
+            result = RunResult(self.config.dataset, None, False, reports, manifest, candidate, evaluation)
+            raise GateFailed(f"{len(evaluation.blocking_failures)} blocking quality check(s) failed; nothing published "
+                             f"(the candidate is at {candidate}; --allow-failed-gates publishes it marked failed-gates)",
+                             result)
         version = self.store.publish(self.config.dataset, candidate, manifest, tag=tag, locked=True)
         return RunResult(self.config.dataset, version, True, reports, self.store.manifest(self.config.dataset, version),
-                         candidate)
+                         candidate, evaluation)
 
     def _write_splits(self, split_folder: Path, out: Path) -> dict[str, Any]:
         writers = {s: _Writer(out / f"{s}.parquet", schemas.SPLIT, f"split {s}") for s in schemas.SPLITS}
@@ -322,6 +362,10 @@ def content_fingerprint(folder: Path) -> str:
             frame = table.sort_by("id").to_pandas()
             h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return h.hexdigest()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
 def _value_counts(values: pa.Array) -> list[tuple[Any, int]]:

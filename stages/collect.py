@@ -317,12 +317,13 @@ class CollectStage(Stage):
             raise UserError(f"cannot read {file}: {exc.strerror or exc}") from None
 
     def _read_jsonl(self, source, file):
-        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="") as fh:
+        # Split on "\n" only: JSON Lines ends records with \n (or \r\n); a lone \r is data.
+        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="\n") as fh:
             for i, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 if _has_surrogates(line):
-                    yield i, None, ("undecodable", {"encoding": source.encoding}), line.encode("utf-8", "replace").decode()
+                    yield i, None, ("undecodable", {"encoding": source.encoding}), _safe(line.rstrip("\r\n"))
                     continue
                 try:
                     obj = json.loads(line)

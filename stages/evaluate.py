@@ -71,7 +71,10 @@ CHECKS = (
 LABEL_ISSUES_FILE = "label_issues.parquet"
 REPORT_FILE = "report.html"
 QUALITY_DIR = "quality"
-SUMMARY_FILE = "evaluation.json"
+SUMMARY_FILE = "summary.json"
+# No path inside a version may contain a split keyword (train, validation, val, dev, test, eval,
+# evaluation, ...): `load_dataset("parquet", data_dir=version)` would read it as split data. So the GE
+# suites and results are stored one file each, keyed by scope, and the pages are numbered.
 
 LABEL_ISSUES_SCHEMA = pa.schema(
     [
@@ -198,7 +201,8 @@ class Config(BaseModel):
     leakage: Leakage = Leakage()
     label_noise: LabelNoise = LabelNoise()
     non_blocking: list[str] = Field(
-        default_factory=lambda: ["label_conflicts"], description="built-in checks that warn instead of blocking"
+        default_factory=lambda: ["label_conflicts", "label_noise"],
+        description="built-in checks that warn instead of blocking",
     )
     expectations: list[UserExpectation] = Field(default_factory=list, description="your own GE expectations")
     report_label_issues: int = Field(50, ge=0, description="label issues listed in report.html")
@@ -244,7 +248,8 @@ class Failure:
         where = f"{self.split}" + (f".{self.column}" if self.column else "")
         kind = "BLOCKING" if self.blocking else "warning"
         extra = f" ({self.details})" if self.details else ""
-        return f"{kind} [{self.check}] {self.expectation} on {where}: observed {_fmt(self.observed)}, expected {self.expected}{extra}"
+        # No square brackets: rich would read "[check]" as markup and swallow it.
+        return f"{kind} {self.check}: {self.expectation} on {where}: observed {_fmt(self.observed)}, expected {self.expected}{extra}"
 
 
 @dataclass
@@ -891,11 +896,11 @@ def _run_expectations(dataset, splits, metrics, labels, allowed_languages, confi
     metrics_df = pd.DataFrame([{k: _py(v) for k, v in metrics.items()}])
     batches.append(("dataset", metrics_df, _dataset_expectations(metrics, config)))
 
-    (quality / "suites").mkdir(exist_ok=True)
-    (quality / "validation").mkdir(exist_ok=True)
     failures: list[Failure] = []
     table: list[dict[str, Any]] = []
-    suite_files, result_files, page_files = [], [], []
+    suites_by_scope: dict[str, Any] = {}
+    results_by_scope: dict[str, Any] = {}
+    page_files: dict[str, str] = {}
     counts = {"evaluated": 0, "successful": 0, "failed": 0}
     for scope, df, expectations in batches:
         name = f"{dataset}.{scope}"
@@ -913,16 +918,13 @@ def _run_expectations(dataset, splits, metrics, labels, allowed_languages, confi
         suite_json = suite.to_json_dict()
         for e in suite_json.get("expectations", []):
             e.pop("id", None)
-        (quality / "suites" / f"{scope}.json").write_text(json.dumps(suite_json, indent=2, default=str))
-        (quality / "validation" / f"{scope}.json").write_text(
-            json.dumps(result.to_json_dict(), indent=2, default=str)
-        )
-        suite_files.append(f"{QUALITY_DIR}/suites/{scope}.json")
-        result_files.append(f"{QUALITY_DIR}/validation/{scope}.json")
+        suites_by_scope[scope] = suite_json
+        results_by_scope[scope] = result.to_json_dict()
         page = _render_ge_page(result)
         if page is not None:
-            (quality / "validation" / f"{scope}.html").write_text(page)
-            page_files.append(f"{QUALITY_DIR}/validation/{scope}.html")
+            page_name = f"page-{len(page_files) + 1}.html"
+            (quality / page_name).write_text(page)
+            page_files[scope] = f"{QUALITY_DIR}/{page_name}"
         for r in result.results:
             cfg = r.expectation_config
             meta = dict(cfg.meta or {})
@@ -951,8 +953,11 @@ def _run_expectations(dataset, splits, metrics, labels, allowed_languages, confi
                                         details=details))
     order = {c: i for i, c in enumerate(CHECKS)}
     failures.sort(key=lambda f: (not f.blocking, order.get(f.check, len(order)), f.split))
-    return {"failures": failures, "results_table": table, "counts": counts, "suite_files": suite_files,
-            "result_files": result_files, "page_files": page_files}
+    (quality / "suites.json").write_text(json.dumps(suites_by_scope, indent=2, default=str))
+    (quality / "results.json").write_text(json.dumps(results_by_scope, indent=2, default=str))
+    return {"failures": failures, "results_table": table, "counts": counts,
+            "suite_files": f"{QUALITY_DIR}/suites.json", "result_files": f"{QUALITY_DIR}/results.json",
+            "page_files": page_files}
 
 
 def _render_ge_page(result) -> str | None:

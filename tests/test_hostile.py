@@ -59,7 +59,7 @@ def test_hostile_input(tmp_path, case, name, data, settings_, expected):
     (tmp_path / name).write_bytes(data)
     source = {"name": "src", "path": name, "format": "jsonl", "label_field": "label", **settings_}
     config = write_config(tmp_path, {"dataset": "hostile", "labels": ["a", "b"], "sources": [source],
-                                     "clean": {"signals": []}})
+                                     "clean": {"signals": []}, "evaluate": {"enabled": False}})
     if "error" in expected:
         with pytest.raises(UserError, match=expected["error"]):
             run_pipeline(config, tmp_path / "data")
@@ -128,7 +128,7 @@ def test_every_row_is_accounted_for_on_random_input(tmp_path_factory, lines, bat
     (folder / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
     config = write_config(folder, {"dataset": "prop", "labels": ["a", "b", "c"],
                                    "sources": [{"name": "s", "path": "in.jsonl", "format": "jsonl", "label_field": "label"}],
-                                   "clean": {"signals": []}})
+                                   "clean": {"signals": []}, "evaluate": {"enabled": False}})
     try:
         result = run_pipeline(config, folder / "data", batch_size=batch_size)
     except UserError as exc:
