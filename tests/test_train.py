@@ -308,3 +308,33 @@ def test_balanced_class_weights():
     assert w.tolist() == [1.0, 3.0]
     with pytest.raises(UserError, match="unknown labels"):
         _class_weights(Config(class_weights={"eggs": 3.0}), codec, table)
+
+
+def test_multi_label_tiny_run(tmp_path):
+    """train.problem_type multi_label: `label` holds several labels joined by `|`; BCE loss, sigmoid outputs."""
+    from train.engine import LabelCodec, train_version
+
+    data = tmp_path / "data"
+    vdir = build_version(data, "tags", "v1", n_rows=120)
+    for split in ("train", "validation", "test"):
+        t = pq.read_table(vdir / f"{split}.parquet")
+        tags = [label + ("|long" if len(text) > 60 else "") for text, label in
+                zip(t["text"].to_pylist(), t["label"].to_pylist())]
+        t = t.set_column(t.schema.get_field_index("label"), "label", pa.array(tags))
+        (vdir / f"{split}.parquet").chmod(0o644)
+        pq.write_table(t, vdir / f"{split}.parquet")
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["labels"] = ["ham", "long", "spam"]
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+
+    cfg = Config(**{**TINY, "max_steps": 2}, problem_type="multi_label")
+    result = train_version("tags", "v1", cfg, data_dir=data, runs_root=tmp_path / "runs")
+    m = result.metrics["test"]
+    assert set(m) >= {"accuracy", "macro_f1", "micro_f1", "per_class"} and set(m["per_class"]) == {"ham", "long", "spam"}
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+    assert (result.run_dir / "confusion_matrix.png").is_file()
+
+    codec = LabelCodec(["ham", "long", "spam"], multi=True)
+    assert codec.encode(["spam|long", "ham"]) == [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+    assert codec.predict(np.array([[2.0, -1.0, 0.5]])).tolist() == [[1, 0, 1]]

@@ -30,13 +30,15 @@ from transformers import TrainerCallback  # noqa: E402
 
 
 class Clock(TrainerCallback):
-    """Training time excluding evaluation, the eval curve, and when the target was first reached."""
+    """Training time excluding evaluation (wall, and CPU seconds of this process: a fairer figure on a shared
+    CPU box), the eval curve, and when the target was first reached."""
 
     def __init__(self, target: float):
         self.target = target
         self.curve: list[dict] = []
         self.reached_at: dict | None = None
         self.eval_time = 0.0
+        self.eval_cpu = 0.0
 
     def _sync(self):
         import torch
@@ -44,29 +46,37 @@ class Clock(TrainerCallback):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
+    def _now(self):
+        return time.perf_counter(), time.process_time()
+
     def on_train_begin(self, args, state, control, **kw):
         self._sync()
-        self.t0 = time.perf_counter()
-        self.last_step_end = self.t0
+        self.t0, self.c0 = self._now()
+        self.last_step_end, self.last_step_cpu = self.t0, self.c0
 
     def on_step_end(self, args, state, control, **kw):
         self._sync()
-        self.last_step_end = time.perf_counter()
+        self.last_step_end, self.last_step_cpu = self._now()
 
     def on_evaluate(self, args, state, control, metrics=None, **kw):
-        now = time.perf_counter()
+        now, cpu = self._now()
         train_s = self.last_step_end - self.t0 - self.eval_time
+        train_cpu = self.last_step_cpu - self.c0 - self.eval_cpu
         self.eval_time += now - self.last_step_end
+        self.eval_cpu += cpu - self.last_step_cpu
         f1 = (metrics or {}).get("eval_macro_f1")
-        point = {"step": state.global_step, "train_s": round(train_s, 3), "val_macro_f1": f1}
+        point = {"step": state.global_step, "train_s": round(train_s, 3), "train_cpu_s": round(train_cpu, 2),
+                 "val_macro_f1": f1}
         self.curve.append(point)
         if self.reached_at is None and f1 is not None and f1 >= self.target:
             self.reached_at = point
-        self.last_step_end = time.perf_counter()  # the next step's eval gap starts after this eval
+        self.last_step_end, self.last_step_cpu = self._now()  # the next eval gap starts after this eval
 
     def on_train_end(self, args, state, control, **kw):
         self._sync()
-        self.total_train_s = time.perf_counter() - self.t0 - self.eval_time
+        now, cpu = self._now()
+        self.total_train_s = now - self.t0 - self.eval_time
+        self.total_train_cpu = cpu - self.c0 - self.eval_cpu
 
 
 def run_arm(arm: str, version_data, cfg, args, rt, max_steps: int | None = None) -> dict:
@@ -156,7 +166,9 @@ def run_arm(arm: str, version_data, cfg, args, rt, max_steps: int | None = None)
         "train_s": round(clock.total_train_s, 2),
         "samples_per_s": round(samples / clock.total_train_s, 1),
         "trainer_samples_per_s": out.metrics.get("train_samples_per_second"),
+        "train_cpu_s": round(clock.total_train_cpu, 1),
         "time_to_target_s": clock.reached_at["train_s"] if clock.reached_at else None,
+        "cpu_s_to_target": clock.reached_at["train_cpu_s"] if clock.reached_at else None,
         "step_to_target": clock.reached_at["step"] if clock.reached_at else None,
         "final_val_macro_f1": round(final["eval_macro_f1"], 4),
         "final_val_accuracy": round(final["eval_accuracy"], 4),
@@ -202,6 +214,7 @@ def main() -> None:
     version_data = vdata.load_version(Path(args.data_dir), args.dataset, args.version, splits=("train", "validation"))
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_at_start": __import__("os").getloadavg(),
         "hardware": rt.device_name,
         "cpu_count": __import__("os").cpu_count(),
         "torch": torch.__version__,
@@ -223,6 +236,7 @@ def main() -> None:
         t = time.time()
         res = run_arm(arm, version_data, cfg, args, rt)
         res["wall_s"] = round(time.time() - t, 1)
+        res["load_average_after"] = [round(x, 2) for x in __import__("os").getloadavg()]
         report["arms"].append(res)
         print(json.dumps({k: v for k, v in res.items() if k != "curve"}), flush=True)
     if args.out:
