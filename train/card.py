@@ -72,7 +72,8 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
         "precision (effective)": rt["precision"],
     }
     for key, value in effective.items():
-        lines.append(f"| {key} | `{value}` |")
+        shown = "(bundled default)" if key == "model" and value is None else str(value).replace("|", "\\|")
+        lines.append(f"| {key} | `{shown}` |")
     lines += [
         "",
         "## Use",
