@@ -163,12 +163,16 @@ def runs_list_command(
         for r in records:
             epochs = r.get("epochs")
             table.add_row(
-                r["run_id"], r["dataset"], r["version"], str(r.get("base_model", "")).split(" ")[0],
-                f"{r.get('device', '')} {r.get('precision', '')}".strip(), "" if epochs is None else f"{epochs:.2f}",
+                r["run_id"], r["dataset"], r["version"], str(r.get("base_model", "")).split(" ")[0].rstrip("/").split("/")[-1],
+                f"{_short_device(r.get('device', ''))} {r.get('precision', '')}".strip(), "" if epochs is None else f"{epochs:.2f}",
                 "" if r.get("train_runtime_s") is None else f"{r['train_runtime_s']:.0f}",
                 f(r.get("accuracy")), f(r.get("macro_f1")), f(r.get("weighted_f1")),
             )
     _console().print(table)
+
+
+def _short_device(name: str) -> str:
+    return "cpu" if name.startswith("CPU") else name.replace("NVIDIA ", "")
 
 
 def register(app: typer.Typer) -> None:
