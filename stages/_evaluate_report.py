@@ -433,7 +433,7 @@ def summarize_report(version_dir: Path | str) -> str:
     lines = [f"{manifest.get('dataset', version_dir.parent.name)} {manifest.get('version', version_dir.name)}"]
     report = version_dir / "report.html"
     lines.append(f"report: {report.resolve()}" if report.exists() else "report: (none — this version was not evaluated)")
-    if manifest.get("failed_gates") or manifest.get("status") == "failed-gates":
+    if manifest.get("gates") == "failed-gates" or manifest.get("failed_gates"):
         lines.append("published with --allow-failed-gates")
     if not ev:
         return "\n".join(lines)
@@ -452,7 +452,7 @@ def summarize_report(version_dir: Path | str) -> str:
         obs = f.get("observed")
         obs = f"{obs:.4g}" if isinstance(obs, float) else obs
         col = f".{f['column']}" if f.get("column") else ""
-        lines.append(f"  {kind} [{f.get('check')}] {f.get('expectation')} on {f.get('split')}{col}: "
+        lines.append(f"  {kind} {f.get('check')}: {f.get('expectation')} on {f.get('split')}{col}: "
                      f"observed {obs}, expected {f.get('expected')}")
     leak = ev.get("leakage") or {}
     if leak.get("ran"):

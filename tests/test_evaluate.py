@@ -265,7 +265,7 @@ def test_planted_label_flips_are_found_and_fail_the_gate(tmp_path, sms_rows):
     rows.loc[flip, "label"] = np.where(rows.loc[flip, "label"] == "spam", "ham", "spam")
     flipped = set(rows.loc[flip, "id"])
     folder = write_candidate(tmp_path / "f", "sms", rows, rejected, SMS_CFG.labels)
-    cfg = Config(label_noise={"max_share": 0.02})
+    cfg = Config(label_noise={"max_share": 0.02}, non_blocking=["label_conflicts"])  # label noise made blocking
     result = evaluate_candidate(folder, cfg, SMS_CFG, None)
     fails = failing(result, "label_noise")
     assert [(f.split, f.column, f.blocking) for f in fails] == [("dataset", "label_issue_share", True)]
