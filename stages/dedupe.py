@@ -1,34 +1,37 @@
 """dedupe: remove exact and near duplicates, keeping one verified representative per neighbourhood.
 
-How a run goes (the stage needs the whole stream; it reads its input three times and never holds the
-corpus in Python objects, only per-row numpy arrays):
+How a run goes (the stage needs the whole stream; it reads its input twice and never holds the corpus in
+Python objects, only per-row numpy arrays):
 
-1. *Signatures.* Each batch's texts are normalized (casefold, whitespace collapsed), split into tokens
-   (words, or characters with `shingle: char`) and shingled into token n-grams, all as numpy arrays over
-   the whole batch. A document shorter than `ngram` tokens gets one shingle made of all its tokens, so a
-   three-word SMS is still compared (with Jaccard 1 or 0 against its look-alikes). From the shingle hashes
-   we compute a MinHash signature (`num_perm` random permutations `a·x + b mod 2⁶⁴`, min-reduced per
-   document) and keep only its LSH band keys, plus a hash of the normalized text for the exact step.
-   Batches are spread over `ctx.workers` processes.
+1. *Signatures* (first read, spread over `ctx.workers` processes). Each batch's texts are normalized
+   exactly as `" ".join(text.casefold().split())`, as UTF-8 bytes in numpy. A shingle is the text of
+   `ngram` consecutive tokens (words, or characters with `shingle: char`); a text with fewer tokens is one
+   shingle of all of them, so a three-word SMS is still compared (at Jaccard 1 or 0 to its look-alikes).
+   Every shingle of the batch is hashed at once (polynomial hashes of byte ranges from prefix sums), then
+   MinHashed: `num_perm` permutations `a·x + b mod 2³²` as numpy arrays, min-reduced per text. Only the
+   LSH band keys are kept, plus the hash of the whole normalized text (exact step) and the text's
+   shingle set (sorted 44-bit fingerprints), which goes to a temporary file.
 2. *Exact duplicates* share the normalized-text hash; one representative per group stays in play.
-3. *Candidates.* Representatives that share a band key in any band are candidate pairs. The bands/rows
-   split comes from datasketch's parameter optimizer at `lsh_threshold`, which is lower than `threshold`:
-   every candidate is verified, so a low LSH threshold only costs verification time and it is what keeps
-   pairs just above `threshold` from being missed.
-4. *Verification.* The shingle sets of candidate rows are rebuilt (second read, candidate rows only) and
-   each pair's exact Jaccard is computed; pairs at ≥ `threshold` are edges.
+3. *Candidates.* Representatives that share a band key in any band are candidate pairs (grouped with
+   numpy sorts, not dicts). Bands × rows come from datasketch's parameter optimizer at `lsh_threshold`,
+   lower than `threshold`: every candidate is verified, so a low LSH threshold only costs verification
+   time, and it is what keeps pairs just above `threshold` from being missed (25 × 5 at 0.5: a pair at
+   Jaccard 0.8 is missed with probability 5·10⁻⁵).
+4. *Verification.* The candidates' shingle sets are read back and each pair's Jaccard is computed
+   exactly (on fingerprints: two different shingles of a pair collide with probability ~|A|·|B|/2⁴⁴);
+   pairs at ≥ `threshold` are edges.
 5. *Decision.* Greedy over rows by priority — a labelled row first, then the longest text, then the first
    seen: a row is kept unless an already kept row is an edge neighbour, in which case it is removed and
    names that neighbour (the most similar kept one) in `duplicate_of`. So every removed row names a kept
    row it is verified similar to, and no two kept rows are verified similar. (Dropping whole union-find
    clusters would not: in a chain A≈B≈C with A≉C, C would be dropped for A.)
-6. *Routing* (third read): kept rows get `cluster_id` — the connected component over exact groups and
+6. *Routing* (second read): kept rows get `cluster_id` — the connected component over exact groups and
    verified edges, numbered by first appearance — and removed rows go to `rejected` with
    `{"duplicate_of", "jaccard", "cluster_id"}`.
 
 Everything is a function of the rows and their stream order, not of how the stream is cut into batches.
 Clusters whose members carry different labels are counted and exemplified in `stats`: label noise users
-need to see.
+need to see. Progress is reported during the first read, which is most of the time.
 """
 from __future__ import annotations
 

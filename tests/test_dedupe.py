@@ -299,3 +299,19 @@ def test_empty_input_and_config_errors():
     with pytest.raises(ValidationError):
         Config(threshold=0.7, lsh_threshold=0.8)
     assert Config().bands_rows()[0] * Config().bands_rows()[1] <= Config().num_perm
+
+
+def test_copies_of_a_removed_row_name_the_kept_row(real_texts):
+    """B is removed for A; B's exact copies name A too (not the removed B), with B's Jaccard to A."""
+    a = _long_text(real_texts)
+    b = list(a)
+    b[30] = "CHANGED"
+    a, b = " ".join(a), " ".join(b)
+    kept, rejected, stats = run_stage(make_table([b, b.upper(), a, "  " + b], [None, None, "ham", None]))
+    assert kept.column("id").to_pylist() == ["row00002"]
+    j = pytest.approx(true_jaccard(a, b), abs=1e-4)
+    assert removals(rejected) == {
+        f"row0000{i}": {"duplicate_of": "row00002", "jaccard": j, "cluster_id": 0, "reason": "near_duplicate"}
+        for i in (0, 1, 3)
+    }
+    assert stats["near_removed"] == 3 and stats["exact_removed"] == 0

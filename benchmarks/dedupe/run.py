@@ -39,7 +39,7 @@ IMPLEMENTATIONS = {
     "datasketch plain": (MAIN_PYTHON, "datasketch_plain.py", "MinHash.update per shingle, MinHashLSH(0.8)"),
     "datasketch bulk": (MAIN_PYTHON, "datasketch_bulk.py", "MinHash.bulk, MinHashLSH(0.8)"),
     "rensa": (PEERS_PYTHON, "rensa_lsh.py", "RMinHash bulk, RMinHashLSH(0.8, 16 bands)"),
-    "datatrove": (PEERS_PYTHON, "datatrove_minhash.py", "its own text normalization and word tokenizer; 14×8 buckets"),
+    "datatrove": (PEERS_PYTHON, "datatrove_minhash.py", "lowercase + whitespace normalization, whitespace tokenizer; 16×8 buckets; no shingle for texts under 5 words"),
     "text-dedup": (PEERS_PYTHON, "textdedup_minhash.py", "its own tokenization; threshold 0.8"),
 }
 

@@ -7,7 +7,8 @@ venv="$here/.peers"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q numpy pandas pyarrow psutil || exit 1
-for peer in rensa datatrove text-dedup; do
-    if "$venv/bin/pip" install -q "$peer"; then echo "installed $peer"; else echo "could not install $peer" >&2; fi
+# datatrove imports `tokenizers` (an optional dependency of it) on the MinHash path.
+for peer in rensa "datatrove tokenizers" text-dedup; do
+    if "$venv/bin/pip" install -q $peer; then echo "installed $peer"; else echo "could not install $peer" >&2; fi
 done
 "$venv/bin/pip" list 2>/dev/null | grep -i -E "^(rensa|datatrove|text-dedup|datasketch) "

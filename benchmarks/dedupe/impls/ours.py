@@ -25,33 +25,40 @@ class ParquetInput:
         yield from pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_size, columns=columns)
 
 
-a = common.args()
-started = time.perf_counter()
-config = Config(threshold=common.THRESHOLD, ngram=common.NGRAM, num_perm=common.NUM_PERM)
-stage = DedupeStage(config, StageContext(dataset="bench", config_dir=Path("."), work_dir=Path("."), workers=a.workers))
-inputs = ParquetInput(a.corpus, 10_000)
-kept_ids, kept_clusters, rejected = [], [], []
-for out in stage.run(inputs):
-    if out.kept is not None:
-        kept_ids.append(out.kept.column("id"))
-        kept_clusters.append(out.kept.column("cluster_id"))
-    if out.rejected is not None:
-        rejected.append(out.rejected.select(["id", "details"]))
-seconds = time.perf_counter() - started
 
-n = inputs.num_rows
-kept = np.zeros(n, bool)
-rep = np.full(n, -1, np.int64)
-cluster = np.full(n, -1, np.int64)
-index = lambda ids: np.array([int(i[3:]) for i in ids], np.int64)  # noqa: E731 (ids are "doc%07d" = row)
-for ids, clusters in zip(kept_ids, kept_clusters):
-    rows = index(ids.to_pylist())
-    kept[rows] = True
-    cluster[rows] = clusters.to_numpy()
-for batch in rejected:
-    rows = index(batch.column("id").to_pylist())
-    details = [json.loads(d) for d in batch.column("details").to_pylist()]
-    rep[rows] = index([d["duplicate_of"] for d in details])
-    cluster[rows] = [d["cluster_id"] for d in details]
-common.write(a.out, kept, rep, cluster, started, result_seconds=seconds,
-             stats=json.dumps({k: v for k, v in stage.stats.items() if k != "label_conflict_examples"}))
+
+def main() -> None:
+    a = common.args()
+    started = time.perf_counter()
+    config = Config(threshold=common.THRESHOLD, ngram=common.NGRAM, num_perm=common.NUM_PERM)
+    stage = DedupeStage(config, StageContext(dataset="bench", config_dir=Path("."), work_dir=Path("."), workers=a.workers))
+    inputs = ParquetInput(a.corpus, 10_000)
+    kept_ids, kept_clusters, rejected = [], [], []
+    for out in stage.run(inputs):
+        if out.kept is not None:
+            kept_ids.append(out.kept.column("id"))
+            kept_clusters.append(out.kept.column("cluster_id"))
+        if out.rejected is not None:
+            rejected.append(out.rejected.select(["id", "details"]))
+    seconds = time.perf_counter() - started
+
+    n = inputs.num_rows
+    kept = np.zeros(n, bool)
+    rep = np.full(n, -1, np.int64)
+    cluster = np.full(n, -1, np.int64)
+    index = lambda ids: np.array([int(i[3:]) for i in ids], np.int64)  # noqa: E731 (ids are "doc%07d" = row)
+    for ids, clusters in zip(kept_ids, kept_clusters):
+        rows = index(ids.to_pylist())
+        kept[rows] = True
+        cluster[rows] = clusters.to_numpy()
+    for batch in rejected:
+        rows = index(batch.column("id").to_pylist())
+        details = [json.loads(d) for d in batch.column("details").to_pylist()]
+        rep[rows] = index([d["duplicate_of"] for d in details])
+        cluster[rows] = [d["cluster_id"] for d in details]
+    common.write(a.out, kept, rep, cluster, started, result_seconds=seconds,
+                 stats=json.dumps({k: v for k, v in stage.stats.items() if k != "label_conflict_examples"}))
+
+
+if __name__ == "__main__":  # worker processes of spawn-based executors re-import this file
+    main()
