@@ -36,7 +36,7 @@ def _f64(values) -> pa.Array:
 
 
 def _word_counts(texts: pa.Array) -> np.ndarray:
-    return pc.count_substring_regex(texts, r"\S+").to_numpy(zero_copy_only=False).astype(np.float64)
+    return pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
 def _lines(texts: pa.Array) -> np.ndarray:
@@ -69,25 +69,20 @@ def n_words(texts):
     return {"n_words": _f64(_word_counts(texts))}
 
 
-@signal("mean_word_length")
-def mean_word_length(texts):
-    """Gopher: mean length of whitespace-separated words (texts of 50+ words)."""
-    word_chars = pc.utf8_length(pc.replace_substring_regex(texts, r"\s+", "")).to_numpy(zero_copy_only=False)
-    return {"mean_word_length": _gopher_ratio(word_chars.astype(np.float64), _word_counts(texts))}
-
-
-@signal("symbol_word_ratio")
-def symbol_word_ratio(texts):
-    """Gopher: hash signs and ellipses per word (texts of 50+ words)."""
+@signal("mean_word_length", "symbol_word_ratio", "alpha_word_share")
+def gopher_quality(texts):
+    """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
+    share of words containing a letter. One whitespace split serves all three."""
+    words = pc.utf8_split_whitespace(texts)
+    n = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.float64)
+    flat = pc.list_flatten(words)
+    doc = pc.list_parent_indices(words).to_numpy(zero_copy_only=False)
+    chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
+    alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
+                        minlength=len(texts))
     symbols = pc.count_substring_regex(texts, r"#|\.\.\.|…").to_numpy(zero_copy_only=False).astype(np.float64)
-    return {"symbol_word_ratio": _gopher_ratio(symbols, _word_counts(texts))}
-
-
-@signal("alpha_word_share")
-def alpha_word_share(texts):
-    """Gopher: share of words that contain at least one letter (texts of 50+ words)."""
-    alpha = pc.count_substring_regex(texts, r"\S*\pL\S*").to_numpy(zero_copy_only=False).astype(np.float64)
-    return {"alpha_word_share": _gopher_ratio(alpha, _word_counts(texts))}
+    return {"mean_word_length": _gopher_ratio(chars, n), "symbol_word_ratio": _gopher_ratio(symbols, n),
+            "alpha_word_share": _gopher_ratio(alpha, n)}
 
 
 _MIN_LINES = 3  # line-based rules say nothing about a text of one or two lines
@@ -116,13 +111,16 @@ def dup_line_share(texts):
 @signal("top_2gram_share")
 def top_2gram_share(texts):
     """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
-    eligible = _word_counts(texts) >= GOPHER_MIN_WORDS
+    eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
     out: list[float | None] = [None] * len(texts)
-    for i in np.flatnonzero(eligible):
-        words = texts[int(i)].as_py().lower().split()
-        (gram, count), = Counter(zip(words, words[1:])).most_common(1)
-        total = sum(len(w) for w in words)
-        out[i] = count * (len(gram[0]) + len(gram[1])) / total if total else None
+    # A Counter per text measured faster than dictionary-encoding every bigram of the batch with Arrow.
+    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
+        words = text.lower().split()
+        counts = Counter(zip(words, words[1:]))
+        top = max(counts.values())
+        chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
+        total = sum(map(len, words))
+        out[i] = top * chars / total if total else None
     return {"top_2gram_share": _f64(out)}
 
 
