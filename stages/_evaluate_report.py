@@ -415,7 +415,8 @@ def write_report(path: Path, dataset: str, manifest: dict, splits: dict[str, pd.
         '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
         '<h2 id="expectations">Expectation results</h2>',
         "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
-        ", ".join(f'<a href="{_e(p)}">{_e(p)}</a>' for p in summary["files"]["validation_pages"]) +
+        f'<code>{_e(summary["files"]["suites"])}</code>, <code>{_e(summary["files"]["results"])}</code>, ' +
+        ", ".join(f'<a href="{_e(p)}">{_e(scope)}</a>' for scope, p in summary["files"]["pages"].items()) +
         ". ✓ all passed, ✗ a blocking expectation failed, ! a warning.</p>",
         _expectations(results_table),
     ]
@@ -429,7 +430,9 @@ def summarize_report(version_dir: Path | str) -> str:
     """A terminal summary of a version's evaluation: status, splits, failures, leakage, label issues, paths."""
     version_dir = Path(version_dir)
     manifest = _read_json(version_dir / "manifest.json")
-    ev = manifest.get("evaluation") or _read_json(version_dir / "quality" / "evaluation.json")
+    from stages.evaluate import QUALITY_DIR, SUMMARY_FILE
+
+    ev = manifest.get("evaluation") or _read_json(version_dir / QUALITY_DIR / SUMMARY_FILE)
     lines = [f"{manifest.get('dataset', version_dir.parent.name)} {manifest.get('version', version_dir.name)}"]
     report = version_dir / "report.html"
     lines.append(f"report: {report.resolve()}" if report.exists() else "report: (none — this version was not evaluated)")

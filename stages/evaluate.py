@@ -351,9 +351,9 @@ def evaluate_candidate(
             "report": REPORT_FILE,
             "label_issues": LABEL_ISSUES_FILE,
             "leakage": f"{QUALITY_DIR}/leakage.parquet",
-            "suites": ge["suite_files"],
-            "validation_results": ge["result_files"],
-            "validation_pages": ge["page_files"],
+            "suites": ge["suite_files"],  # one JSON file, suite per scope
+            "results": ge["result_files"],  # one JSON file, validation result per scope
+            "pages": ge["page_files"],  # scope → GE's rendered page
         },
         "seconds": timings,
     }

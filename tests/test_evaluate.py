@@ -174,12 +174,17 @@ def test_clean_real_dataset_passes_and_writes_evidence(clean_sms):
     assert s["leakage"]["leaked"] == {"validation": 0, "test": 0}
     assert s["label_noise"]["ran"] and s["label_noise"]["share"] < 0.02
     # Evidence stored in the version: suites, results (JSON), GE's pages, the report, label issues.
+    suites = json.loads((folder / "quality" / "suites.json").read_text())
+    results = json.loads((folder / "quality" / "results.json").read_text())
     for scope in (*schemas.SPLITS, "dataset"):
-        suite = json.loads((folder / "quality" / "suites" / f"{scope}.json").read_text())
-        assert suite["name"] == f"sms.{scope}" and suite["expectations"]
-        res = json.loads((folder / "quality" / "validation" / f"{scope}.json").read_text())
-        assert res["success"] is True and res["results"]
-        assert "<html" in (folder / "quality" / "validation" / f"{scope}.html").read_text().lower()
+        assert suites[scope]["name"] == f"sms.{scope}" and suites[scope]["expectations"]
+        assert results[scope]["success"] is True and results[scope]["results"]
+        assert "<html" in (folder / s["files"]["pages"][scope]).read_text().lower()
+    # No path in the version names a split (load_dataset would take it for split data).
+    words = re.compile(r"train|validation|valid|val|dev|test|eval", re.I)
+    evidence = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    assert [p for p in evidence if words.search(p) and p not in {f"{x}.parquet" for x in schemas.SPLITS}] == []
+    assert json.loads((folder / "quality" / "summary.json").read_text()) == s
     issues = pd.read_parquet(folder / "label_issues.parquet")
     assert list(issues.columns) == evaluate.LABEL_ISSUES_SCHEMA.names
     assert json.loads(json.dumps(s)) == s  # JSON-ready for the manifest
