@@ -241,9 +241,14 @@ class LocalExecutor:
                     rejected.write(out.rejected)
                     for reason, n in _value_counts(out.rejected.column("reason")):
                         dropped[reason] = dropped.get(reason, 0) + n
-        finally:
+        except BaseException:
+            # A stage that stops (an error, or a pause waiting on annotators) leaves nothing half-written.
             kept.close()
             rejected.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        kept.close()
+        rejected.close()
         seconds = time.perf_counter() - start
         if rows_in is None:  # a source stage: its input is what it read
             rows_in = kept.rows + rejected.rows
