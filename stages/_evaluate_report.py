@@ -66,7 +66,8 @@ def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    fig.tight_layout()  # one draw; bbox_inches="tight" would draw every figure twice
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -121,8 +122,8 @@ def _funnel(manifest: dict, rejected: pd.DataFrame | None, splits: dict[str, pd.
                 ax.text(o, yi, f" {o:,}", va="center", fontsize=8)
             ax.set_yticks(y, names)
             ax.set_xlabel("rows")
-            ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1), fontsize=8)
-            ax.set_title("Rows through the stages")
+            ax.set_title("Rows through the stages: in (grey), out (blue)")
+            ax.set_xlim(0, max(ins + outs + [1]) * 1.15)  # room for the labels
             parts.append(_img(_png(fig), "funnel: rows in and out per stage"))
     else:
         parts.append('<p class="muted">No stage counts in the manifest and no rejected rows.</p>')
