@@ -315,6 +315,9 @@ class LocalExecutor:
             return RunResult(self.config.dataset, identical, False, reports, manifest, candidate)
 
         # The gate: evidence that the candidate is good, written into it, before anything is published.
+        # The run holds the dataset's lock, so the number this candidate will get is already known.
+        manifest["version"] = self.store.next_version(self.config.dataset)
+        _write_json(candidate / "manifest.json", manifest)
         parent_dir = self.store.path(self.config.dataset, parent) if parent else None
         evaluation = evaluate.evaluate_candidate(candidate, self.config.evaluate, self.config, parent_dir)
         manifest["evaluation"] = evaluation.summary

@@ -73,6 +73,11 @@ class VersionStore:
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read {path}: {exc}") from None
 
+    def next_version(self, dataset: str) -> str:
+        """The name the next publish will take (certain only while holding the dataset's lock)."""
+        latest = self.latest(dataset)
+        return f"v{int(latest[1:]) + 1}" if latest else "v1"
+
     def find(self, dataset: str, content_fingerprint: str, config_hash: str) -> str | None:
         """The version with this content and config, if one was published."""
         for v in reversed(self.versions(dataset)):
@@ -115,8 +120,7 @@ class VersionStore:
             existing = self.versions(dataset)
             if tag is not None and any(self.manifest(dataset, v).get("tag") == tag for v in existing):
                 raise UserError(f"tag {tag!r} is already used by a version of {dataset!r}")
-            number = int(existing[-1][1:]) + 1 if existing else 1
-            version = f"v{number}"
+            version = self.next_version(dataset)
             final = self.root / dataset / version
             tmp = self.root / dataset / f".tmp-{version}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
