@@ -95,6 +95,12 @@ def _stage(config: Path, work_dir: Path | None = None):
 def annotate_push(
     config: Path = typer.Argument(..., help="the dataset's YAML config"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where versions and run folders live"),
+    review_label_issues: bool = typer.Option(
+        False, "--review-label-issues",
+        help="send the rows a version's quality check flagged as likely label errors (label_issues.parquet), "
+        "pre-annotated with the suggested label, instead of the config's selection"),
+    version: str = typer.Option("latest", help="with --review-label-issues: the version whose label issues to send"),
+    top: int = typer.Option(100, min=1, help="with --review-label-issues: how many of the most suspicious rows"),
 ) -> None:
     """Run the stages before annotate (reusing unchanged outputs) and import the rows that need a human.
 
@@ -104,6 +110,8 @@ def annotate_push(
     from stages.annotate import AnnotateStage
 
     cfg = load_config(config)
+    if review_label_issues:
+        cfg.annotate = _label_issue_review(cfg, data_dir, version, top)
     if getattr(cfg, "annotate", None) is None:
         raise UserError(f"{config}: no `annotate` section — nothing is sent to Label Studio for this dataset")
     if not any(cls.name == "annotate" for cls, _ in stage_plan(cfg)):
@@ -116,6 +124,34 @@ def annotate_push(
         return
     finally:
         AnnotateStage.mode = "run"
+
+
+def _label_issue_review(cfg, data_dir: Optional[Path], version: str, top: int):
+    """The annotate section that sends a version's top label issues, with the suggested label pre-filled."""
+    import pandas as pd
+
+    from pipeline.store import VersionStore
+    from stages.annotate import Config as AnnotateConfig
+
+    store = VersionStore(data_dir if data_dir is not None else Path(cfg.store.data_dir))
+    name = store.resolve(cfg.dataset, version)
+    issues_file = store.path(cfg.dataset, name) / "label_issues.parquet"
+    if not issues_file.exists():
+        raise UserError(f"{cfg.dataset} {name} has no label_issues.parquet (its quality check did not run)")
+    issues = pd.read_parquet(issues_file).sort_values("rank").head(top)
+    if issues.empty:
+        raise UserError(f"{cfg.dataset} {name}: the quality check flagged no likely label error")
+    review = store.root.parent / "runs" / cfg.dataset / "label-review"
+    review.mkdir(parents=True, exist_ok=True)
+    flagged, predictions = review / f"{name}-ids.parquet", review / f"{name}-suggested.parquet"
+    issues[["id"]].to_parquet(flagged, index=False)
+    pd.DataFrame({"id": issues["id"], "label": issues["suggested_label"], "score": issues["suggested_score"],
+                  "model_version": f"label-issues-{name}"}).to_parquet(predictions, index=False)
+    base = cfg.annotate.model_dump() if cfg.annotate is not None else {}
+    base.update(select="flagged", flagged_file=str(flagged.resolve()), predictions_file=str(predictions.resolve()),
+                sample_size=None, sample_fraction=None, stratify=False, prefill=True)
+    console.print(f"sending the {len(issues)} most suspicious rows of {cfg.dataset} {name} for review")
+    return AnnotateConfig(**base)
 
 
 @annotate_app.command("status")

@@ -651,3 +651,31 @@ def test_a_url_that_is_not_label_studio_is_one_clear_line(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_review_label_issues_sends_the_flagged_rows_with_suggestions(server, tmp_path):
+    """`annotate push --review-label-issues` sends a version's most suspicious rows, pre-annotated with the
+    label the quality check suggests."""
+    import sys
+
+    from .conftest import REPO, run_pipeline, sms_config, write_config
+
+    config = write_config(tmp_path, sms_config(dataset="review-test"))
+    run_pipeline(config, tmp_path / "data")
+    issues = pd.read_parquet(tmp_path / "data" / "versions" / "review-test" / "v1" / "label_issues.parquet")
+    assert len(issues) >= 3
+    top = issues.sort_values("rank").head(3)
+    cmd = [sys.executable, "-m", "pipeline.cli", "annotate", "push", str(config), "--data-dir", str(tmp_path / "data"),
+           "--review-label-issues", "--top", "3"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "3 tasks awaiting annotation" in out.stdout
+    stage = make_stage("review-test", tmp_path / "w")
+    by_row = tasks_by_row(server, stage.project(create=False))
+    assert sorted(by_row) == sorted(top["id"])
+    suggested = dict(zip(top["id"], top["suggested_label"]))
+    for rid, tid in by_row.items():
+        preds = httpx.get(f"{server.url}/api/predictions", params={"task": tid},
+                          headers={"Authorization": f"Token {server.api_key}"}).json()
+        chosen = {c for p in preds for r in p["result"] for c in r["value"]["choices"]}
+        assert chosen == {suggested[rid]}
