@@ -23,19 +23,6 @@ app = typer.Typer(
     add_completion=False,
 )
 versions_app = typer.Typer(help="List, inspect and compare published dataset versions.", no_args_is_help=True)
-app.add_typer(versions_app, name="versions")
-
-from pipeline import labelstudio_cli  # noqa: E402  (labelstudio start|stop|status, annotate push|status|pull)
-
-labelstudio_cli.register(app)
-
-from pipeline import report_cli  # noqa: E402  (report DATASET VERSION)
-
-report_cli.register(app)
-
-from train import cli as train_cli  # noqa: E402  (train, score, runs list)
-
-train_cli.register(app)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,7 +56,7 @@ def run(
     no_annotate: bool = typer.Option(False, "--no-annotate", help="skip Label Studio: publish with source labels only (the manifest says so)"),
     allow_failed_gates: bool = typer.Option(False, "--allow-failed-gates", help="publish even if a blocking quality check fails, marked failed-gates"),
 ) -> None:
-    """Run collect → clean → dedupe → [annotate] → split, check quality, and publish a new version.
+    """Run collect → clean → dedupe → (annotate) → split, check quality, and publish a new version.
 
     Stages whose inputs, config and code are unchanged since an earlier run are reused, not recomputed.
     Every input row ends either in a split of the version or in its rejected.parquet with a reason.
@@ -208,6 +195,16 @@ def _print_funnel_dicts(stages: list[dict]) -> None:
         speed = "cached" if s.get("cached") else (f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "")
         table.add_row(s["name"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", reasons, speed)
     console.print(table)
+
+
+# Commands in the order a user meets them: validate, run, versions, report, annotation, training.
+from pipeline import labelstudio_cli, report_cli  # noqa: E402
+from train import cli as train_cli  # noqa: E402
+
+app.add_typer(versions_app, name="versions")
+report_cli.register(app)  # report DATASET VERSION
+labelstudio_cli.register(app)  # labelstudio start|stop|status, annotate push|status|pull
+train_cli.register(app)  # train, score, runs list
 
 
 def main() -> None:
