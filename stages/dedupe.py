@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
@@ -116,10 +117,12 @@ _ASCII_LOWER[_ASCII_SPACE] = 0x20
 @functools.lru_cache(maxsize=1)
 def _casefold_differs() -> str:
     """An RE2 class of the characters whose Python casefold differs from Arrow's utf8_lower (ß, ς, ﬁ,
-    Cherokee, ...): texts holding one take the slow (Python) path."""
-    chars = [c for c in map(chr, range(0x110000)) if not "\ud800" <= c <= "\udfff" and (c.casefold() != c or c.lower() != c)]
+    Cherokee, ...): texts holding one take the slow (Python) path. Cased characters all lie below
+    U+20000. (Python folds them NUL-separated in one call; Arrow is slow on one huge string.)"""
+    chars = [chr(i) for i in range(1, 0x20000) if not 0xD800 <= i < 0xE000]
+    folded = "\0".join(chars).casefold().split("\0")
     lowered = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
-    differing = [c for c, low in zip(chars, lowered) if c.casefold() != low]
+    differing = [c for c, f, low in zip(chars, folded, lowered) if f != low]
     return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in differing) + "]"
 
 
@@ -404,6 +407,21 @@ def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, rig
     return out
 
 
+def verify_pairs(sets_path: str, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
+                 threshold: float) -> np.ndarray:
+    """Worker job: Jaccard of pairs (row indices) from the shingle sets spilled at `sets_path` (all rows'
+    sorted fingerprints, flattened with `set_offsets`); only the rows of these pairs are read."""
+    rows = np.unique(np.concatenate([left, right]))
+    n_total = int(set_offsets[-1])
+    spilled = np.memmap(sets_path, dtype=np.uint64, mode="r", shape=(n_total,)) if n_total else np.zeros(0, np.uint64)
+    positions, sizes = _segments(set_offsets, rows)
+    fingerprints = np.asarray(spilled[positions])
+    del spilled
+    compact = np.zeros(int(rows[-1]) + 1, dtype=np.int64)
+    compact[rows] = np.arange(len(rows))
+    return jaccard(fingerprints, np.concatenate([[0], np.cumsum(sizes)]), compact[left], compact[right], threshold)
+
+
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
                 n: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy maximal independent set by priority (`rank`, lower first) over edges (left, right, weight).
@@ -449,6 +467,7 @@ class DedupeStage(Stage):
 
     MAX_CONFLICT_EXAMPLES = 10
     MAX_EXAMPLE_ROWS = 10
+    PARALLEL_VERIFY_MIN_PAIRS = 10_000  # fewer candidate pairs are verified in the main process
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         cfg: Config = self.config
@@ -458,41 +477,43 @@ class DedupeStage(Stage):
             return
         self._workers = max(1, int(self.ctx.workers))
         _casefold_differs()  # computed once, before the workers fork
-        # Pass 1 spills each row's shingle set here; verification reads back the candidates' only.
-        with tempfile.TemporaryFile(prefix="dedupe-shingles-") as self._sets_file:
+        # Pass 1 spills each row's shingle set to a file; verification reads back the candidates' only.
+        with tempfile.TemporaryDirectory(prefix="dedupe-") as tmp:
+            self._sets_path = str(Path(tmp) / "shingle-sets.u64")
             pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
             try:
-                state = self._pass_signatures(inputs, pool)
+                with open(self._sets_path, "wb") as self._sets_file:
+                    state = self._pass_signatures(inputs, pool)
+                n = state["n"]
+                rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
+                rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
+
+                # Exact groups: the best-ranked row of each normalized-text group represents it.
+                rep = np.arange(n, dtype=np.int64)
+                if cfg.exact:
+                    order = np.lexsort((rank, state["exact"]))
+                    h = state["exact"][order]
+                    new_group = np.ones(n, dtype=bool)
+                    new_group[1:] = h[1:] != h[:-1]
+                    group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+                    rep[order] = order[group_first]
+                is_rep = rep == np.arange(n)
+
+                left = right = np.zeros(0, np.int64)
+                weight = np.zeros(0, np.float64)
+                n_candidates, largest_bucket = 0, 0
+                if cfg.near:
+                    reps = np.flatnonzero(is_rep)
+                    left, right, largest_bucket = candidate_pairs(state["bands"][reps], reps)
+                    n_candidates = len(left)
+                    del state["bands"]
+                    if n_candidates:
+                        weight = self._verify(pool, state["set_offsets"], left, right)
+                        edge = weight >= cfg.threshold
+                        left, right, weight = left[edge], right[edge], weight[edge]
             finally:
                 if pool is not None:
                     pool.shutdown()
-            n = state["n"]
-            rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
-            rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
-
-            # Exact groups: the best-ranked row of each normalized-text group represents it.
-            rep = np.arange(n, dtype=np.int64)
-            if cfg.exact:
-                order = np.lexsort((rank, state["exact"]))
-                h = state["exact"][order]
-                new_group = np.ones(n, dtype=bool)
-                new_group[1:] = h[1:] != h[:-1]
-                group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-                rep[order] = order[group_first]
-            is_rep = rep == np.arange(n)
-
-            left = right = np.zeros(0, np.int64)
-            weight = np.zeros(0, np.float64)
-            n_candidates, largest_bucket = 0, 0
-            if cfg.near:
-                reps = np.flatnonzero(is_rep)
-                left, right, largest_bucket = candidate_pairs(state["bands"][reps], reps)
-                n_candidates = len(left)
-                del state["bands"]
-                if n_candidates:
-                    weight = self._verify(state["set_offsets"], left, right)
-                    edge = weight >= cfg.threshold
-                    left, right, weight = left[edge], right[edge], weight[edge]
 
         dup_of, dup_jaccard = greedy_keep(rank, left, right, weight, n)
         reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate
@@ -626,19 +647,16 @@ class DedupeStage(Stage):
             "ids": pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in ids]),
         }
 
-    def _verify(self, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Jaccard of every candidate pair from the shingle sets spilled to disk in pass 1 (only the
-        candidate rows' sets are read back)."""
-        rows = np.unique(np.concatenate([left, right]))
-        n_total = int(set_offsets[-1])
-        spilled = np.memmap(self._sets_file, dtype=np.uint64, mode="r", shape=(n_total,)) if n_total else np.zeros(0, np.uint64)
-        positions, sizes = _segments(set_offsets, rows)
-        fingerprints = np.asarray(spilled[positions])
-        del spilled
-        compact = np.zeros(int(rows[-1]) + 1, dtype=np.int64)
-        compact[rows] = np.arange(len(rows))
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        return jaccard(fingerprints, offsets, compact[left], compact[right], self.config.threshold)
+    def _verify(self, pool, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Jaccard of every candidate pair, from the shingle sets spilled in pass 1; pairs are split over
+        the workers (consecutive pairs share rows, so each part reads back few sets)."""
+        threshold = self.config.threshold
+        if pool is None or len(left) < self.PARALLEL_VERIFY_MIN_PAIRS:
+            return verify_pairs(self._sets_path, set_offsets, left, right, threshold)
+        cuts = np.linspace(0, len(left), 2 * self._workers + 1).astype(int)
+        parts = [pool.submit(verify_pairs, self._sets_path, set_offsets, left[a:b], right[a:b], threshold)
+                 for a, b in zip(cuts[:-1], cuts[1:])]
+        return np.concatenate([p.result() for p in parts])
 
     def _label_conflicts(self, cluster_id: np.ndarray, label_code: np.ndarray) -> tuple[int, list[list[int]]]:
         """Clusters whose labelled members disagree: how many, and up to 10 (cluster → member rows)."""

@@ -273,7 +273,8 @@ def test_label_conflicts_are_reported(real_texts):
 
 
 @pytest.mark.parametrize("shingle", ["word", "char"])
-def test_same_output_whatever_the_batch_size_or_workers(planted, shingle):
+def test_same_output_whatever_the_batch_size_or_workers(planted, shingle, monkeypatch):
+    monkeypatch.setattr(DedupeStage, "PARALLEL_VERIFY_MIN_PAIRS", 0)  # verification spread over the workers too
     texts, labels = planted
     table = make_table(texts, labels)
     results = [run_stage(table, batch_size=bs, workers=w, shingle=shingle) for bs, w in [(10_000, 1), (33, 1), (128, 2)]]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import string
 from pathlib import Path
@@ -29,9 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[2] / "shared" / "data"
-if not SHARED.exists():  # the repo checked out beside shared/ elsewhere
-    SHARED = Path("/work/shared/data")
+# ../shared/data beside the repository; DEDUPE_SHARED_DATA points elsewhere (a copy on another machine).
+SHARED = Path(os.environ.get("DEDUPE_SHARED_DATA", HERE.parents[2] / "shared" / "data"))
 
 DERIVED_KINDS = {"near": 0.25, "case": 0.025, "space": 0.025, "punct": 0.03, "exact": 0.03}
 PUNCT = ".,!?;:"

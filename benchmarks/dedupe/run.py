@@ -31,7 +31,8 @@ import score as scoring  # noqa: E402
 import truth as truth_mod  # noqa: E402
 
 MAIN_PYTHON = sys.executable
-PEERS_PYTHON = str(HERE / ".peers" / "bin" / "python")
+# The peers' interpreter: the virtualenv setup_peers.sh makes, unless DEDUPE_PEERS_PYTHON names another.
+PEERS_PYTHON = os.environ.get("DEDUPE_PEERS_PYTHON", str(HERE / ".peers" / "bin" / "python"))
 
 # name → (interpreter, runner, note on deviations from the shared shingling / threshold)
 IMPLEMENTATIONS = {
@@ -72,9 +73,12 @@ def table(rows: list[dict], n: int) -> str:
         if "error" in r:
             lines.append(f"| {r['name']} | {r['error']} |" + " |" * (len(head) - 2))
             continue
+        speed = [r["name"], f"{n / r['seconds']:,.0f}", f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}"]
+        if "score" not in r:
+            lines.append("| " + " | ".join(speed + [f"{int((~r['kept']).sum()):,}"]) + " |" + " |" * (len(head) - 5))
+            continue
         s = r["score"]
-        lines.append("| " + " | ".join([
-            r["name"], f"{n / r['seconds']:,.0f}", f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}",
+        lines.append("| " + " | ".join(speed + [
             f"{s['removed']:,} ({s['min_removed']:,})",
             f"{s['residual_pairs']:,} / {s['true_pairs']:,} ({100 * s['residual_share']:.2f} %)",
             f"{s['unjustified']:,} ({100 * s['unjustified_share']:.1f} %)",
@@ -89,13 +93,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes for the implementations that use them")
     parser.add_argument("--only", nargs="*", help="substrings of implementation names to run")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per implementation")
+    parser.add_argument("--no-score", action="store_true",
+                        help="speed and memory only, no truth (the exact truth of 1M rows needs tens of GB)")
     args = parser.parse_args()
 
     corpus = generate.corpus_path(args.size, args.seed)
-    truth_file = truth_mod.truth_path(args.size, args.seed)
-    if not truth_file.exists():
-        truth_mod.build(args.size, args.seed, check=1000)
-    truth = dict(np.load(truth_file))
+    if not corpus.exists():
+        corpus.parent.mkdir(parents=True, exist_ok=True)
+        generate.pq.write_table(generate.generate(args.size, args.seed), corpus, row_group_size=50_000)
+    truth = None
+    if not args.no_score:
+        truth_file = truth_mod.truth_path(args.size, args.seed)
+        if not truth_file.exists():
+            truth_mod.build(args.size, args.seed, check=1000)
+        truth = dict(np.load(truth_file))
     out_dir = HERE / "out"
     out_dir.mkdir(exist_ok=True)
 
@@ -106,7 +117,7 @@ def main() -> None:
         out.unlink(missing_ok=True)
         print(f"running {name} ...", file=sys.stderr, flush=True)
         row = run_one(name, corpus, out, args.workers, args.timeout)
-        if "error" not in row:
+        if "error" not in row and truth is not None:
             row["score"] = scoring.score(truth, row["kept"], row["rep"], row["cluster"])
         rows.append(row)
         print("  " + (row.get("error") or f"{row['seconds']:.1f}s"),

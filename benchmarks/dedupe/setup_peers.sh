@@ -7,8 +7,10 @@ venv="$here/.peers"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q numpy pandas pyarrow psutil || exit 1
-# datatrove imports `tokenizers` (an optional dependency of it) on the MinHash path.
-for peer in rensa "datatrove tokenizers" text-dedup; do
+# datatrove imports `tokenizers` (an optional dependency of it) on the MinHash path, and hashes `str` with
+# xxhash, which xxhash 4 no longer accepts.
+for peer in rensa "datatrove tokenizers xxhash<4" text-dedup; do
+    # $peer unquoted: an entry may name several packages.
     if "$venv/bin/pip" install -q $peer; then echo "installed $peer"; else echo "could not install $peer" >&2; fi
 done
 "$venv/bin/pip" list 2>/dev/null | grep -i -E "^(rensa|datatrove|text-dedup|datasketch) "
