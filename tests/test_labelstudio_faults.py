@@ -1,0 +1,361 @@
+"""Label Studio misbehaving: 5xx answers, reset connections, silence, a server killed mid-push — and the
+token never written anywhere.
+
+Everything here is real: the misbehaving endpoint is an HTTP server on 127.0.0.1 in a thread (`Endpoint`),
+which can also stand in front of the real Label Studio as a proxy that fails some requests and forwards
+the others; the server is the suite's real Label Studio (its own instance, module-scoped, because these
+tests kill it). The Label Studio helpers come from tests/test_labelstudio.py.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import httpx
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import labelstudio as lsmod
+from pipeline import labelstudio_server as srv
+from pipeline.errors import PipelinePaused
+
+from .test_labelstudio import Input, Server, annotate_as, ensure_template, make_stage, rows_batch, run_stage, signup, tasks_by_row
+
+pytestmark = [
+    pytest.mark.labelstudio,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk.*"),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+TOKEN = "tok-3f9a1c77e2b54d0c8a61"  # a token for the endpoint tests: it must never come back to us
+IMPORT = re.compile(r"^/api/projects/\d+/import")
+HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host", "accept-encoding"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Our own Label Studio from the migrated template (these tests kill and restart it)."""
+    data_dir = tmp_path_factory.mktemp("ls-faults") / "labelstudio"
+    shutil.copytree(ensure_template(), data_dir)
+    s = Server(data_dir).start()
+    old = {k: os.environ.get(k) for k in (lsmod.SERVER_DIR_ENV, lsmod.URL_ENV, lsmod.API_KEY_ENV)}
+    os.environ[lsmod.SERVER_DIR_ENV] = str(data_dir)
+    os.environ.pop(lsmod.URL_ENV, None)
+    os.environ.pop(lsmod.API_KEY_ENV, None)
+    try:
+        yield s
+    finally:
+        s.stop()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- a real misbehaving HTTP endpoint -------------------------------------------------------------------------
+
+
+class Endpoint:
+    """An HTTP/1.1 server on 127.0.0.1 in a thread. `policy(n, method, path)` decides each request's fate
+    (n counts from 1): an int (answer with that status and a body that echoes the request's headers, token
+    included, like a debug page would), "reset" (close with a TCP RST, nothing answered), "hang" (never
+    answer), "forward" (pass it to `upstream` and back), "forward-reset" (pass it on, then lose the answer:
+    the request took effect but the client cannot know), or a callable run on the handler."""
+
+    def __init__(self, policy: Callable[[int, str, str], object], upstream: str | None = None):
+        self.policy, self.upstream = policy, upstream
+        self.seen: list[tuple[str, str, object]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)  # so the accept loop sees the stop flag
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.http = httpx.Client(base_url=upstream, timeout=120) if upstream else None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        with self._lock:
+            for c in list(self._conns):
+                _reset(c)
+        if self.http:
+            self.http.close()
+
+    def count(self, method: str | None = None, path: re.Pattern | None = None) -> int:
+        return sum(1 for m, p, _ in self.seen if (method is None or m == method) and (path is None or path.match(p)))
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self._conns.add(conn)
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket):
+        try:
+            conn.settimeout(30)
+            f = conn.makefile("rb")
+            while not self._stop.is_set():
+                line = f.readline(65536)
+                if not line:
+                    return
+                method, target, _ = line.decode("latin-1").split(" ", 2)
+                headers: list[tuple[str, str]] = []
+                while (h := f.readline(65536)) not in (b"\r\n", b"\n", b""):
+                    k, v = h.decode("latin-1").split(":", 1)
+                    headers.append((k.strip(), v.strip()))
+                size = int(next((v for k, v in headers if k.lower() == "content-length"), 0))
+                body = f.read(size) if size else b""
+                with self._lock:
+                    n = len(self.seen) + 1
+                    action = self.policy(n, method, target)
+                    self.seen.append((method, target, action))
+                if not self._act(conn, action, method, target, headers, body):
+                    return
+        except (OSError, ValueError):
+            return
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            _reset(conn)
+
+    def _act(self, conn, action, method, target, headers, body) -> bool:
+        """Do it; return whether the connection stays open for the next request."""
+        if callable(action):
+            return action(self, conn, method, target, headers, body)
+        if action == "reset":
+            return False
+        if action == "hang":
+            self._stop.wait(60)  # bounded: the client's timeout ends it first
+            return False
+        if isinstance(action, int):
+            echo = "; ".join(f"{k}: {v}" for k, v in headers)
+            page = json.dumps({"detail": f"Traceback (most recent call last):\n  request headers: {echo}\nServerError"})
+            _send(conn, action, {"Content-Type": "application/json"}, page.encode())
+            return True
+        status, resp_headers, content = self.forward(method, target, headers, body)
+        if status is None or action == "forward-reset":
+            return False
+        _send(conn, status, resp_headers, content)
+        return True
+
+    def forward(self, method, target, headers, body):
+        """Pass the request to the upstream server: (status, headers, body), or Nones when it is down."""
+        try:
+            r = self.http.request(method, target, content=body, headers=[(k, v) for k, v in headers if k.lower() not in HOP])
+        except httpx.TransportError:
+            return None, None, None
+        return r.status_code, {k: v for k, v in r.headers.items() if k.lower() not in HOP}, r.content
+
+
+def _send(conn: socket.socket, status: int, headers: dict, body: bytes):
+    head = [f"HTTP/1.1 {status} X"] + [f"{k}: {v}" for k, v in headers.items()] + [f"Content-Length: {len(body)}", "", ""]
+    conn.sendall("\r\n".join(head).encode("latin-1") + body)
+
+
+def _reset(conn: socket.socket):
+    """Close with a TCP RST (what a crashed server or a dropped connection looks like)."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    conn.close()
+
+
+def fast_client(url: str, token: str = TOKEN, **kw) -> tuple[lsmod.LabelStudioClient, list[float]]:
+    """A client with short backoff that records its sleeps (and does sleep them)."""
+    slept: list[float] = []
+
+    def sleep(s: float):
+        slept.append(s)
+        time.sleep(s)
+
+    kw = {"retries": 2, "backoff_s": 0.05, "timeout_s": 10, **kw}
+    return lsmod.LabelStudioClient(lsmod.Credentials(url, token, "$LABEL_STUDIO_API_KEY"), sleep=sleep, **kw), slept
+
+
+def assert_one_clean_line(msg: str, url: str, *secrets: str):
+    assert msg.startswith(f"Label Studio at {url}"), msg
+    assert "\n" not in msg and "\r" not in msg, msg
+    for s in (TOKEN, *secrets):
+        assert s not in msg, msg
+
+
+# -- 1. the misbehaving endpoint: bounded retries with backoff, then one clear line -----------------------------
+
+
+@pytest.mark.parametrize("fault", [500, 502, 503, "reset", "hang"])
+def test_faulty_endpoint_is_retried_with_backoff_then_one_line(fault):
+    with Endpoint(lambda n, m, p: fault) as ep:
+        client, slept = fast_client(ep.url, timeout_s=0.5)
+        start = time.monotonic()
+        with pytest.raises(lsmod.LabelStudioUnreachable) as err:
+            client.whoami()
+        elapsed = time.monotonic() - start
+        msg = str(err.value)
+        assert_one_clean_line(msg, ep.url)
+        assert "after 3 attempts" in msg and "who am I" in msg
+        assert "Traceback" not in msg or isinstance(fault, int)  # a 5xx page's own text, flattened, is fine ...
+        if isinstance(fault, int):
+            assert f"HTTP {fault}" in msg and "keeps failing" in msg and "***" in msg  # ... with the echoed token masked
+        elif fault == "hang":
+            assert "Timeout" in msg
+        assert ep.count() == 3  # bounded: 1 + 2 retries
+        assert len(slept) == 2 and 0.03 < slept[0] < slept[1] < 0.2  # exponential backoff, with jitter
+        assert elapsed < 6
+
+
+def test_a_write_is_not_blindly_resent_but_a_refused_connection_is():
+    """A 5xx or a dropped answer to an import may have been stored: the client does not resend it (the
+    push re-reads the project instead). A connection that was never made is safe to retry."""
+    with Endpoint(lambda n, m, p: 503) as ep:
+        client, _ = fast_client(ep.url)
+        with pytest.raises(lsmod.LabelStudioUnreachable) as err:
+            client.import_tasks(1, [{"data": {"text": "x", "row_id": "r1"}}])
+        assert_one_clean_line(str(err.value), ep.url)
+        assert ep.count() == 1
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # bound, not listening: connection refused
+        client, slept = fast_client(url)
+        with pytest.raises(lsmod.LabelStudioUnreachable, match="not reachable after 3 attempts"):
+            client.import_tasks(1, [{"data": {"text": "x", "row_id": "r1"}}])
+        assert len(slept) == 2
+
+
+def test_proxy_that_fails_first_requests_then_forwards_recovers_and_resends_safely(server, tmp_path):
+    """In front of the real server: the first requests get 503 / 502 / a reset, and two imports are
+    forwarded but their answers lost. The stage's push still ends with every row a task exactly once,
+    and its pull equals one made directly."""
+    faults = {1: 503, 2: "reset", 3: 502}
+    imports = {"n": 0}
+
+    def policy(n, method, path):
+        if n in faults:
+            return faults[n]
+        if method == "POST" and IMPORT.match(path):
+            imports["n"] += 1
+            if imports["n"] in (1, 3):
+                return "forward-reset"
+        return "forward"
+
+    inp = Input(rows_batch(60, "flaky", labelled=False))
+    with Endpoint(policy, upstream=server.url) as ep:
+        stage = make_stage("flaky-test", tmp_path, select="all", push_batch_size=20)
+        stage._client, slept = fast_client(ep.url, server.api_key, retries=3)
+        with pytest.raises(PipelinePaused, match="^60 tasks awaiting"):
+            run_stage(stage, inp)
+        assert len(slept) >= 3 and ep.count() > 10
+        assert sum(1 for _, _, a in ep.seen if a == "forward-reset") == 2
+    pid = stage.stats["project_id"]
+    assert stage.stats["duplicate_tasks"] == 0 and stage.stats["tasks_in_project"] == 60
+    tasks = server.client().tasks(pid)
+    assert len(tasks) == 60 and sorted(t["data"]["row_id"] for t in tasks) == sorted(f"flaky-{i:03d}" for i in range(60))
+
+
+# -- 2. the real server killed mid-push and restarted --------------------------------------------------------
+
+
+def kill_server(server: Server):
+    """SIGKILL the server's process group (the fixture started it in its own session), as a crash would."""
+    pid = srv.status(server.data_dir).pid
+    assert pid, "server not running"
+    os.killpg(pid, signal.SIGKILL)
+    for _ in range(100):
+        try:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                break
+        except ChildProcessError:
+            break
+        time.sleep(0.05)
+    srv.stop(server.data_dir)  # only clears the state file now
+
+
+def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server, tmp_path):
+    # Annotations made before the crash ...
+    small = Input(rows_batch(6, "crash", labelled=True))
+    first = make_stage("crash-test", tmp_path / "a", select="all", push_batch_size=250)
+    with pytest.raises(PipelinePaused, match="^6 tasks awaiting"):
+        run_stage(first, small)
+    pid = first.stats["project_id"]
+    tok = signup(server.url, "annotator.a@example.com")
+    for i, (rid, tid) in enumerate(sorted(tasks_by_row(server, pid).items())):
+        annotate_as(server.url, tok, tid, ["spam" if i % 2 else "ham"])
+    ann_before, _, _ = first.pull(pid)
+    assert len(ann_before) == 6
+
+    # ... then a push of 3,000 rows in batches of 250; the server is killed right after storing the 5th.
+    big = Input(rows_batch(3000, "crash", labelled=True))
+    stored = {"n": 0}
+
+    def kill_after_fifth_import(ep, conn, method, path, headers, body):
+        status, *_ = ep.forward(method, path, headers, body)
+        assert status == 201
+        kill_server(server)
+        return False  # the answer is lost with the server
+
+    def policy(n, method, path):
+        if method == "POST" and IMPORT.match(path):
+            stored["n"] += 1
+            if stored["n"] == 5:
+                return kill_after_fifth_import
+        return "forward"
+
+    with Endpoint(policy, upstream=server.url) as ep:
+        push = make_stage("crash-test", tmp_path / "b", select="all", push_batch_size=250)
+        push._client, _ = fast_client(ep.url, server.api_key, retries=2)
+        with pytest.raises(lsmod.LabelStudioUnreachable) as err:
+            run_stage(push, big)
+        assert_one_clean_line(str(err.value), ep.url, server.api_key)
+        assert "not reachable after 3 attempts" in str(err.value)
+        assert ep.count("POST", IMPORT) == 5
+
+    server.start()  # same data dir, same port
+    # Pull after the restart: nothing lost.
+    again = make_stage("crash-test", tmp_path / "c", select="all")
+    ann_after, _, _ = again.pull(pid)
+    cols = ["row_id", "annotation_id", "annotator", "label"]
+    pd.testing.assert_frame_equal(ann_after[cols], ann_before[cols])
+    # The 6 earlier rows + 5 batches of 250 are tasks (the killed batch was stored); pushed again, exactly the rest.
+    assert len(server.client().tasks(pid)) == 6 + 5 * 250
+    resumed = make_stage("crash-test", tmp_path / "d", select="all", push_batch_size=250)
+    with pytest.raises(PipelinePaused, match="^2994 tasks awaiting"):
+        run_stage(resumed, big)
+    assert resumed.stats["push"] == {"selected": 3000, "already_in_project": 1256, "imported": 1744}
+    tasks = server.client().tasks(pid)
+    row_ids = [t["data"]["row_id"] for t in tasks]
+    assert len(row_ids) == 3000 and len(set(row_ids)) == 3000  # every row exactly once
+    assert set(row_ids) == {f"crash-{i:03d}" for i in range(3000)}
+    assert resumed.stats["duplicate_tasks"] == 0
