@@ -97,6 +97,14 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values, by sorting in place (np.unique's hash path in numpy ≥ 2.3 is slower here)."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Concatenation of arange(s, s + l) for every (s, l)."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -198,16 +206,19 @@ def _token_starts(data: np.ndarray, doc_offsets: np.ndarray, shingle: str) -> tu
     """Start byte of every token (word, or code point) of every document, and each document's token
     offsets. Documents are normalized: words are separated by exactly one space. An empty document has
     one empty token."""
-    if shingle == "word":
-        inner = np.flatnonzero(data == 0x20) + 1  # a word starts after each space...
-    else:
-        inner = np.flatnonzero((data & 0xC0) != 0x80)  # ...a code point at each non-continuation byte
     n_docs = len(doc_offsets) - 1
-    doc_of_inner = np.searchsorted(doc_offsets, inner, side="right") - 1
-    if shingle != "word":  # the first code point of a document is its start, counted below
-        keep = inner != doc_offsets[doc_of_inner]
-        inner, doc_of_inner = inner[keep], doc_of_inner[keep]
-    counts = np.bincount(doc_of_inner, minlength=n_docs) + 1
+    # Token starts other than each document's own start:
+    if shingle == "word":
+        inner_mask = np.zeros(len(data), dtype=bool)
+        inner_mask[1:] = data[:-1] == 0x20  # a word starts after each space (never the last byte of a text)
+    else:
+        inner_mask = (data & 0xC0) != 0x80  # a code point starts at each non-continuation byte
+        inner_mask[doc_offsets[:-1][np.diff(doc_offsets) > 0]] = False
+    before = np.concatenate([[0], np.cumsum(inner_mask)])
+    per_doc = before[doc_offsets[1:]] - before[doc_offsets[:-1]]
+    inner = np.flatnonzero(inner_mask)
+    doc_of_inner = np.repeat(np.arange(n_docs), per_doc)
+    counts = per_doc + 1
     tok_offsets = np.concatenate([[0], np.cumsum(counts)])
     starts = np.empty(int(tok_offsets[-1]), dtype=np.int64)
     starts[tok_offsets[:-1]] = doc_offsets[:-1]
@@ -309,7 +320,7 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     doc = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(offsets))
     if n_docs >= 2 ** (64 - FINGERPRINT_BITS):
         raise ValueError("too many documents in one piece")
-    keys = np.unique((doc << np.uint64(FINGERPRINT_BITS)) | (hashes >> np.uint64(64 - FINGERPRINT_BITS)))
+    keys = _distinct((doc << np.uint64(FINGERPRINT_BITS)) | (hashes >> np.uint64(64 - FINGERPRINT_BITS)))
     counts = np.bincount((keys >> np.uint64(FINGERPRINT_BITS)).astype(np.int64), minlength=n_docs)
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
@@ -370,10 +381,10 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
         largest = max(largest, int((ends - starts).max()))
         left, right = _pairs_in_groups(rows[order], starts[multi], ends[multi])
         lo, hi = np.minimum(left, right), np.maximum(left, right)
-        codes.append(np.unique(lo.astype(np.int64) * n_total + hi))
+        codes.append(_distinct(lo.astype(np.int64) * n_total + hi))
     if not codes:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), largest
-    code = np.unique(np.concatenate(codes))
+    code = _distinct(np.concatenate(codes))
     return code // n_total, code % n_total, largest
 
 
@@ -411,7 +422,7 @@ def verify_pairs(sets_path: str, set_offsets: np.ndarray, left: np.ndarray, righ
                  threshold: float) -> np.ndarray:
     """Worker job: Jaccard of pairs (row indices) from the shingle sets spilled at `sets_path` (all rows'
     sorted fingerprints, flattened with `set_offsets`); only the rows of these pairs are read."""
-    rows = np.unique(np.concatenate([left, right]))
+    rows = _distinct(np.concatenate([left, right]))
     n_total = int(set_offsets[-1])
     spilled = np.memmap(sets_path, dtype=np.uint64, mode="r", shape=(n_total,)) if n_total else np.zeros(0, np.uint64)
     positions, sizes = _segments(set_offsets, rows)
