@@ -116,13 +116,21 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
     return " ".join(text.split())  # one line
 
 
-def _detail(body: Any) -> str:
+def _detail(body: Any, secrets: Iterable[str] = (), limit: int = 300) -> str:
+    """The gist of an error answer, on one line, scrubbed of the secrets *before* it is cut short (a cut
+    through the middle of a token would leave a piece of it that no longer matches)."""
+    text = ""
     if isinstance(body, dict):
         for key in ("detail", "validation_errors", "message", "error"):
             if body.get(key):
-                return json.dumps(body[key], ensure_ascii=False) if not isinstance(body[key], str) else body[key]
-        return json.dumps(body, ensure_ascii=False)[:300]
-    return str(body)[:300]
+                text = body[key] if isinstance(body[key], str) else json.dumps(body[key], ensure_ascii=False)
+                break
+        else:
+            text = json.dumps(body, ensure_ascii=False)
+    else:
+        text = str(body)
+    text = _scrub(text, secrets)
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 class LabelStudioClient:
@@ -160,7 +168,7 @@ class LabelStudioClient:
     # -- plumbing ------------------------------------------------------------------------------------------
 
     def _auth_error(self, exc: Any) -> LabelStudioAuthError:
-        detail = _scrub(_detail(getattr(exc, "body", "")), self._secrets)
+        detail = _detail(getattr(exc, "body", ""), self._secrets)
         return LabelStudioAuthError(
             f"Label Studio at {self.url} rejected the API token from {self.credentials.origin or 'the config'} "
             f"(HTTP {getattr(exc, 'status_code', '?')}: {detail}) — wrong or expired token",
@@ -185,7 +193,7 @@ class LabelStudioClient:
                 status = exc.status_code or 0
                 if status in (401, 403):
                     raise self._auth_error(exc) from None
-                last, answered = f"HTTP {status}: {_scrub(_detail(exc.body), self._secrets)}", True
+                last, answered = f"HTTP {status}: {_detail(exc.body, self._secrets)}", True
                 if status >= 500 or status in (408, 429):
                     retryable = idempotent
                 else:
