@@ -366,7 +366,7 @@ def _pairs_in_groups(members: np.ndarray, starts: np.ndarray, ends: np.ndarray) 
 
 def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Pairs (i < j) of `rows` sharing a key in any band (keys: len(rows) × bands); largest bucket size."""
-    codes = []
+    codes = np.zeros(0, np.int64)
     n_total = int(rows.max()) + 1 if len(rows) else 1
     largest = 0
     for band in range(keys.shape[1]):
@@ -381,11 +381,9 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
         largest = max(largest, int((ends - starts).max()))
         left, right = _pairs_in_groups(rows[order], starts[multi], ends[multi])
         lo, hi = np.minimum(left, right), np.maximum(left, right)
-        codes.append(_distinct(lo.astype(np.int64) * n_total + hi))
-    if not codes:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), largest
-    code = _distinct(np.concatenate(codes))
-    return code // n_total, code % n_total, largest
+        # Merge as we go: the bands' pair lists overlap heavily, so memory stays near the distinct count.
+        codes = _distinct(np.concatenate([codes, lo.astype(np.int64) * n_total + hi]))
+    return codes // n_total, codes % n_total, largest
 
 
 def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
@@ -439,6 +437,11 @@ def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: n
 
     Returns, per row, the row it is removed for (-1 if kept) and that edge's weight. A row is removed for
     its most similar kept neighbour (ties: the better ranked one).
+
+    Computed in rounds over numpy arrays: an undecided row whose undecided neighbours all rank below it
+    is kept, and its undecided neighbours are removed. This gives exactly what visiting rows one by one
+    in priority order gives (a row waits only for better-ranked neighbours), in as many rounds as the
+    longest chain of such waits.
     """
     dup_of = np.full(n, -1, dtype=np.int64)
     dup_weight = np.zeros(n, dtype=np.float64)
@@ -446,24 +449,33 @@ def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: n
         return dup_of, dup_weight
     src = np.concatenate([left, right])
     dst = np.concatenate([right, left])
+    KEPT, REMOVED = 1, 2
+    state = np.zeros(n, dtype=np.int8)
+    undecided = np.zeros(n, dtype=bool)
+    undecided[src] = True
+    a, b = src, dst  # edges whose two ends are undecided
+    while len(a):
+        blocked = np.zeros(n, dtype=bool)
+        blocked[a[rank[b] < rank[a]]] = True
+        new_kept = undecided & ~blocked
+        state[new_kept] = KEPT
+        undecided[new_kept] = False
+        removed = b[new_kept[a]]
+        state[removed] = REMOVED
+        undecided[removed] = False
+        alive = undecided[a] & undecided[b]
+        a, b = a[alive], b[alive]
+    state[undecided] = KEPT  # rows left without undecided neighbours
+    # Each removed row names its most similar kept neighbour (ties: best ranked).
     w = np.concatenate([weight, weight])
-    # Neighbours of each row sorted best first: highest weight, then best rank.
+    named = (state[src] == REMOVED) & (state[dst] == KEPT)
+    src, dst, w = src[named], dst[named], w[named]
     order = np.lexsort((rank[dst], -w, src))
     src, dst, w = src[order], dst[order], w[order]
-    nodes, starts = np.unique(src, return_index=True)
-    ends = np.append(starts[1:], len(src))
-    span = dict(zip(nodes.tolist(), zip(starts.tolist(), ends.tolist())))
-    dst_list, w_list = dst.tolist(), w.tolist()
-    kept = set()
-    for node in nodes[np.argsort(rank[nodes], kind="stable")].tolist():
-        s, e = span[node]
-        for k in range(s, e):
-            if dst_list[k] in kept:
-                dup_of[node] = dst_list[k]
-                dup_weight[node] = w_list[k]
-                break
-        else:
-            kept.add(node)
+    first = np.ones(len(src), dtype=bool)
+    first[1:] = src[1:] != src[:-1]
+    dup_of[src[first]] = dst[first]
+    dup_weight[src[first]] = w[first]
     return dup_of, dup_weight
 
 
@@ -664,7 +676,9 @@ class DedupeStage(Stage):
         threshold = self.config.threshold
         if pool is None or len(left) < self.PARALLEL_VERIFY_MIN_PAIRS:
             return verify_pairs(self._sets_path, set_offsets, left, right, threshold)
-        cuts = np.linspace(0, len(left), 2 * self._workers + 1).astype(int)
+        # Parts of at most ~1M pairs, so that each job reads back a bounded share of the sets.
+        n_parts = max(2 * self._workers, -(-len(left) // 1_000_000))
+        cuts = np.linspace(0, len(left), n_parts + 1).astype(int)
         parts = [pool.submit(verify_pairs, self._sets_path, set_offsets, left[a:b], right[a:b], threshold)
                  for a, b in zip(cuts[:-1], cuts[1:])]
         return np.concatenate([p.result() for p in parts])
