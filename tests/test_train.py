@@ -97,9 +97,9 @@ def test_tiny_run_writes_every_output(tiny_run, runs_root, data_dir):
     run_dir = tiny_run.run_dir
     assert run_dir.parent == runs_root / DATASET / "v1"
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "metrics.json",
-                 "confusion_matrix.png", "trainer_log.json", "README.md", "run.json"):
+                 "confusion_matrix.png", "trainer_log.json", "README.md", "run.json", "test_predictions.parquet"):
         assert (run_dir / name).is_file(), name
-    assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / "checkpoints").exists() and not (run_dir / "predict").exists()
     assert not list(run_dir.parent.glob(".*.partial"))  # renamed into place when complete
     assert (run_dir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -142,6 +142,18 @@ def test_score_reproduces_the_runs_test_metrics(tiny_run, data_dir, runs_root):
     for key in ("accuracy", "macro_f1", "weighted_f1"):
         assert scored["test"][key] == pytest.approx(tiny_run.metrics["test"][key])
     assert scored["test"]["confusion_matrix"] == tiny_run.metrics["test"]["confusion_matrix"]
+    # per-row predictions are in row order: the same probabilities as pipeline() on the same texts
+    from transformers import pipeline
+
+    preds = pq.read_table(out_dir / "predictions.parquet")
+    test = pq.read_table(data_dir / "versions" / DATASET / "v1" / "test.parquet").slice(0, 24)
+    assert preds["id"].to_pylist() == test["id"].to_pylist()
+    classify = pipeline("text-classification", model=str(tiny_run.run_dir), device=-1)
+    outs = classify(test["text"].to_pylist(), top_k=None, truncation=True, max_length=32)
+    expected = [next(o["score"] for o in row if o["label"] == "spam") for row in outs]
+    assert preds["p_spam"].to_pylist() == pytest.approx(expected, abs=1e-4)
+    run_preds = pq.read_table(tiny_run.run_dir / "test_predictions.parquet")
+    assert run_preds["p_spam"].to_pylist() == pytest.approx(expected, abs=1e-4)
     # another version's test split
     _, other = score_run(tiny_run.run_dir, "v2", data_dir=data_dir)
     assert other["scored_on"]["version"] == "v2" and other["trained_on"]["version"] == "v1"

@@ -58,7 +58,8 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
         "",
         "![confusion matrix on the test split](confusion_matrix.png)",
         "",
-        "Computed with scikit-learn; full figures in `metrics.json`, the per-step training log in `trainer_log.json`.",
+        "Computed with scikit-learn; full figures in `metrics.json`, per-row test predictions (with each label's "
+        "probability) in `test_predictions.parquet`, the per-step training log in `trainer_log.json`.",
         "",
         "## Hyper-parameters",
         "",

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
 from train import data as vdata
@@ -325,6 +326,40 @@ def _training_arguments(cfg: Config, rt: Runtime, output_dir: Path, *, evaluate:
     return TrainingArguments(**args)
 
 
+def predict_in_order(model, tokenizer, cfg: Config, rt: Runtime, dataset, work_dir: Path) -> np.ndarray:
+    """Logits for `dataset` in its row order. (With `group_by_length`, the Trainer also length-groups the
+    *evaluation* sampler, so `trainer.predict` on the training Trainer returns rows shuffled; fine for
+    metrics computed from its own label_ids, wrong for anything matched back to rows.)"""
+    from transformers import DataCollatorWithPadding, Trainer  # noqa: PLC0415
+
+    args = _training_arguments(cfg, rt, work_dir, evaluate=False, train_sampling_strategy="sequential")
+    trainer = Trainer(
+        model=model,
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None),
+        processing_class=tokenizer,
+    )
+    out = trainer.predict(dataset)
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return np.asarray(logits, dtype=np.float32)
+
+
+def predictions_table(table: pa.Table, codec: LabelCodec, logits: np.ndarray) -> pa.Table:
+    """One row per scored row: id, label, predicted, and the probability of each label."""
+    if codec.multi:
+        probs = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        pred = codec.predict(logits)
+        predicted = [codec.separator.join(lab for lab, on in zip(codec.labels, row) if on) for row in pred.tolist()]
+    else:
+        z = logits.astype(np.float64) - logits.max(-1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        predicted = [codec.labels[i] for i in logits.argmax(-1).tolist()]
+    cols = {"id": table["id"], "label": table["label"], "predicted": pa.array(predicted, pa.string())}
+    for i, label in enumerate(codec.labels):
+        cols[f"p_{label}"] = pa.array(probs[:, i], pa.float32())
+    return pa.table(cols)
+
+
 # ---------------------------------------------------------------------------------------------------- train
 @dataclass
 class TrainResult:
@@ -458,8 +493,10 @@ def train_version(
         # the best model is loaded at the end; score it on validation and test
         results = {}
         for split in ("validation", "test"):
-            out = trainer.predict(encoded[split], metric_key_prefix=split)
-            results[split] = codec.score(out.label_ids, codec.predict(out.predictions))
+            logits = predict_in_order(trainer.model, tokenizer, cfg, rt, encoded[split], work_dir / "predict")
+            results[split] = codec.score(np.asarray(list(encoded[split]["labels"])), codec.predict(logits))
+            if split == "test":
+                pq.write_table(predictions_table(tables[split], codec, logits), work_dir / "test_predictions.parquet")
         best_eval = max(
             (e for e in trainer.state.log_history if "eval_macro_f1" in e), key=lambda e: e["eval_macro_f1"], default=None
         )
@@ -467,6 +504,7 @@ def train_version(
         trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
         tokenizer.save_pretrained(str(work_dir))
         shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+        shutil.rmtree(work_dir / "predict", ignore_errors=True)
 
         samples_per_s = train_output.metrics.get("train_samples_per_second")
         metrics = {
@@ -588,12 +626,7 @@ def score_run(
 ) -> tuple[Path, dict]:
     """Score a trained run on `split` of (`dataset`, `version`); writes `<run_dir>/scores/<dataset>/<version>-<split>/`
     (metrics.json, confusion_matrix.png) and returns (that folder, metrics)."""
-    from transformers import (  # noqa: PLC0415
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-    )
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     record = read_run(run_dir)
@@ -632,20 +665,14 @@ def score_run(
 
     out_dir = run_dir / "scores" / dataset / f"{version}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = _training_arguments(cfg, rt, out_dir / "tmp", evaluate=False)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None),
-        processing_class=tokenizer,
-    )
     t0 = time.time()
-    out = trainer.predict(encoded)
-    predictions = codec.predict(out.predictions)
+    logits = predict_in_order(model, tokenizer, cfg, rt, encoded, out_dir / "tmp")
+    predictions = codec.predict(logits)
     if multi:
-        result = codec.score(out.label_ids, predictions)
+        result = codec.score(np.asarray(list(encoded["labels"])), predictions)
     else:
         result = tm.single_label_metrics(y_true, [labels[i] for i in predictions.tolist()], labels)
+    pq.write_table(predictions_table(table, codec, logits), out_dir / "predictions.parquet")
     shutil.rmtree(out_dir / "tmp", ignore_errors=True)
     metrics = {
         "run_id": record.get("run_id"),
