@@ -386,10 +386,12 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
     return codes // n_total, codes % n_total, largest
 
 
-def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
+def jaccard(fingerprints, offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
             threshold: float = 0.0, chunk_elements: int = 1 << 21) -> np.ndarray:
     """Jaccard of pairs of sets (sorted fingerprints flattened with `offsets`); NaN for pairs whose sizes
-    alone put them below `threshold` (|A|/|B| bounds the Jaccard)."""
+    alone put them below `threshold` (|A|/|B| bounds the Jaccard). `fingerprints` is an array, or a
+    function from positions to fingerprints (to read them from disk a chunk at a time)."""
+    read = fingerprints.__getitem__ if isinstance(fingerprints, np.ndarray) else fingerprints
     out = np.full(len(left), np.nan)
     sizes = np.diff(offsets)
     small = np.where(sizes[left] <= sizes[right], left, right)  # the smaller set is looked up in the larger
@@ -406,8 +408,8 @@ def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, rig
         # (pair tag, fingerprint) packed into one sortable word; both sides come out sorted by construction.
         pos_a, len_a = _segments(offsets, small[p0:p1])
         pos_b, len_b = _segments(offsets, large[p0:p1])
-        key_a = np.repeat(tag, len_a) | fingerprints[pos_a]
-        key_b = np.repeat(tag, len_b) | fingerprints[pos_b]
+        key_a = np.repeat(tag, len_a) | read(pos_a)
+        key_b = np.repeat(tag, len_b) | read(pos_b)
         at = np.minimum(np.searchsorted(key_b, key_a), len(key_b) - 1)
         hit = key_b[at] == key_a
         inter = np.bincount(np.repeat(np.arange(p1 - p0), len_a)[hit], minlength=p1 - p0)
@@ -419,16 +421,18 @@ def jaccard(fingerprints: np.ndarray, offsets: np.ndarray, left: np.ndarray, rig
 def verify_pairs(sets_path: str, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray,
                  threshold: float) -> np.ndarray:
     """Worker job: Jaccard of pairs (row indices) from the shingle sets spilled at `sets_path` (all rows'
-    sorted fingerprints, flattened with `set_offsets`); only the rows of these pairs are read."""
-    rows = _distinct(np.concatenate([left, right]))
+    sorted fingerprints, flattened with `set_offsets`). The file is mapped afresh for each chunk of pairs
+    so that the pages read do not accumulate in this process's memory."""
     n_total = int(set_offsets[-1])
-    spilled = np.memmap(sets_path, dtype=np.uint64, mode="r", shape=(n_total,)) if n_total else np.zeros(0, np.uint64)
-    positions, sizes = _segments(set_offsets, rows)
-    fingerprints = np.asarray(spilled[positions])
-    del spilled
-    compact = np.zeros(int(rows[-1]) + 1, dtype=np.int64)
-    compact[rows] = np.arange(len(rows))
-    return jaccard(fingerprints, np.concatenate([[0], np.cumsum(sizes)]), compact[left], compact[right], threshold)
+
+    def read(positions: np.ndarray) -> np.ndarray:
+        spilled = np.memmap(sets_path, dtype=np.uint64, mode="r", shape=(n_total,))
+        try:
+            return np.asarray(spilled[positions])
+        finally:
+            del spilled
+
+    return jaccard(read, set_offsets, left, right, threshold)
 
 
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
