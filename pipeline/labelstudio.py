@@ -214,12 +214,36 @@ class LabelStudioClient:
             if not retryable:
                 break
             if attempt + 1 < attempts:
-                delay = min(self.backoff_s * 2**attempt, 8.0)
-                self._sleep(delay * (0.75 + 0.5 * random.random()))
+                self.backoff(attempt)
         tries = f" after {tried} attempts" if tried > 1 else ""
         if answered:
             raise LabelStudioUnreachable(f"Label Studio at {self.url} keeps failing{tries} ({what}: {last})")
         raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})")
+
+    def backoff(self, attempt: int) -> None:
+        """Wait before retry number `attempt + 1`: exponential, capped at 8 s, with jitter."""
+        delay = min(self.backoff_s * 2**attempt, 8.0)
+        self._sleep(delay * (0.75 + 0.5 * random.random()))
+
+    def write(self, what: str, fn: Callable[[], T], landed: Callable[[], T | None]) -> T:
+        """A request that must not take effect twice (a create), made safe to resend.
+
+        After an ambiguous failure (a 5xx, a timeout, a dropped answer: the server may have done it) it asks
+        the server with `landed()` — an idempotent read that returns the result of the earlier attempt, or
+        None — and sends the request again only when it did not land. Bounded like `call`; a refusal (4xx)
+        is not retried.
+        """
+        for attempt in range(self.retries + 1):
+            try:
+                return self.call(what, fn, idempotent=False)
+            except LabelStudioUnreachable:  # a refusal (LabelStudioError, 4xx) goes straight up
+                if attempt == self.retries:
+                    raise
+            self.backoff(attempt)
+            found = self.call(f"check whether {what} took effect", landed)
+            if found is not None:
+                return found
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- identity ------------------------------------------------------------------------------------------
 
@@ -289,10 +313,13 @@ class LabelStudioClient:
             maximum_annotations=maximum_annotations,
         )
         if project is None:
-            created = self.call(
-                "create project",
-                lambda: self.sdk.projects.create(title=title, show_skip_button=True, **settings),
-                idempotent=False,
+
+            def landed() -> Any | None:
+                found = [p for p in self.sdk.projects.list(title=title, page_size=100) if p.title == title]
+                return found[0] if len(found) == 1 else None
+
+            created = self.write(
+                "create project", lambda: self.sdk.projects.create(title=title, show_skip_button=True, **settings), landed
             )
             return int(created.id), True
         changed = {
@@ -345,7 +372,8 @@ class LabelStudioClient:
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         """One bulk import request (Label Studio stores it in one transaction). Returns the new task ids.
 
-        Not retried on an ambiguous failure: the caller re-reads the project and imports what is missing.
+        Not resent here on an ambiguous failure: the caller re-reads the project and imports what is missing
+        (`stages.annotate.AnnotateStage.push`).
         """
         resp = self.call(
             f"import {len(tasks)} tasks",
@@ -357,7 +385,12 @@ class LabelStudioClient:
     def export_snapshot(self, project_id: int, timeout_s: float = 600) -> list[dict[str, Any]]:
         """Export every task with its annotations as a snapshot (JSON), then delete the snapshot."""
         exports = self.sdk.projects.exports
-        snap = self.call("create export snapshot", lambda: exports.create(id=project_id, title="sftpipe pull"), idempotent=False)
+        title = f"sftpipe pull {os.getpid()}-{time.time_ns()}"  # unique: an ambiguous create is found again by it
+
+        def landed() -> Any | None:
+            return next((e for e in exports.list(id=project_id) if e.title == title), None)
+
+        snap = self.write("create export snapshot", lambda: exports.create(id=project_id, title=title), landed)
         try:
             start = time.monotonic()
             while snap.status not in ("completed", "failed"):

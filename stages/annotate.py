@@ -379,7 +379,7 @@ class AnnotateStage(Stage):
 
     def push(self, pid: int, rows: pd.DataFrame) -> dict[str, int]:
         """Import the rows that are not tasks yet, in bulk batches. Safe to interrupt and run again."""
-        from pipeline.labelstudio import LabelStudioError
+        from pipeline.labelstudio import LabelStudioUnreachable
 
         client, labels = self.client(), set(self.labels())
         self._predictions = self.predictions()
@@ -400,15 +400,22 @@ class AnnotateStage(Stage):
         size = self.config.push_batch_size
         for start in range(0, len(todo), size):
             chunk = todo.iloc[start : start + size]
-            tasks = [self._task(r, labels) for r in chunk.itertuples(index=False)]
-            try:
-                imported += len(client.import_tasks(pid, tasks))
-            except LabelStudioError:
-                # The request may or may not have been stored: read the project again, import what is missing.
+            pending = [self._task(r, labels) for r in chunk.itertuples(index=False)]
+            for attempt in range(client.retries + 1):
+                try:
+                    imported += len(client.import_tasks(pid, pending))
+                    break
+                except LabelStudioUnreachable:  # a 5xx, a timeout, a lost answer: stored or not, we cannot tell
+                    if attempt == client.retries:
+                        raise
+                client.backoff(attempt)
+                # Read the project again and resend only what is not there (never a row twice).
                 present = {t["data"].get("row_id") for t in client.tasks(pid)}
-                missing = [t for t in tasks if t["data"]["row_id"] not in present]
-                if missing:
-                    imported += len(client.import_tasks(pid, missing))
+                landed = [t for t in pending if t["data"]["row_id"] in present]
+                imported += len(landed)
+                pending = [t for t in pending if t["data"]["row_id"] not in present]
+                if not pending:
+                    break
         return {"selected": int(len(rows)), "already_in_project": int(len(rows) - len(todo)), "imported": imported}
 
     def _task(self, row, labels: set[str]) -> dict[str, Any]:

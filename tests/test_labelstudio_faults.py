@@ -304,6 +304,53 @@ def test_proxy_that_fails_first_requests_then_forwards_recovers_and_resends_safe
     assert len(tasks) == 60 and sorted(t["data"]["row_id"] for t in tasks) == sorted(f"flaky-{i:03d}" for i in range(60))
 
 
+
+def test_every_first_attempt_failing_still_gives_one_project_and_each_row_once(server, tmp_path):
+    """Each read fails the first time it is made (503 or a reset) and every other write fails (alternately
+    stored with its answer lost, or refused with a 503), yet one run goes through: a write is resent only after
+    the server was asked whether it took effect — one project, each row one task, no snapshot left behind,
+    and the annotations pulled through it equal those pulled directly."""
+
+    def flaky():
+        tries: dict[tuple[str, str], int] = {}
+
+        def policy(n, method, path):
+            tries[(method, path)] = c = tries.get((method, path), 0) + 1
+            if method == "POST":  # every other write: stored with its answer lost, or refused
+                return "forward" if c % 2 == 0 else "forward-reset" if c % 4 == 1 else 503
+            return "forward" if c > 1 else 503 if n % 2 else "reset"  # each read, the first time it is made
+
+        return Endpoint(policy, upstream=server.url)
+
+    inp = Input(rows_batch(40, "every", labelled=False))
+    with flaky() as ep:
+        stage = make_stage("every-test", tmp_path / "a", select="all", push_batch_size=10)
+        stage._client, _ = fast_client(ep.url, server.api_key, retries=2)
+        with pytest.raises(PipelinePaused, match="^40 tasks awaiting"):
+            run_stage(stage, inp)
+        failed = [(m, p.split("?")[0], a) for m, p, a in ep.seen if a != "forward"]
+    kinds = {(m, a) for m, _, a in failed}
+    assert {("POST", "forward-reset"), ("POST", 503), ("GET", 503), ("GET", "reset")} <= kinds, failed
+    assert {p for m, p, _ in failed if m == "DELETE"}, failed  # the snapshot's deletion too
+    assert ("POST", "/api/projects/", "forward-reset") in failed  # the project was created, its answer lost
+    pid = stage.stats["project_id"]
+    assert len(server.client().projects_titled("sftpipe: every-test")) == 1
+    assert stage.stats["push"] == {"selected": 40, "already_in_project": 0, "imported": 40}
+    row_ids = [t["data"]["row_id"] for t in server.client().tasks(pid)]
+    assert sorted(row_ids) == sorted(f"every-{i:03d}" for i in range(40))  # each row once
+    assert server.client().sdk.projects.exports.list(id=pid) == []  # the pull's snapshots were deleted
+
+    tok = signup(server.url, "annotator.a@example.com")
+    for rid, tid in sorted(tasks_by_row(server, pid).items())[:5]:
+        annotate_as(server.url, tok, tid, ["spam"])
+    direct, _, _ = make_stage("every-test", tmp_path / "b", select="all").pull(pid)
+    with flaky() as ep:
+        again = make_stage("every-test", tmp_path / "c", select="all")
+        again._client, _ = fast_client(ep.url, server.api_key, retries=2)
+        pulled, _, _ = again.pull(pid)
+    assert len(direct) == 5
+    pd.testing.assert_frame_equal(pulled, direct)
+
 # -- 2. the real server killed mid-push and restarted --------------------------------------------------------
 
 
@@ -353,7 +400,7 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
         return "forward"
 
     with Endpoint(policy, upstream=server.url) as ep:
-        push = make_stage("crash-test", tmp_path / "b", select="all", push_batch_size=250)
+        push = make_stage("crash-test", tmp_path / "b", select="all", push_batch_size=250, prefill=False)
         push._client, _ = fast_client(ep.url, server.api_key, retries=2)
         with pytest.raises(lsmod.LabelStudioUnreachable) as err:
             run_stage(push, big)
@@ -369,7 +416,7 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
     pd.testing.assert_frame_equal(ann_after[cols], ann_before[cols])
     # The 6 earlier rows + 5 batches of 250 are tasks (the killed batch was stored); pushed again, exactly the rest.
     assert len(server.client().tasks(pid)) == 6 + 5 * 250
-    resumed = make_stage("crash-test", tmp_path / "d", select="all", push_batch_size=250)
+    resumed = make_stage("crash-test", tmp_path / "d", select="all", push_batch_size=250, prefill=False)
     with pytest.raises(PipelinePaused, match="^2994 tasks awaiting"):
         run_stage(resumed, big)
     assert resumed.stats["push"] == {"selected": 3000, "already_in_project": 1256, "imported": 1744}
