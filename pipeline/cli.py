@@ -52,9 +52,11 @@ def run(
     from_stage: Optional[str] = typer.Option(None, "--from", help="re-run this stage and the ones after it even if unchanged"),
     data_dir: Optional[Path] = DataDir,
     batch_size: int = typer.Option(10_000, min=1, help="rows per Arrow record batch"),
-    workers: Optional[int] = typer.Option(None, min=1, help="worker processes for slow signals (default: all cores)"),
+    workers: Optional[int] = typer.Option(None, min=1, help="worker processes for slow signals (default: all cores); with --executor ray: the local Ray's CPUs"),
     no_annotate: bool = typer.Option(False, "--no-annotate", help="skip Label Studio: publish with source labels only (the manifest says so)"),
     allow_failed_gates: bool = typer.Option(False, "--allow-failed-gates", help="publish even if a blocking quality check fails, marked failed-gates"),
+    executor_name: str = typer.Option("local", "--executor", help="local: this process (and worker processes); ray: row-wise stages on Ray Data (needs the [ray] extra)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="with --executor ray: join this Ray cluster ('auto', 'ray://host:10001'); default: start a local Ray with --workers CPUs"),
 ) -> None:
     """Run collect → clean → dedupe → (annotate) → split, check quality, and publish a new version.
 
@@ -67,15 +69,25 @@ def run(
     from pipeline.errors import PipelinePaused
     from pipeline.executor import GateFailed, LocalExecutor
 
+    if executor_name not in ("local", "ray"):
+        raise UserError(f"--executor {executor_name!r}: choose local or ray")
+    if ray_address is not None and executor_name != "ray":
+        raise UserError("--ray-address needs --executor ray")
     cfg = load_config(config)
     with _progress() as progress:
         def track(name: str, total: int | None):
             task = progress.add_task(name, total=total)
             return lambda n: progress.advance(task, n)
 
-        executor = LocalExecutor(cfg, data_dir=data_dir, batch_size=batch_size, workers=workers,
-                                 from_stage=from_stage, annotate=not no_annotate, allow_failed_gates=allow_failed_gates,
-                                 progress=track, log=lambda m: progress.console.print(f"[dim]{m}[/dim]"))
+        options = dict(data_dir=data_dir, batch_size=batch_size, workers=workers,
+                       from_stage=from_stage, annotate=not no_annotate, allow_failed_gates=allow_failed_gates,
+                       progress=track, log=lambda m: progress.console.print(f"[dim]{m}[/dim]"))
+        if executor_name == "ray":
+            from pipeline.ray_executor import RayExecutor  # imports Ray itself only when the run starts
+
+            executor = RayExecutor(cfg, ray_address=ray_address, **options)
+        else:
+            executor = LocalExecutor(cfg, **options)
         try:
             result = executor.run(tag=tag)
         except PipelinePaused as paused:

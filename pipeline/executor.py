@@ -27,7 +27,7 @@ import pipeline
 import schemas
 from pipeline.config import DatasetConfig
 from pipeline.errors import UserError
-from pipeline.stage import Stage, StageContext
+from pipeline.stage import Stage, StageContext, StageOutput
 from pipeline.store import VersionStore
 from stages import annotate, clean, collect, dedupe, evaluate, split
 
@@ -235,7 +235,7 @@ class LocalExecutor:
         dropped: dict[str, int] = {}
         start = time.perf_counter()
         try:
-            for out in stage.run(inputs):
+            for out in self._outputs(stage, inputs):
                 kept.write(out.kept)
                 if out.rejected is not None and out.rejected.num_rows:
                     rejected.write(out.rejected)
@@ -259,6 +259,11 @@ class LocalExecutor:
         shutil.rmtree(folder, ignore_errors=True)
         os.rename(tmp, folder)  # only a complete output ever carries the final name
         return report
+
+    def _outputs(self, stage: Stage, inputs: ParquetInput | None) -> Iterator[StageOutput]:
+        """Where a stage's output stream comes from: here, the stage itself in this process. The Ray
+        executor (pipeline/ray_executor.py) overrides this to run row-wise stages on an actor pool."""
+        return stage.run(inputs)
 
     def _check_accounting(self, reports: list[StageReport]) -> None:
         for prev, cur in zip([None, *reports], reports):

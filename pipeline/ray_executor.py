@@ -1,0 +1,255 @@
+"""The Ray executor: the local executor's plan, fingerprints, store and gate, with row-wise stages on Ray.
+
+    sftpipe run configs/big.yaml --executor ray                      # a local Ray on this machine
+    sftpipe run configs/big.yaml --executor ray --ray-address auto   # an existing Ray cluster
+
+`RayExecutor` is a `LocalExecutor` that replaces one thing: where a row-wise stage's output stream comes
+from. Everything else is inherited unchanged — stage plan, fingerprints (so a stage output written by
+either executor is reused by the other), the temp-folder-then-rename write of each stage's output
+(`part-00000.parquet`, `rejected.parquet`, `stats.json`), accounting, the candidate, the quality gate and
+the publish step. A run's content fingerprint on Ray therefore equals the local run's.
+
+How a row-wise stage runs (clean; collect when the config has several sources):
+
+- The input is cut into *chunks*: runs of consecutive Parquet row groups of the upstream stage's output
+  of about `batch_size` rows (collect: one chunk per source, since ids count repeated texts across all
+  the files of a source). The chunk list is a Ray Dataset (`ray.data.from_items`, one chunk per block).
+- `Dataset.map_batches(_StageWorker, compute=ActorPoolStrategy(size=n))` runs the very same stage class
+  in a pool of actors: the stage is constructed once per actor (expensive set-up such as langdetect's
+  profiles happens once per actor, not per batch). An actor reads its chunk itself (shared storage: a
+  path every node sees), calls `stage.run` on it and returns one small table: a row per `StageOutput`
+  part, `kind` = kept | rejected | stats | error, with the Arrow batch as IPC bytes in `payload`. The
+  batches keep their exact schema, so the driver's writers check and write exactly what the local
+  executor would have written.
+- `DataContext.execution_options.preserve_order = True`: the driver receives the parts in input order
+  and writes them in that order, so dedupe's "first seen" priority sees the same stream as locally.
+- Per-chunk `stage.stats` are summed (numbers add, dicts merge): a row-wise stage's stats must be
+  additive over rows, as clean's are (rows changed per normalizer, PII masked).
+
+Why the actors read their own chunks instead of `ray.data.read_parquet`: the upstream output is one
+Parquet file, which Ray Data reads in one task; and its ListFiles/ReadFiles tasks need a CPU that a full
+actor pool (`size` = all CPUs) already holds — on 2 CPUs that deadlocked (Ray 2.60). Reading row groups
+in the actors keeps all CPUs on the stage, balances work at row-group granularity, and on a cluster
+spreads reads over the nodes instead of the driver.
+
+Whole-stream stages (dedupe, annotate, split) run on the driver over the Parquet input, as locally.
+What the driver still does for every stage: it writes the single `part-00000.parquet` (zstd) and
+`rejected.parquet`. That is the first bottleneck at scale; see benchmarks/ray/README.md for the
+measured costs and a projection.
+
+Near-dedupe at scale (not implemented here; stages/dedupe.py is unchanged and runs on the driver):
+dedupe's pass 1 (normalize, shingle, MinHash, band keys) is row-wise and would run as `map_batches`
+emitting (band_id, band_hash, row_index) rows; `groupby(["band_id", "band_hash"])` (a Ray Data hash
+shuffle) then turns each bucket of size k into k-1 *chained* candidate edges (sorted by row index: each
+member to the first), never all pairs; edges are verified by exact Jaccard in `map_batches` over the
+spilled shingle sets, and the verified edge list is brought to the driver for union-find connected
+components. Driver limit: an edge is two int64 row indexes (16 bytes; ~40 bytes with union-find's
+arrays and numpy overhead), so 1e8 verified edges (~4 GB) is about the ceiling on a 16-32 GB driver; the
+planted-duplicates corpus has ~0.4 verified edges per row, so ~250M rows fit. Beyond that, connected
+components run distributed (iterative min-label propagation: join edges with current labels, take the
+minimum per node, repeat until no label changes; O(log diameter) shuffles with pointer jumping).
+
+Ray is an optional extra (`pip install -e ".[ray]"`): this module imports it only when a run starts.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import UserError
+from pipeline.executor import LocalExecutor, ParquetInput
+from pipeline.stage import Stage, StageContext, StageOutput
+
+RAY_INSTALL_HINT = 'the Ray executor needs Ray: pip install -e ".[ray]" (or pip install "ray[data]>=2.9")'
+
+
+def import_ray():
+    """Import ray and ray.data, or say how to install them."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"{RAY_INSTALL_HINT} ({exc})") from None
+    return ray
+
+
+class RayExecutor(LocalExecutor):
+    """Runs row-wise stages as Ray Data `map_batches` over an actor pool; everything else as LocalExecutor.
+
+    `ray_address`: None starts a local Ray with `workers` CPUs (all cores by default) and stops it after the
+    run; "auto" or "ray://host:port" joins an existing cluster. If Ray is already initialized in this
+    process (a test fixture, a notebook), that instance is used and left running.
+    """
+
+    def __init__(self, config, *, ray_address: str | None = None, actors: int | None = None, **kwargs):
+        super().__init__(config, **kwargs)
+        self.ray_address = ray_address
+        self.actors = actors  # actor pool size per row-wise stage; default: the cluster's CPUs
+        self._ray = import_ray()
+
+    def run(self, tag: str | None = None):
+        ray = self._ray
+        started = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "logging_level": logging.WARNING}
+            if self.ray_address is None:
+                kwargs["num_cpus"] = self.workers
+            ray.init(address=self.ray_address, **kwargs)
+            started = True
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled"
+        try:
+            return super().run(tag)
+        finally:
+            if started:
+                ray.shutdown()
+
+    # -- the one seam: where a stage's outputs come from -------------------------------------------------
+
+    def _outputs(self, stage: Stage, inputs: ParquetInput | None) -> Iterator[StageOutput]:
+        chunks = self._chunks(stage, inputs)
+        if chunks is None:
+            self.log(f"{stage.name}: on the driver")
+            return stage.run(inputs)
+        self.log(f"{stage.name}: on Ray, {len(chunks)} chunk(s)")
+        return self._ray_outputs(stage, chunks)
+
+    def _chunks(self, stage: Stage, inputs: ParquetInput | None) -> list[dict] | None:
+        """The work items of a row-wise stage, or None where the stage runs on the driver."""
+        if stage.whole_stream:
+            return None
+        if inputs is None:  # a source stage: only collect splits (per source)
+            sources = getattr(stage.config, "sources", None)
+            if stage.name != "collect" or sources is None or len(sources) < 2:
+                return None
+            return [{"source": i, "file": "", "row_groups": []} for i in range(len(sources))]
+        if inputs.num_rows == 0:  # nothing to spread; the local path also gives the stage's empty-run stats
+            return None
+        chunks: list[dict] = []
+        for f in inputs.files:
+            meta = pq.ParquetFile(f).metadata
+            groups: list[int] = []
+            rows = 0
+            for g in range(meta.num_row_groups):
+                groups.append(g)
+                rows += meta.row_group(g).num_rows
+                if rows >= self.batch_size:
+                    chunks.append({"source": -1, "file": str(f), "row_groups": groups})
+                    groups, rows = [], 0
+            if groups:
+                chunks.append({"source": -1, "file": str(f), "row_groups": groups})
+        return chunks
+
+    def _ray_outputs(self, stage: Stage, chunks: list[dict]) -> Iterator[StageOutput]:
+        ray = self._ray
+        import ray.data
+
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # dedupe's "first seen" depends on stream order
+        context.enable_progress_bars = False
+        context.print_on_execution_start = False
+        size = self.actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = min(size, len(chunks))
+        ctx = stage.ctx
+        ctx_args = {"dataset": ctx.dataset, "config_dir": ctx.config_dir, "work_dir": ctx.work_dir,
+                    "batch_size": ctx.batch_size, "workers": 1, "labels": ctx.labels}
+        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        ds = ds.map_batches(
+            _StageWorker,
+            fn_constructor_kwargs={"cls": type(stage), "section": stage.config, "ctx_args": ctx_args},
+            batch_size=1,  # one chunk per call: chunks are already about batch_size rows
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_cpus=1,
+        )
+        for block in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+            for kind, payload in zip(block.column("kind").to_pylist(), block.column("payload").to_pylist()):
+                if kind == "error":
+                    raise UserError(payload.decode("utf-8"))
+                if kind == "stats":
+                    merge_stats(stage.stats, json.loads(payload))
+                    continue
+                batch = from_ipc(payload)
+                ctx.progress(batch.num_rows)
+                yield StageOutput(kept=batch) if kind == "kept" else StageOutput(rejected=batch)
+
+
+class _StageWorker:
+    """A Ray Data actor: builds the stage once, then runs it on each chunk it is given."""
+
+    def __init__(self, cls: type[Stage], section, ctx_args: dict):
+        self.cls, self.section, self.ctx_args = cls, section, ctx_args
+        self.stage = None if cls.name == "collect" else cls(section, StageContext(**ctx_args))
+        self.by_source: dict[int, Stage] = {}
+
+    def _stage_for(self, source: int) -> Stage:
+        if source < 0:
+            return self.stage
+        if source not in self.by_source:  # collect: a stage over one source (ids count per source)
+            section = self.section.model_copy(update={"sources": [self.section.sources[source]]})
+            self.by_source[source] = self.cls(section, StageContext(**self.ctx_args))
+        return self.by_source[source]
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        kinds: list[str] = []
+        payloads: list[bytes] = []
+        for source, file, row_groups in zip(table.column("source").to_pylist(), table.column("file").to_pylist(),
+                                            table.column("row_groups").to_pylist()):
+            try:
+                stage = self._stage_for(source)
+                stage.stats = {}
+                inputs = None if source >= 0 else _ChunkInput(file, row_groups, self.ctx_args["batch_size"])
+                for out in stage.run(inputs):
+                    for kind, batch in (("kept", out.kept), ("rejected", out.rejected)):
+                        if batch is not None and batch.num_rows:
+                            kinds.append(kind)
+                            payloads.append(to_ipc(batch))
+                kinds.append("stats")
+                payloads.append(json.dumps(stage.stats, default=str).encode())
+            except UserError as exc:  # a user's mistake (an unreadable file): one line on the driver, as locally
+                kinds.append("error")
+                payloads.append(str(exc).encode("utf-8"))
+        return pa.table({"kind": pa.array(kinds, pa.string()), "payload": pa.array(payloads, pa.large_binary())})
+
+
+class _ChunkInput:
+    """A stage input over some row groups of one Parquet file (what an actor reads for one chunk)."""
+
+    def __init__(self, file: str, row_groups: list[int], batch_size: int):
+        self.file, self.row_groups, self.batch_size = file, row_groups, batch_size
+        meta = pq.ParquetFile(file).metadata
+        self.num_rows = sum(meta.row_group(g).num_rows for g in row_groups)
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        yield from pq.ParquetFile(self.file).iter_batches(batch_size=self.batch_size, row_groups=self.row_groups,
+                                                          columns=columns)
+
+
+def to_ipc(batch: pa.RecordBatch) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def from_ipc(data: bytes) -> pa.RecordBatch:
+    batches = list(pa.ipc.open_stream(data))
+    return batches[0] if len(batches) == 1 else pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def merge_stats(into: dict, add: dict) -> dict:
+    """Add per-chunk stats into the stage's: numbers are summed, dicts merged, anything else kept first."""
+    for key, value in add.items():
+        if key not in into:
+            into[key] = value
+        elif isinstance(value, dict) and isinstance(into[key], dict):
+            merge_stats(into[key], value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(into[key], (int, float)):
+            into[key] = into[key] + value
+    return into

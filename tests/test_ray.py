@@ -1,0 +1,170 @@
+"""The Ray executor publishes exactly what the local executor publishes (issue 8).
+
+A local Ray with 2 CPUs, started once for the module, runs the SMS config and a planted-duplicates corpus
+from several sources; the versions must match the local executor's: same content fingerprint, same rows,
+same rejected rows (with their details), same stage folders and stats. Skipped where Ray is not installed
+(`pip install -e ".[ray]"`).
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import random
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+
+from .conftest import SAMPLES, run_pipeline, sms_config, write_config
+
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason='Ray is not installed (pip install -e ".[ray]")')
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def run_ray(config_path, data_dir, **kwargs):
+    from pipeline.config import load_config
+    from pipeline.ray_executor import RayExecutor
+
+    messages: list[str] = []
+    result = RayExecutor(load_config(config_path), data_dir=data_dir, log=messages.append, **kwargs).run()
+    return result, messages
+
+
+def version_content(data_dir, dataset, version) -> dict:
+    folder = data_dir / "versions" / dataset / version
+    out = {}
+    for name in [*schemas.SPLITS, "rejected"]:
+        table = pq.read_table(folder / f"{name}.parquet")
+        out[name] = sorted(table.to_pylist(), key=lambda row: row["id"])
+    return out
+
+
+def assert_same_runs(local, ray_result, local_dir, ray_dir, dataset):
+    assert local.published and ray_result.published
+    assert ray_result.manifest["content_fingerprint"] == local.manifest["content_fingerprint"]
+    # Same rows, column for column (scores, cluster ids, rejected details), not only the fingerprinted ones.
+    assert version_content(ray_dir, dataset, ray_result.version) == version_content(local_dir, dataset, local.version)
+    for a, b in zip(local.stages, ray_result.stages, strict=True):
+        assert (a.name, a.fingerprint, a.folder.name) == (b.name, b.fingerprint, b.folder.name)
+        assert (a.rows_in, a.rows_out, a.dropped, a.stats) == (b.rows_in, b.rows_out, b.dropped, b.stats)
+    for key in ("splits", "rejected", "rows_in", "config_hash", "code_version", "inputs"):
+        assert ray_result.manifest[key] == local.manifest[key], key
+
+
+@needs_ray
+def test_sms_on_ray_publishes_the_local_version(tmp_path, ray_cluster):
+    config = write_config(tmp_path, sms_config())
+    local = run_pipeline(config, tmp_path / "local")
+    on_ray, log = run_ray(config, tmp_path / "ray")
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", "sms-spam")
+    assert "clean: on Ray, 1 chunk(s)" in log and "dedupe: on the driver" in log
+    # The stage folders of either executor serve the other: a local run over the Ray run's folders
+    # recomputes nothing up to split (which now has a parent version to follow) and finds the same version.
+    again = run_pipeline(config, tmp_path / "ray")
+    assert not again.published and again.version == on_ray.version
+    assert [s.cached for s in again.stages] == [True, True, True, False]
+
+
+def planted_sources(folder, rng: random.Random) -> list[dict]:
+    """Three JSONL sources of SMS texts with planted duplicates, in and across sources, and broken rows."""
+    with open(SAMPLES / "sms_spam" / "SMSSpamCollection", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+    rows = [r for r in rows if len(r[1].split()) >= 8][:900]
+    vocabulary = sorted({w for _, t in rows for w in t.split()})
+    sources = []
+    for s in range(3):
+        lines = []
+        for label, text in rows[s * 300:(s + 1) * 300]:
+            lines.append({"text": text, "label": label})
+            words = text.split()
+            r = rng.random()
+            if r < 0.25:  # a near duplicate: one or two words changed
+                for _ in range(rng.randint(1, 2)):
+                    words[rng.randrange(len(words))] = rng.choice(vocabulary)
+                lines.append({"text": " ".join(words), "label": None})
+            elif r < 0.4:  # exact copies, unlabelled: only the stream order decides which one stays
+                lines[-1]["label"] = None
+                lines.append({"text": text, "label": None})
+            elif r < 0.5:  # a case / spacing variant
+                lines.append({"text": "  " + text.upper(), "label": None})
+        # Duplicates of another source's rows, and rows collect or clean reject.
+        lines += [{"text": t, "label": None} for _, t in rng.sample(rows, 20)]
+        lines += [{"text": "<p>&nbsp;</p>", "label": "ham"}, {"text": "  ", "label": "ham"}, {"label": "ham"}]
+        rng.shuffle(lines)
+        path = folder / f"part{s}.jsonl"
+        with open(path, "w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(json.dumps(line) + "\n")
+            fh.write("{not json\n")
+        sources.append({"name": f"src{s}", "path": path.name, "format": "jsonl", "label_field": "label"})
+    return sources
+
+
+@needs_ray
+def test_planted_duplicates_from_several_sources(tmp_path, ray_cluster):
+    config = write_config(tmp_path, {
+        "dataset": "planted",
+        "labels": ["ham", "spam"],
+        "sources": planted_sources(tmp_path, random.Random(3)),
+        "clean": {"signals": []},
+        "dedupe": {"shingle": "word", "ngram": 3, "threshold": 0.7},
+        "evaluate": {"enabled": False},
+    })
+    # Small batches: clean runs as many chunks over both actors, which must come back in stream order.
+    local = run_pipeline(config, tmp_path / "local", batch_size=64)
+    on_ray, log = run_ray(config, tmp_path / "ray", batch_size=64)
+    assert "collect: on Ray, 3 chunk(s)" in log
+    assert any(m.startswith("clean: on Ray,") and int(m.split(", ")[1].split()[0]) > 10 for m in log)
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", "planted")
+    for a, b in zip(local.stages, on_ray.stages):  # every stage's output in the same order, row for row
+        for name in ("part-00000.parquet", "rejected.parquet"):
+            assert pq.read_table(a.folder / name).equals(pq.read_table(b.folder / name)), (a.name, name)
+    dropped = {r.name: r.dropped for r in on_ray.stages}
+    assert dropped["collect"].get("invalid_json") == 3
+    assert dropped["dedupe"].get("exact_duplicate", 0) > 50 and dropped["dedupe"].get("near_duplicate", 0) > 20
+
+
+@needs_ray
+def test_cli_runs_on_ray_and_checks_its_options(tmp_path, ray_cluster):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    config = write_config(tmp_path, sms_config(evaluate={"enabled": False}))
+    out = CliRunner().invoke(app, ["run", str(config), "--data-dir", str(tmp_path / "data"), "--executor", "ray"])
+    assert out.exit_code == 0, out.output
+    assert "published" in out.output and "clean: on Ray" in out.output
+    for args in (["--executor", "spark"], ["--ray-address", "auto"]):
+        out = CliRunner().invoke(app, ["run", str(config), "--data-dir", str(tmp_path / "data"), *args])
+        assert out.exit_code != 0
+
+
+def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):
+    from pipeline.config import load_config
+    from pipeline.errors import UserError
+    from pipeline.ray_executor import RayExecutor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    config = write_config(tmp_path, sms_config())
+    with pytest.raises(UserError, match=r"pip install -e \"\.\[ray\]\""):
+        RayExecutor(load_config(config), data_dir=tmp_path / "data")
+
+
+def test_the_local_executor_never_imports_ray():
+    import subprocess
+
+    code = ("import sys, pipeline.cli, pipeline.executor, pipeline.ray_executor; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
