@@ -1,6 +1,7 @@
 """`sftpipe labelstudio start|stop|status` and `sftpipe annotate push|status|pull`.
 
-`register(app)` adds both groups to the main Typer app (pipeline/cli.py calls it).
+`register(app)` adds both groups to the main Typer app (pipeline/cli.py calls it). Text that comes from the
+server or its annotators (names, labels, messages) is printed escaped: it is never read as console markup.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.errors import PipelinePaused, UserError
@@ -120,7 +122,7 @@ def annotate_push(
     try:
         LocalExecutor(cfg, data_dir=data_dir, log=lambda m: console.print(f"[dim]{m}[/dim]")).run()
     except PipelinePaused as exc:
-        console.print(f"[green]pushed[/green]: {exc}")
+        console.print(f"[green]pushed[/green]: {escape(str(exc))}")
         return
     finally:
         AnnotateStage.mode = "run"
@@ -168,7 +170,7 @@ def annotate_status(config: Path = typer.Argument(..., help="the dataset's YAML 
     done = int((per_task >= need).sum()) if per_task is not None else 0
     started = int(((per_task > 0) & (per_task < need)).sum()) if per_task is not None else 0
     total = len(tasks)
-    console.print(f"project {stage.title!r} at {stage.project_url(pid)}")
+    console.print(f"project {escape(repr(stage.title))} at {stage.project_url(pid)}")
     console.print(f"tasks: {total} total, {done} done ({need} annotation(s) each), {started} started, {total - done} remaining")
     cancelled = sum(t["cancelled_annotations"] for t in tasks)
     table = Table("annotator", "annotations", "set aside", "median lead time (s)", title="per annotator")
@@ -176,7 +178,7 @@ def annotate_status(config: Path = typer.Argument(..., help="the dataset's YAML 
     for name in names:
         mine = ann[ann["annotator"] == name]
         lead = mine["lead_time"].median()
-        table.add_row(name, str(len(mine)), str(int((aside["annotator"] == name).sum())), "" if lead != lead else f"{lead:.1f}")
+        table.add_row(escape(str(name)), str(len(mine)), str(int((aside["annotator"] == name).sum())), "" if lead != lead else f"{lead:.1f}")
     if names:
         console.print(table)
     else:
@@ -212,9 +214,9 @@ def annotate_pull(
                   f"{s['changed_from_source']} differ from the source label")
     ag = s["agreement"]
     for pair in ag["cohen_kappa"]:
-        console.print(f"Cohen's kappa {pair['a']} × {pair['b']}: {pair['kappa']} (n={pair['n']})")
+        console.print(f"Cohen's kappa {escape(str(pair['a']))} × {escape(str(pair['b']))}: {pair['kappa']} (n={pair['n']})")
     console.print(f"Fleiss' kappa: {ag['fleiss_kappa']}   Krippendorff's alpha (nominal): {ag['krippendorff_alpha']}")
     if len(aside):
         console.print(f"[yellow]{len(aside)} annotation(s) set aside[/yellow]: " + "; ".join(
-            f"{r.row_id} by {r.annotator}: {r.reason}" for r in aside.head(5).itertuples()))
+            escape(f"{r.row_id} by {r.annotator}: {r.reason}") for r in aside.head(5).itertuples()))
     console.print(f"written to {folder}/ (annotations.parquet, annotations_aside.parquet, labels.parquet, agreement.json)")

@@ -427,6 +427,32 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
     assert resumed.stats["duplicate_tasks"] == 0
 
 
+
+def test_annotator_text_that_looks_like_console_markup_is_printed_as_is(server, tmp_path):
+    """A choice typed by an annotator (through the API, outside the label set) reads like a closing console
+    tag: `annotate status` and `annotate pull` print it as it is instead of failing on it."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    config = tmp_path / "markup.yaml"
+    config.write_text("dataset: markup-test\nlabels: [ham, spam]\n"
+                      "sources: [{name: sms, path: none.tsv, format: tsv, text_field: message, label_field: output}]\n"
+                      "annotate: {select: all}\n")
+    stage = make_stage("markup-test", tmp_path / "w", select="all")
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, Input(rows_batch(2, "markup")))
+    by_row = tasks_by_row(server, stage.stats["project_id"])
+    tok = signup(server.url, "annotator.a@example.com")
+    annotate_as(server.url, tok, by_row["markup-000"], ["[/b] [bold]x"])
+    annotate_as(server.url, tok, by_row["markup-001"], ["spam"])
+    runner = CliRunner()
+    status = runner.invoke(app, ["annotate", "status", str(config)], catch_exceptions=False)
+    assert status.exit_code == 0, status.output
+    pulled = runner.invoke(app, ["annotate", "pull", str(config), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert pulled.exit_code == 0, pulled.output
+    assert "choice not in the label set: [/b] [bold]x" in " ".join(pulled.output.split())
+
 # -- 3. credentials never written anywhere -------------------------------------------------------------------
 
 
