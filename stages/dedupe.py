@@ -366,7 +366,7 @@ def _pairs_in_groups(members: np.ndarray, starts: np.ndarray, ends: np.ndarray) 
 
 def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Pairs (i < j) of `rows` sharing a key in any band (keys: len(rows) × bands); largest bucket size."""
-    codes = np.zeros(0, np.int64)
+    codes, pending = np.zeros(0, np.int64), []
     n_total = int(rows.max()) + 1 if len(rows) else 1
     largest = 0
     for band in range(keys.shape[1]):
@@ -381,8 +381,13 @@ def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.
         largest = max(largest, int((ends - starts).max()))
         left, right = _pairs_in_groups(rows[order], starts[multi], ends[multi])
         lo, hi = np.minimum(left, right), np.maximum(left, right)
-        # Merge as we go: the bands' pair lists overlap heavily, so memory stays near the distinct count.
-        codes = _distinct(np.concatenate([codes, lo.astype(np.int64) * n_total + hi]))
+        # The bands' pair lists overlap heavily: merge them whenever the unmerged ones outgrow the merged
+        # set, which keeps memory near the distinct count without re-sorting it for every band.
+        pending.append(_distinct(lo.astype(np.int64) * n_total + hi))
+        if sum(map(len, pending)) > max(len(codes), 1 << 20):
+            codes = _distinct(np.concatenate([codes, *pending]))
+            pending = []
+    codes = _distinct(np.concatenate([codes, *pending]))
     return codes // n_total, codes % n_total, largest
 
 
