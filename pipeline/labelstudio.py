@@ -6,9 +6,11 @@ adds what the pipeline needs around it:
 
 - bounded retries with exponential backoff on connection failures, timeouts and 5xx answers, after which
   a one-line `LabelStudioUnreachable` names the URL;
+- a write that must not happen twice (create a project, an export snapshot; import tasks, in the stage) is
+  never blindly resent: after an ambiguous failure the server is asked whether it landed (`write`);
 - a rejected token (401/403) is said so (`LabelStudioAuthError`), naming where the token came from;
 - the token is never part of a log line, an exception message, a repr or a manifest: `Credentials` hides
-  it and every message is scrubbed of it;
+  it and every message is scrubbed of it (before an error page is cut short, so no piece of it is left);
 - legacy tokens and personal access tokens both work: the SDK recognises a PAT (a JWT refresh token) and
   exchanges it for short-lived access tokens itself (`label_studio_sdk.tokens.client_ext`).
 

@@ -3,7 +3,8 @@
 The stage needs the whole stream. It selects the rows that need a human (unlabelled rows, an audit sample
 of source-labelled rows, or all rows), makes sure each is a task of the dataset's Label Studio project
 (bulk import, row id in the task data, never imported twice — the project is read back first, so an
-interrupted push run again imports only what is missing), then pulls an export snapshot and maps every
+interrupted push run again imports only what is missing; an import whose answer is lost is checked against
+the project before anything is resent), then pulls an export snapshot and maps every
 non-cancelled annotation back to its row.
 
 Until the configured share of the selected rows is labelled (`min_coverage`) it stops the run cleanly with
