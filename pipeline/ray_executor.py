@@ -40,12 +40,15 @@ measured costs and a projection.
 Near-dedupe at scale (not implemented here; stages/dedupe.py is unchanged and runs on the driver):
 dedupe's pass 1 (normalize, shingle, MinHash, band keys) is row-wise and would run as `map_batches`
 emitting (band_id, band_hash, row_index) rows; `groupby(["band_id", "band_hash"])` (a Ray Data hash
-shuffle) then turns each bucket of size k into k-1 *chained* candidate edges (sorted by row index: each
-member to the first), never all pairs; edges are verified by exact Jaccard in `map_batches` over the
+shuffle) then turns each bucket of size k into k-1 *chained* candidate edges (members sorted by row
+index, each to the next), never all pairs (a pair whose chain link fails verification can be missed: the
+price of linear edges); edges are verified by exact Jaccard in `map_batches` over the
 spilled shingle sets, and the verified edge list is brought to the driver for union-find connected
-components. Driver limit: an edge is two int64 row indexes (16 bytes; ~40 bytes with union-find's
-arrays and numpy overhead), so 1e8 verified edges (~4 GB) is about the ceiling on a 16-32 GB driver; the
-planted-duplicates corpus has ~0.4 verified edges per row, so ~250M rows fit. Beyond that, connected
+components. Driver limits: today's driver-side dedupe holds 25 uint64 band keys per row (200 B/row:
+20 GB at 100M rows, about twice that while sorting) — the first wall, which the shuffle above removes;
+after it only the verified edges come to the driver, 16 B each as two int64 (scipy's COO→CSR
+connected_components adds ~2-3×, ~50 B/edge), so a 64 GB driver takes ~1e9 edges. The planted corpus has
+~0.8 verified edges per row (81,447 pairs ≥ 0.8 in 100k rows): ~1e9 rows' worth. Beyond that, connected
 components run distributed (iterative min-label propagation: join edges with current labels, take the
 minimum per node, repeat until no label changes; O(log diameter) shuffles with pointer jumping).
 
