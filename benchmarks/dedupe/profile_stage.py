@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cprofile", type=int, default=0, help="print this many top functions (main process)")
+    parser.add_argument("--lsh-threshold", type=float, default=dedupe.Config().lsh_threshold)
     args = parser.parse_args()
     spent: dict[str, float] = {}
     timed(dedupe.DedupeStage, "_pass_signatures", "pass 1: signatures (read, normalize, hash, MinHash)", spent)
@@ -45,7 +46,7 @@ def main() -> None:
     timed(dedupe.DedupeStage, "_verify", "verification (exact Jaccard)", spent)
     timed(dedupe, "greedy_keep", "greedy keep", spent)
     timed(dedupe, "connected_components", "clusters", spent)
-    stage = dedupe.DedupeStage(dedupe.Config(), StageContext(dataset="profile", config_dir=Path("."),
+    stage = dedupe.DedupeStage(dedupe.Config(lsh_threshold=args.lsh_threshold), StageContext(dataset="profile", config_dir=Path("."),
                                                              work_dir=Path("."), workers=args.workers))
     inputs = ParquetInput(str(generate.corpus_path(args.size)), 10_000)
     profiler = cProfile.Profile() if args.cprofile else None
@@ -60,6 +61,7 @@ def main() -> None:
     for label, seconds in spent.items():
         print(f"{label:55s} {seconds:6.2f} s")
     print(f"{'total (incl. routing: second read, outputs)':55s} {total:6.2f} s   {rows / total:,.0f} docs/s")
+    print({k: v for k, v in stage.stats.items() if k != "label_conflict_examples"})
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(args.cprofile)
 
