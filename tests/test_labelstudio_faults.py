@@ -202,7 +202,7 @@ def fast_client(url: str, token: str = TOKEN, **kw) -> tuple[lsmod.LabelStudioCl
         slept.append(s)
         time.sleep(s)
 
-    kw = {"retries": 2, "backoff_s": 0.05, "timeout_s": 10, **kw}
+    kw = {"retries": 2, "backoff_s": 0.05, "timeout_s": 60, **kw}  # generous: a loaded machine is not a fault
     return lsmod.LabelStudioClient(lsmod.Credentials(url, token, "$LABEL_STUDIO_API_KEY"), sleep=sleep, **kw), slept
 
 
