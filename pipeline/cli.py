@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -92,7 +93,7 @@ def run(
             result = executor.run(tag=tag)
         except PipelinePaused as paused:
             progress.stop()
-            console.print(f"[yellow]paused[/yellow]: {paused}")
+            console.print(f"[yellow]paused[/yellow]: {escape(str(paused))}", highlight=False, soft_wrap=True)
             return
         except GateFailed as gate:
             progress.stop()
@@ -177,7 +178,7 @@ def _print_evaluation(evaluation, folder: Path | None = None) -> None:
         return
     for failure in evaluation.failures:
         colour = "red" if failure.blocking else "yellow"
-        console.print(f"[{colour}]{failure}[/{colour}]", highlight=False)
+        console.print(f"[{colour}]{escape(str(failure))}[/{colour}]", highlight=False)
     if evaluation.report_path is not None:
         verdict = "[green]passed[/green]" if evaluation.passed else "[red]failed[/red]"
         report = folder / evaluation.report_path.name if folder is not None else evaluation.report_path
@@ -223,7 +224,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except UserError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         if _state["debug"]:
             raise
         sys.exit(1)
@@ -240,7 +241,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         if _state["debug"] or os.environ.get("SFTPIPE_DEBUG"):
             raise
-        err_console.print(f"[red]internal error:[/red] {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+        err_console.print(f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))} (run with --debug for the traceback)",
                           highlight=False, soft_wrap=True)
         sys.exit(2)
 

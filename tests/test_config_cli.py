@@ -82,3 +82,12 @@ def test_help_teaches():
     out = cli("run", "--help")
     assert out.returncode == 0
     assert "--from" in out.stdout and "rejected.parquet" in out.stdout
+
+
+def test_error_text_with_markup_brackets_is_printed_as_is(tmp_path):
+    """A message holding rich markup ("[/b]") from a file name or a server is shown, not parsed."""
+    config = sms_config()
+    config["sources"][0]["path"] = "odd [/b] name/*.tsv"
+    out = cli("validate", str(write_config(tmp_path, config)))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "odd [/b] name/*.tsv" in out.stderr
