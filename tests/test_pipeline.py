@@ -163,3 +163,21 @@ def test_two_publishers_cannot_hold_the_lock(tmp_path):
         with pytest.raises(UserError, match="another run of 'toy' is in progress"):
             with VersionStore(tmp_path).lock("toy"):
                 pass
+
+
+def test_same_content_whatever_the_order_files_are_named_in(tmp_path):
+    """A glob and a hand-written list of the same files, in another order, give the same version."""
+    for name, start in (("b.jsonl", 0), ("a.jsonl", 100), ("c.jsonl", 200)):
+        rows = [{"text": f"row {i} from {name}: a distinct sentence about item number {i}", "label": "x" if i % 2 else "y"}
+                for i in range(start, start + 60)]
+        (tmp_path / name).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    fingerprints = []
+    for i, path in enumerate(["*.jsonl", ["c.jsonl", "a.jsonl", "b.jsonl"]]):
+        folder = tmp_path / f"cfg{i}"
+        folder.mkdir()
+        paths = [f"../{p}" for p in path] if isinstance(path, list) else f"../{path}"
+        config = write_config(folder, {"dataset": "order", "sources": [{"name": "s", "path": paths, "format": "jsonl",
+                                                                       "label_field": "label"}],
+                                       "clean": {"signals": []}, "evaluate": {"enabled": False}})
+        fingerprints.append(run_pipeline(config, folder / "data").manifest["content_fingerprint"])
+    assert fingerprints[0] == fingerprints[1]
