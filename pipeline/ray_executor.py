@@ -162,7 +162,10 @@ class RayExecutor(LocalExecutor):
         ctx = stage.ctx
         ctx_args = {"dataset": ctx.dataset, "config_dir": ctx.config_dir, "work_dir": ctx.work_dir,
                     "batch_size": ctx.batch_size, "workers": 1, "labels": ctx.labels}
-        ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        try:  # one chunk per block, or an actor would get several chunks in one call
+            ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+        except TypeError:  # Ray < 2.10 calls it parallelism
+            ds = ray.data.from_items(chunks, parallelism=len(chunks))
         ds = ds.map_batches(
             _StageWorker,
             fn_constructor_kwargs={"cls": type(stage), "section": stage.config, "ctx_args": ctx_args},

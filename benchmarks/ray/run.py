@@ -59,13 +59,17 @@ def run(executor: str, config: Path, data_dir: Path, workers: int, batch_size: i
            "--workers", str(workers), "--batch-size", str(batch_size), "--executor", executor]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    # This checkout's code for the driver and for Ray's workers (they inherit PYTHONPATH), even where the
+    # package is installed editable from another checkout: run a frozen `git worktree` while others edit.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{executor} run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     manifest = json.loads((data_dir / "versions" / "bench" / "v1" / "manifest.json").read_text())
     stages = {s["name"]: s["seconds"] for s in manifest["stages"]}
     return {"executor": executor, "wall": wall, "stages": stages, "load_before": load,
+            "code_version": manifest["code_version"],
             "fingerprint": manifest["content_fingerprint"], "rows_in": manifest["rows_in"],
             "published": sum(v["rows"] for v in manifest["splits"].values()), "rejected": manifest["rejected"]["rows"],
             "stage_rows": {s["name"]: s["rows_in"] for s in manifest["stages"]}}
@@ -134,6 +138,8 @@ def main() -> None:
         print(f"{r['executor']:<9}{r['wall']:>8.1f}{r['load_before']:>6.1f}" + "".join(f"{r['stages'][n]:>9.1f}" for n in names)
               + f"{rest:>10.1f}  {r['fingerprint'][:16]}")
     print("(publish+ = wall minus the stages: process start, imports, Ray start/stop, publish)")
+    if len({r["code_version"] for r in results}) > 1:
+        print(f"warning: the code changed between the runs: {', '.join(r['code_version'] for r in results)}")
     same = len({r["fingerprint"] for r in results}) == 1
     print(f"same content fingerprint: {same}; published {results[0]['published']:,}, rejected {results[0]['rejected']:,}")
     costs = driver_costs(out / f"data-{args.executors[0]}", args.batch_size)
