@@ -32,14 +32,14 @@ that importing this module for its `Config` (the dataset config does) stays chea
 """
 from __future__ import annotations
 
-import functools
+import html
 import json
 import math
 import re
 import time
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import schemas
+from pipeline import minhash
 
 # Built-in checks, each a group of expectations; `non_blocking` in the config names those that only warn.
 CHECKS = (
@@ -420,109 +421,28 @@ def _split_overlap(splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
     return {"ids": len(several), "examples": [{"id": i, "splits": ss} for i, ss in list(several.items())[:20]]}
 
 
-_WS = re.compile(r"\s+")
-
-
-def _shingles(text: str, shingle: str, ngram: int) -> frozenset[str]:
-    """Casefolded, whitespace-collapsed; word or character n-grams; a short text is one shingle."""
-    norm = _WS.sub(" ", (text or "").casefold()).strip()
-    tokens: list[str] = norm.split(" ") if shingle == "word" else list(norm)
-    if shingle == "word" and tokens == [""]:
-        tokens = []
-    if len(tokens) <= ngram:
-        return frozenset([" ".join(tokens) if shingle == "word" else "".join(tokens)])
-    sep = " " if shingle == "word" else ""
-    return frozenset(sep.join(tokens[i : i + ngram]) for i in range(len(tokens) - ngram + 1))
-
-
-_MASK61 = np.uint64((1 << 61) - 1)
-
-
-def _shingle_hashes(sets: list[frozenset[str]]) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes (blake2b, stable across runs) of every set's shingles, flattened; per-set offsets."""
-    from hashlib import blake2b
-
-    flat = [int.from_bytes(blake2b(x.encode(), digest_size=8).digest(), "little") for s in sets for x in s]
-    offsets = np.zeros(len(sets) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(s) for s in sets])
-    return np.array(flat, dtype=np.uint64), offsets
-
-
-def _signatures(sets: list[frozenset[str]], num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures (one row per set) under `num_perm` random affine maps a·x + b (mod 2⁶⁴)."""
-    hashes, offsets = _shingle_hashes(sets)
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-    sig = np.empty((len(sets), num_perm), dtype=np.uint64)
-    chunk = max(1, 4_000_000 // num_perm)  # bound memory: rows of the hash × permutation matrix at a time
-    starts = offsets[:-1]
-    with np.errstate(over="ignore"):
-        for lo in range(0, len(sets), max(1, chunk // 64)):
-            hi = min(len(sets), lo + max(1, chunk // 64))
-            h = hashes[offsets[lo] : offsets[hi]]
-            perm = h[:, None] * a[None, :] + b[None, :]
-            sig[lo:hi] = np.minimum.reduceat(perm, starts[lo:hi] - offsets[lo], axis=0)
-    return sig
-
-
-def _band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per (set, band): a hash of the band's slice of the signature."""
-    with np.errstate(over="ignore"):
-        keys = np.zeros((sig.shape[0], bands), dtype=np.uint64)
-        for k in range(rows):
-            keys = keys * np.uint64(0x9E3779B97F4A7C15) + sig[:, [bd * rows + k for bd in range(bands)]]
-            keys ^= keys >> np.uint64(29)
-    return keys
-
-
-@functools.lru_cache(maxsize=32)
-def _optimal_param(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) with bands·rows <= num_perm minimizing the false positive area below `threshold` plus
-    the false negative area above it: datasketch's optimizer (equal weights), without importing datasketch
-    (its import costs seconds)."""
-    xs_lo = np.linspace(0.0, threshold, 201)
-    xs_hi = np.linspace(threshold, 1.0, 201)
-    best, best_err = (1, 1), float("inf")
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - xs_lo**r) ** b, xs_lo)
-            fn = np.trapezoid(1 - (1 - (1 - xs_hi**r) ** b), xs_hi)
-            if fp + fn < best_err:
-                best, best_err = (b, r), fp + fn
-    return best
-
-
 def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> list[tuple[int, int, float]]:
     """Every verified pair (right index, left index, Jaccard >= cfg.threshold) between two lists of texts.
 
-    MinHash LSH (bands tuned by datasketch's optimizer at `cfg.lsh_threshold`) gives candidate pairs that
-    share a band; each is verified by the exact Jaccard of the shingle sets. Passing the same list twice
-    finds the pairs within it (each pair once, right index > left index).
+    The dedupe stage's own primitives (pipeline.minhash): MinHash LSH with bands tuned at
+    `cfg.lsh_threshold` gives candidate pairs, each verified by the exact Jaccard of the shingle sets.
+    Passing the same list twice finds the pairs within it (each pair once, right index > left index).
     """
     if not left or not right:
         return []
     same = right is left
-    bands, rows = _optimal_param(cfg.lsh_threshold, cfg.num_perm)
-    left_sets = [_shingles(t, cfg.shingle, cfg.ngram) for t in left]
-    right_sets = left_sets if same else [_shingles(t, cfg.shingle, cfg.ngram) for t in right]
-    # Empty shingle sets would all share the same minimum; they are compared like any other text.
-    lkeys = _band_keys(_signatures(left_sets, bands * rows), bands, rows)
-    rkeys = lkeys if same else _band_keys(_signatures(right_sets, bands * rows), bands, rows)
-    lframe = pd.DataFrame({"band": np.tile(np.arange(bands), len(left_sets)), "key": lkeys.ravel(),
-                           "i": np.repeat(np.arange(len(left_sets)), bands)})
-    rframe = pd.DataFrame({"band": np.tile(np.arange(bands), len(right_sets)), "key": rkeys.ravel(),
-                           "j": np.repeat(np.arange(len(right_sets)), bands)})
-    cand = lframe.merge(rframe, on=["band", "key"])[["j", "i"]].drop_duplicates()
-    if same:
-        cand = cand[cand["j"] > cand["i"]]
-    found = []
-    for j, i in sorted(zip(cand["j"].tolist(), cand["i"].tolist())):
-        a, b = left_sets[i], right_sets[j]
-        jac = len(a & b) / len(a | b)
-        if jac >= cfg.threshold:
-            found.append((j, i, jac))
-    return found
+    texts = pa.array([t or "" for t in (left if same else [*left, *right])], pa.string())
+    bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lo, hi, _ = minhash.candidate_pairs(keys, np.arange(len(texts)))
+    shift = 0 if same else len(left)
+    if not same:  # only pairs across the two lists
+        across = (lo < shift) & (hi >= shift)
+        lo, hi = lo[across], hi[across]
+    jac = minhash.jaccard(sets, offsets, lo, hi, cfg.threshold)
+    ok = np.nan_to_num(jac, nan=-1.0) >= cfg.threshold
+    return sorted((int(j) - shift, int(i), float(x)) for i, j, x in zip(lo[ok], hi[ok], jac[ok]))
 
 
 def near_duplicates(left: list[str], right: list[str], cfg: Leakage) -> list[tuple[int, int, float]]:
