@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
 import numpy as np

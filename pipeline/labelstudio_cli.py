@@ -5,7 +5,6 @@ server or its annotators (names, labels, messages) is printed escaped: it is nev
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Optional

@@ -316,7 +316,7 @@ class AnnotateStage(Stage):
                     return stored
             same = client.projects_titled(self.title)
             return int(same[0].id) if len(same) == 1 else None
-        labels = self.labels()
+        self.labels()  # no label set: fail before anything is sent
         pid, created = client.ensure_project(
             self.title,
             label_config(labels, self.config.choice, self.config.instructions),
@@ -447,7 +447,7 @@ class AnnotateStage(Stage):
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         cfg = self.config
-        labels = self.labels()
+        self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else schemas.DEDUPED.empty_table()
         rows = table.select(["id", "text", "label", "source"]).to_pandas()

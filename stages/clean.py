@@ -13,7 +13,6 @@ line-based rules, of fewer than 3 lines). Their thresholds are Gopher's (Rae et 
 from __future__ import annotations
 
 import html
-import os
 import re
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
