@@ -316,7 +316,7 @@ class AnnotateStage(Stage):
                     return stored
             same = client.projects_titled(self.title)
             return int(same[0].id) if len(same) == 1 else None
-        self.labels()  # no label set: fail before anything is sent
+        labels = self.labels()
         pid, created = client.ensure_project(
             self.title,
             label_config(labels, self.config.choice, self.config.instructions),
