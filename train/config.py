@@ -56,7 +56,8 @@ class Config(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     batch_size: int | Literal["auto"] = Field(
-        "auto", description="per-device train batch size; auto: 32 on CPU, 128 on a GPU"
+        "auto", description="per-device train batch size; auto: 32 on CPU; on a GPU the largest that fits, "
+        "searched down from min(1024, train rows / 50)"
     )
     eval_batch_size: int | Literal["auto"] = Field("auto", description="auto: 4x the train batch size")
     max_length: int = Field(128, gt=0, le=8192, description="longest input in tokens (longer ones are truncated)")

@@ -49,6 +49,7 @@ class Runtime:
     eval_batch_size: int
     workers: int
     pin_memory: bool
+    fill_card: bool = False  # GPU + batch_size auto: the largest batch that fits (see gpu_batch_size)
 
     def describe(self) -> dict:
         import torch  # noqa: PLC0415
@@ -106,7 +107,16 @@ def resolve_runtime(cfg: Config) -> Runtime:
         workers = 0 if cfg.dataloader_workers == "auto" else cfg.dataloader_workers
         pin = False
     eval_batch = 4 * batch if cfg.eval_batch_size == "auto" else cfg.eval_batch_size
-    return Runtime("cuda" if gpu else "cpu", name, precision, tf32, batch, eval_batch, workers, pin)
+    return Runtime("cuda" if gpu else "cpu", name, precision, tf32, batch, eval_batch, workers, pin,
+                   fill_card=gpu and cfg.batch_size == "auto")
+
+
+def gpu_batch_size(train_rows: int) -> int:
+    """Where the search for a batch that fills the card starts: as large as 1024, but small enough that an
+    epoch still has about 50 optimizer steps (a few huge steps train a small set badly). The Trainer
+    (`auto_find_batch_size`) halves it on each out-of-memory until it fits."""
+    target = max(train_rows // 50, 1)
+    return max(16, min(1024, 1 << (target.bit_length() - 1)))
 
 
 # ---------------------------------------------------------------------------------------------------- labels
@@ -298,6 +308,7 @@ def _training_arguments(cfg: Config, rt: Runtime, output_dir: Path, *, evaluate:
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         per_device_train_batch_size=rt.batch_size,
         per_device_eval_batch_size=rt.eval_batch_size,
+        auto_find_batch_size=rt.fill_card,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eval_strategy="epoch" if evaluate else "no",
         save_strategy="epoch" if evaluate else "no",
@@ -470,6 +481,9 @@ def train_version(
         callbacks = list(extra_callbacks or [])
         if cfg.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+        if rt.fill_card:
+            rt.batch_size = gpu_batch_size(tables["train"].num_rows)
+            rt.eval_batch_size = 4 * rt.batch_size if cfg.eval_batch_size == "auto" else rt.eval_batch_size
         args = _training_arguments(cfg, rt, work_dir / "checkpoints")
         trainer = _trainer_class()(
             model=model,
