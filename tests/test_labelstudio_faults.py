@@ -52,19 +52,14 @@ def server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("ls-faults") / "labelstudio"
     shutil.copytree(ensure_template(), data_dir)
     s = Server(data_dir).start()
-    old = {k: os.environ.get(k) for k in (lsmod.SERVER_DIR_ENV, lsmod.URL_ENV, lsmod.API_KEY_ENV)}
-    os.environ[lsmod.SERVER_DIR_ENV] = str(data_dir)
-    os.environ.pop(lsmod.URL_ENV, None)
-    os.environ.pop(lsmod.API_KEY_ENV, None)
-    try:
-        yield s
-    finally:
-        s.stop()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(lsmod.SERVER_DIR_ENV, str(data_dir))  # the stage finds the server's credentials file here
+        env.delenv(lsmod.URL_ENV, raising=False)
+        env.delenv(lsmod.API_KEY_ENV, raising=False)
+        try:
+            yield s
+        finally:
+            s.stop()
 
 
 # -- a real misbehaving HTTP endpoint -------------------------------------------------------------------------

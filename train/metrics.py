@@ -26,15 +26,7 @@ def single_label_metrics(y_true: list[str], y_pred: list[str], labels: list[str]
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=order, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=order, average="weighted", zero_division=0)),
-        "per_class": {
-            label: {
-                "precision": float(report[label]["precision"]),
-                "recall": float(report[label]["recall"]),
-                "f1": float(report[label]["f1-score"]),
-                "support": int(report[label]["support"]),
-            }
-            for label in order
-        },
+        "per_class": _per_class(report, order),
         "confusion_matrix": {"labels": order, "matrix": cm.tolist(), "rows": "true", "columns": "predicted"},
     }
 
@@ -54,15 +46,7 @@ def multi_label_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
         "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
-        "per_class": {
-            label: {
-                "precision": float(report[label]["precision"]),
-                "recall": float(report[label]["recall"]),
-                "f1": float(report[label]["f1-score"]),
-                "support": int(report[label]["support"]),
-            }
-            for label in labels
-        },
+        "per_class": _per_class(report, labels),
         "confusion_matrix": {
             "labels": labels,
             "per_label": {label: mcm[i].tolist() for i, label in enumerate(labels)},
@@ -103,3 +87,16 @@ def plot_confusion_matrix(metrics: dict, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _per_class(report: dict, labels: list[str]) -> dict:
+    """Precision / recall / F1 / support per label from scikit-learn's classification_report dict."""
+    return {
+        label: {
+            "precision": float(report[label]["precision"]),
+            "recall": float(report[label]["recall"]),
+            "f1": float(report[label]["f1-score"]),
+            "support": int(report[label]["support"]),
+        }
+        for label in labels
+    }
