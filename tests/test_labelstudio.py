@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from contextlib import contextmanager
 import struct
 import subprocess
 import urllib.parse
@@ -88,9 +89,15 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    template = ensure_template()
-    data_dir = tmp_path_factory.mktemp("ls") / "labelstudio"
-    shutil.copytree(template, data_dir)
+    with running_server(tmp_path_factory.mktemp("ls") / "labelstudio") as s:
+        yield s
+
+
+@contextmanager
+def running_server(data_dir: Path):
+    """A Label Studio started from the migrated template in `data_dir`, found by the stage through the
+    environment, stopped afterwards."""
+    shutil.copytree(ensure_template(), data_dir)
     s = Server(data_dir).start()
     with pytest.MonkeyPatch.context() as env:
         env.setenv(lsmod.SERVER_DIR_ENV, str(data_dir))  # the stage finds the server's credentials file here

@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
@@ -33,7 +32,8 @@ from pipeline import labelstudio as lsmod
 from pipeline import labelstudio_server as srv
 from pipeline.errors import PipelinePaused
 
-from .test_labelstudio import Input, Server, annotate_as, ensure_template, make_stage, rows_batch, run_stage, signup, tasks_by_row
+from .test_labelstudio import (Input, Server, annotate_as, make_stage, rows_batch, run_stage,
+                               running_server, signup, tasks_by_row)
 
 pytestmark = [
     pytest.mark.labelstudio,
@@ -49,17 +49,8 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "conte
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Our own Label Studio from the migrated template (these tests kill and restart it)."""
-    data_dir = tmp_path_factory.mktemp("ls-faults") / "labelstudio"
-    shutil.copytree(ensure_template(), data_dir)
-    s = Server(data_dir).start()
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(lsmod.SERVER_DIR_ENV, str(data_dir))  # the stage finds the server's credentials file here
-        env.delenv(lsmod.URL_ENV, raising=False)
-        env.delenv(lsmod.API_KEY_ENV, raising=False)
-        try:
-            yield s
-        finally:
-            s.stop()
+    with running_server(tmp_path_factory.mktemp("ls-faults") / "labelstudio") as s:
+        yield s
 
 
 # -- a real misbehaving HTTP endpoint -------------------------------------------------------------------------
