@@ -55,6 +55,9 @@ class StageContext:
     previous_splits: pa.Table | None = None
     progress: Callable[[int], None] = lambda n: None  # advance the progress bar by n rows
     labels: list[str] | None = None  # the dataset's label set, when the config names one
+    # Where near-duplicate search runs (pipeline.minhash.LocalNearDuplicates's interface): None means this
+    # process and a pool of `workers` processes; the Ray executor supplies one that runs on the cluster.
+    near_duplicates: Callable[..., Any] | None = None
 
 
 class Stage:

@@ -36,8 +36,6 @@ need to see. Progress is reported during the first read, which is most of the ti
 from __future__ import annotations
 
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
@@ -48,7 +46,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 import schemas
-from pipeline.minhash import bands_rows, candidate_pairs, prepare, sketch, verify_pairs
+from pipeline.minhash import LocalNearDuplicates, SketchParams, bands_rows
 from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
 
 
@@ -76,15 +74,6 @@ class Config(BaseModel):
     def bands_rows(self) -> tuple[int, int]:
         """(bands, rows per band) minimizing datasketch's false positive + false negative areas."""
         return bands_rows(self.lsh_threshold, self.num_perm)
-
-
-def signature_batch(texts: pa.Array, config: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Worker job for pass 1: per row the exact hash, the LSH band keys, and the shingle set (sorted
-    fingerprints, flattened, and their count per row)."""
-    cfg = Config(**config)
-    bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
-    return sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows)
-
 
 
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
@@ -146,7 +135,6 @@ class DedupeStage(Stage):
 
     MAX_CONFLICT_EXAMPLES = 10
     MAX_EXAMPLE_ROWS = 10
-    PARALLEL_VERIFY_MIN_PAIRS = 10_000  # fewer candidate pairs are verified in the main process
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         cfg: Config = self.config
@@ -154,45 +142,35 @@ class DedupeStage(Stage):
             self.stats.update(exact_removed=0, near_removed=0, candidate_pairs=0, verified_pairs=0,
                               clusters=0, label_conflict_clusters=0, label_conflict_examples=[])
             return
-        self._workers = max(1, int(self.ctx.workers))
-        prepare()  # tables computed once, before the workers fork
-        # Pass 1 spills each row's shingle set to a file; verification reads back the candidates' only.
-        with tempfile.TemporaryDirectory(prefix="dedupe-") as tmp:
-            self._sets_path = str(Path(tmp) / "shingle-sets.u64")
-            pool = ProcessPoolExecutor(self._workers) if self._workers > 1 else None
-            try:
-                with open(self._sets_path, "wb") as self._sets_file:
-                    state = self._pass_signatures(inputs, pool)
-                n = state["n"]
-                rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
-                rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
+        bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
+        params = SketchParams(cfg.shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows)
+        # Where the search runs is the executor's choice (a process pool here, a Ray cluster there); the
+        # results are the same. Pass 1 spills each row's shingle set; verification reads back the candidates'.
+        index = self.ctx.near_duplicates or LocalNearDuplicates
+        with tempfile.TemporaryDirectory(prefix="dedupe-") as tmp, \
+                index(params, workers=self.ctx.workers, spill_dir=tmp, batch_size=self.ctx.batch_size) as search:
+            sketched = search.sketch(inputs, self.ctx.progress)
+            state = {**sketched, **self._labels_and_ids(inputs)}
+            n = len(state["exact"])
+            rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
+            rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
 
-                # Exact groups: the best-ranked row of each normalized-text group represents it.
-                rep = np.arange(n, dtype=np.int64)
-                if cfg.exact:
-                    order = np.lexsort((rank, state["exact"]))
-                    h = state["exact"][order]
-                    new_group = np.ones(n, dtype=bool)
-                    new_group[1:] = h[1:] != h[:-1]
-                    group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-                    rep[order] = order[group_first]
-                is_rep = rep == np.arange(n)
+            # Exact groups: the best-ranked row of each normalized-text group represents it.
+            rep = np.arange(n, dtype=np.int64)
+            if cfg.exact:
+                order = np.lexsort((rank, state["exact"]))
+                h = state["exact"][order]
+                new_group = np.ones(n, dtype=bool)
+                new_group[1:] = h[1:] != h[:-1]
+                group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+                rep[order] = order[group_first]
+            is_rep = rep == np.arange(n)
 
-                left = right = np.zeros(0, np.int64)
-                weight = np.zeros(0, np.float64)
-                n_candidates, largest_bucket = 0, 0
-                if cfg.near:
-                    reps = np.flatnonzero(is_rep)
-                    left, right, largest_bucket = candidate_pairs(state["bands"][reps], reps)
-                    n_candidates = len(left)
-                    del state["bands"]
-                    if n_candidates:
-                        weight = self._verify(pool, state["set_offsets"], left, right)
-                        edge = weight >= cfg.threshold
-                        left, right, weight = left[edge], right[edge], weight[edge]
-            finally:
-                if pool is not None:
-                    pool.shutdown()
+            left = right = np.zeros(0, np.int64)
+            weight = np.zeros(0, np.float64)
+            n_candidates, largest_bucket = 0, 0
+            if cfg.near:
+                left, right, weight, n_candidates, largest_bucket = search.edges(np.flatnonzero(is_rep), cfg.threshold)
 
         dup_of, dup_jaccard = greedy_keep(rank, left, right, weight, n)
         reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate
@@ -278,31 +256,11 @@ class DedupeStage(Stage):
 
     # -- passes ------------------------------------------------------------------------------------------
 
-    def _pass_signatures(self, inputs: StageInput, pool) -> dict[str, Any]:
-        """Pass 1: per-row exact hash, LSH band keys, text length, label presence, label code and id."""
-        cfg: Config = self.config
-        config = cfg.model_dump()
-        exact, bands, set_sizes, length, has_label, label_code, ids = [], [], [], [], [], [], []
+    def _labels_and_ids(self, inputs: StageInput) -> dict[str, Any]:
+        """Per row: label presence, a run-wide label code (-1: none) and the id (a light read, no text)."""
+        has_label, label_code, ids = [], [], []
         labels: dict[str, int] = {}
-        pending: list = []
-
-        def collect(result) -> None:
-            e, b, fingerprints, sizes = result
-            exact.append(e)
-            bands.append(b)
-            set_sizes.append(sizes)
-            fingerprints.tofile(self._sets_file)
-
-        for batch in inputs.batches(columns=["id", "text", "label"]):
-            texts = batch.column("text")
-            if pool is None:
-                collect(signature_batch(texts, config))
-            else:
-                pending.append(pool.submit(signature_batch, texts, config))
-                # Bounded read-ahead; results are consumed in submission order (determinism).
-                while len(pending) > 2 * self._workers:
-                    collect(pending.pop(0).result())
-            length.append(pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64))
+        for batch in inputs.batches(columns=["id", "label"]):
             label = batch.column("label").cast(pa.string())
             has_label.append(~label.is_null().to_numpy(zero_copy_only=False))
             encoded = pc.dictionary_encode(label)
@@ -311,33 +269,11 @@ class DedupeStage(Stage):
                                dtype=np.int32)
             label_code.append(mapping[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)])
             ids.append(batch.column("id"))
-            self.ctx.progress(batch.num_rows)
-        for future in pending:
-            collect(future.result())
-        self._sets_file.flush()
         return {
-            "n": int(sum(len(x) for x in exact)),
-            "exact": np.concatenate(exact),
-            "bands": np.concatenate(bands),
-            "set_offsets": np.concatenate([[0], np.cumsum(np.concatenate(set_sizes))]),
-            "length": np.concatenate(length),
             "has_label": np.concatenate(has_label).astype(bool),
             "label_code": np.concatenate(label_code),
             "ids": pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in ids]),
         }
-
-    def _verify(self, pool, set_offsets: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Jaccard of every candidate pair, from the shingle sets spilled in pass 1; pairs are split over
-        the workers (consecutive pairs share rows, so each part reads back few sets)."""
-        threshold = self.config.threshold
-        if pool is None or len(left) < self.PARALLEL_VERIFY_MIN_PAIRS:
-            return verify_pairs(self._sets_path, set_offsets, left, right, threshold)
-        # Parts of at most ~1M pairs, so that each job reads back a bounded share of the sets.
-        n_parts = max(2 * self._workers, -(-len(left) // 1_000_000))
-        cuts = np.linspace(0, len(left), n_parts + 1).astype(int)
-        parts = [pool.submit(verify_pairs, self._sets_path, set_offsets, left[a:b], right[a:b], threshold)
-                 for a, b in zip(cuts[:-1], cuts[1:])]
-        return np.concatenate([p.result() for p in parts])
 
     def _label_conflicts(self, cluster_id: np.ndarray, label_code: np.ndarray) -> tuple[int, list[list[int]]]:
         """Clusters whose labelled members disagree: how many, and up to 10 (cluster → member rows)."""

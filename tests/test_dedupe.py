@@ -18,6 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
+from pipeline.minhash import LocalNearDuplicates
 from pipeline.stage import StageContext
 from stages.dedupe import Config, DedupeStage
 
@@ -274,7 +275,7 @@ def test_label_conflicts_are_reported(real_texts):
 
 @pytest.mark.parametrize("shingle", ["word", "char"])
 def test_same_output_whatever_the_batch_size_or_workers(planted, shingle, monkeypatch):
-    monkeypatch.setattr(DedupeStage, "PARALLEL_VERIFY_MIN_PAIRS", 0)  # verification spread over the workers too
+    monkeypatch.setattr(LocalNearDuplicates, "PARALLEL_VERIFY_MIN_PAIRS", 0)  # verification spread over the workers too
     texts, labels = planted
     table = make_table(texts, labels)
     results = [run_stage(table, batch_size=bs, workers=w, shingle=shingle) for bs, w in [(10_000, 1), (33, 1), (128, 2)]]
