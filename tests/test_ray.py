@@ -113,7 +113,11 @@ def planted_sources(folder, rng: random.Random) -> list[dict]:
 
 
 @needs_ray
-def test_planted_duplicates_from_several_sources(tmp_path, ray_cluster):
+def test_planted_duplicates_from_several_sources(tmp_path, ray_cluster, monkeypatch):
+    from pipeline.ray_executor import RayNearDuplicates
+
+    # Small shuffle groups, so that band keys and pairs really are spread over many groups.
+    monkeypatch.setattr(RayNearDuplicates, "TARGET_GROUP_ROWS", 2_000)
     config = write_config(tmp_path, {
         "dataset": "planted",
         "labels": ["ham", "spam"],
@@ -126,11 +130,16 @@ def test_planted_duplicates_from_several_sources(tmp_path, ray_cluster):
     local = run_pipeline(config, tmp_path / "local", batch_size=64)
     on_ray, log = run_ray(config, tmp_path / "ray", batch_size=64)
     assert "collect: on Ray, 3 chunk(s)" in log
+    # Near-dedupe ran on the cluster (band keys shuffled, pairs verified there), not on the driver.
+    shuffled = [m for m in log if m.startswith("dedupe: ") and "verified on Ray in" in m]
+    assert shuffled and int(shuffled[0].split("verified on Ray in ")[1].split()[0]) > 4, shuffled
     assert any(m.startswith("clean: on Ray,") and int(m.split(", ")[1].split()[0]) > 10 for m in log)
     assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", "planted")
     for a, b in zip(local.stages, on_ray.stages):  # every stage's output in the same order, row for row
         for name in ("part-00000.parquet", "rejected.parquet"):
             assert pq.read_table(a.folder / name).equals(pq.read_table(b.folder / name)), (a.name, name)
+    dedupe_folder = next(r.folder for r in on_ray.stages if r.name == "dedupe")
+    assert sorted(p.name for p in dedupe_folder.iterdir()) == ["part-00000.parquet", "rejected.parquet", "stats.json"]
     dropped = {r.name: r.dropped for r in on_ray.stages}
     assert dropped["collect"].get("invalid_json") == 3
     assert dropped["dedupe"].get("exact_duplicate", 0) > 50 and dropped["dedupe"].get("near_duplicate", 0) > 20
