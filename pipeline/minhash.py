@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch.lsh import _optimal_param
 
+from pipeline.stage import worker_pool
+
 
 @functools.lru_cache(maxsize=None)
 def bands_rows(lsh_threshold: float, num_perm: int) -> tuple[int, int]:
@@ -74,11 +76,6 @@ def _casefold_differs() -> str:
     lowered = pc.utf8_lower(pa.array(chars, pa.string())).to_pylist()
     differing = [c for c, f, low in zip(chars, folded, lowered) if f != low]
     return "[" + "".join(f"\\x{{{ord(c):x}}}" for c in differing) + "]"
-
-
-def prepare() -> None:
-    """Build the lookup tables now (call before forking workers, so each does not build its own)."""
-    _casefold_differs()
 
 
 def _utf8(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -441,9 +438,7 @@ class LocalNearDuplicates:
         self.set_offsets = np.zeros(1, np.int64)
 
     def __enter__(self) -> "LocalNearDuplicates":
-        if self.workers > 1:
-            prepare()  # tables computed once, before the workers fork
-            self.pool = ProcessPoolExecutor(self.workers)
+        self.pool = worker_pool(self.workers)
         return self
 
     def __exit__(self, *exc) -> None:

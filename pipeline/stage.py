@@ -14,8 +14,10 @@ scores being recomputed: see `pipeline.filters`.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
 import numpy as np
@@ -40,6 +42,20 @@ class StageInput(Protocol):
     num_rows: int
 
     def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]: ...
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A pool of `workers` processes for a stage's CPU-bound work, or None where one process does it all.
+
+    Workers come from a fork server (a fresh single-threaded process with numpy and pyarrow loaded), not
+    from this process: forking a process that runs threads — Ray's and gRPC's in the Ray executor's driver,
+    a notebook's — can leave the child waiting forever on a lock held by a thread that does not exist in it.
+    """
+    if workers <= 1:
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["numpy", "pyarrow", "pyarrow.compute", "pipeline.minhash"])
+    return ProcessPoolExecutor(workers, mp_context=context)
 
 
 @dataclass

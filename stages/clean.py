@@ -15,7 +15,6 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -24,7 +23,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import schemas
-from pipeline.stage import SIGNALS, Rule, Signal, Stage, StageOutput, apply_rules, rejected_rows, signal
+from pipeline.stage import SIGNALS, Rule, Signal, Stage, StageOutput, apply_rules, rejected_rows, signal, worker_pool
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -280,7 +279,7 @@ class CleanStage(Stage):
         steps = [n for n, on in self.config.normalize.model_dump().items() if on and n in NORMALIZERS]
         changed = dict.fromkeys(steps, 0)
         pii = dict.fromkeys(PII_PATTERNS, 0) if self.config.normalize.mask_pii else {}
-        pool = ProcessPoolExecutor(self.ctx.workers) if self.ctx.workers > 1 else None
+        pool = worker_pool(self.ctx.workers)
         try:
             for batch in inputs.batches():
                 original = batch.column("text")

@@ -4,14 +4,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import UserError
 
-from .conftest import REPO, SAMPLES, sms_config, write_config
+from .conftest import REPO, sms_config, write_config
 
 SFTPIPE = [sys.executable, "-m", "pipeline.cli"]
 
