@@ -31,7 +31,7 @@ def bands_rows(lsh_threshold: float, num_perm: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------------------
 # Shingling and signatures: pure functions of one batch of texts (run in worker processes).
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer: spreads every input bit over the whole word (returns a new array)."""
     x = x ^ (x >> np.uint64(30))
     x *= np.uint64(0xBF58476D1CE4E5B9)
@@ -41,7 +41,7 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _distinct(values: np.ndarray) -> np.ndarray:
+def distinct(values: np.ndarray) -> np.ndarray:
     """Sorted distinct values, by sorting in place (np.unique's hash path in numpy ≥ 2.3 is slower here)."""
     values = np.sort(values)
     keep = np.ones(len(values), dtype=bool)
@@ -143,7 +143,7 @@ class _SubstringHasher:
 
     def __call__(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         h = (self.prefix[ends] - self.prefix[starts]) * self.inverse[starts]
-        return _mix64(h ^ (ends - starts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        return mix64(h ^ (ends - starts).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
 def _token_starts(data: np.ndarray, doc_offsets: np.ndarray, shingle: str) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +237,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     acc = np.zeros((sig.shape[1], bands), dtype=np.uint64)
     for k in range(rows):
         acc += sig[k: bands * rows: rows].T.astype(np.uint64) * mult[k]
-    return _mix64(acc)
+    return mix64(acc)
 
 
 def _pieces(texts: pa.Array, max_bytes: int = 1 << 20) -> Iterator[pa.Array]:
@@ -264,7 +264,7 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     doc = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(offsets))
     if n_docs >= 2 ** (64 - FINGERPRINT_BITS):
         raise ValueError("too many documents in one piece")
-    keys = _distinct((doc << np.uint64(FINGERPRINT_BITS)) | (hashes >> np.uint64(64 - FINGERPRINT_BITS)))
+    keys = distinct((doc << np.uint64(FINGERPRINT_BITS)) | (hashes >> np.uint64(64 - FINGERPRINT_BITS)))
     counts = np.bincount((keys >> np.uint64(FINGERPRINT_BITS)).astype(np.int64), minlength=n_docs)
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
@@ -308,30 +308,40 @@ def _pairs_in_groups(members: np.ndarray, starts: np.ndarray, ends: np.ndarray) 
     return members[left], members[right]
 
 
+def shared_key_pairs(keys: tuple[np.ndarray, ...], members: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """All pairs of `members` that agree on every array of `keys` (a bucket), as sorted distinct codes
+    lo·n + hi (lo < hi < n); and the largest bucket with a pair (0 if none)."""
+    order = np.lexsort(keys[::-1]) if len(keys) > 1 else np.argsort(keys[0], kind="stable")
+    change = np.zeros(max(len(order) - 1, 0), dtype=bool)
+    for k in keys:
+        sorted_k = k[order]
+        change |= sorted_k[1:] != sorted_k[:-1]
+    boundary = np.flatnonzero(change) + 1
+    starts = np.concatenate([[0], boundary])
+    ends = np.concatenate([boundary, [len(order)]])
+    multi = ends - starts > 1
+    if not multi.any():
+        return np.zeros(0, np.int64), 0
+    left, right = _pairs_in_groups(members[order], starts[multi], ends[multi])
+    lo, hi = np.minimum(left, right).astype(np.int64), np.maximum(left, right).astype(np.int64)
+    return distinct(lo * n + hi), int((ends - starts).max())
+
+
 def candidate_pairs(keys: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Pairs (i < j) of `rows` sharing a key in any band (keys: len(rows) × bands); largest bucket size."""
     codes, pending = np.zeros(0, np.int64), []
     n_total = int(rows.max()) + 1 if len(rows) else 1
     largest = 0
     for band in range(keys.shape[1]):
-        order = np.argsort(keys[:, band], kind="stable")
-        sorted_keys = keys[order, band]
-        boundary = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-        starts = np.concatenate([[0], boundary])
-        ends = np.concatenate([boundary, [len(sorted_keys)]])
-        multi = ends - starts > 1
-        if not multi.any():
-            continue
-        largest = max(largest, int((ends - starts).max()))
-        left, right = _pairs_in_groups(rows[order], starts[multi], ends[multi])
-        lo, hi = np.minimum(left, right), np.maximum(left, right)
+        band_codes, band_largest = shared_key_pairs((keys[:, band],), rows, n_total)
+        largest = max(largest, band_largest)
         # The bands' pair lists overlap heavily: merge them whenever the unmerged ones outgrow the merged
         # set, which keeps memory near the distinct count without re-sorting it for every band.
-        pending.append(_distinct(lo.astype(np.int64) * n_total + hi))
+        pending.append(band_codes)
         if sum(map(len, pending)) > max(len(codes), 1 << 20):
-            codes = _distinct(np.concatenate([codes, *pending]))
+            codes = distinct(np.concatenate([codes, *pending]))
             pending = []
-    codes = _distinct(np.concatenate([codes, *pending]))
+    codes = distinct(np.concatenate([codes, *pending]))
     return codes // n_total, codes % n_total, largest
 
 

@@ -71,7 +71,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
 from pipeline.executor import LocalExecutor, ParquetInput
-from pipeline.minhash import SketchParams, _distinct, _mix64, _pairs_in_groups, sketch_batch, verify_pairs
+from pipeline.minhash import SketchParams, distinct, mix64, shared_key_pairs, sketch_batch, verify_pairs
 from pipeline.stage import Stage, StageContext, StageOutput
 
 RAY_INSTALL_HINT = 'the Ray executor needs Ray: pip install -e ".[ray]" (or pip install "ray[data]>=2.9")'
@@ -361,32 +361,23 @@ def _band_rows(chunk: pa.Table, in_play, groups: int) -> dict:
     rows = rows[keep]
     keys = np.stack([batch[k][keep] for k in names], axis=1).astype(np.uint64)  # rows × bands
     band = np.broadcast_to(np.arange(len(names), dtype=np.uint64), keys.shape)
-    group = _mix64(keys ^ (band * np.uint64(0x9E3779B97F4A7C15))) % np.uint64(groups)
+    group = mix64(keys ^ (band * np.uint64(0x9E3779B97F4A7C15))) % np.uint64(groups)
     return {"group": group.ravel().astype(np.int32), "band": band.ravel().astype(np.int16),
             "key": keys.ravel(), "row": np.repeat(rows, len(names))}
 
 
 def _bucket_pairs(batch: dict, n: int, groups: int) -> dict:
-    """All pairs (lo < hi) of rows sharing a (band, key) bucket in this group, as distinct codes lo·n + hi."""
-    band, key, row = batch["band"], batch["key"], batch["row"]
-    order = np.lexsort((row, key, band))
-    band, key, row = band[order], key[order], row[order]
-    boundary = np.flatnonzero((band[1:] != band[:-1]) | (key[1:] != key[:-1])) + 1
-    starts = np.concatenate([[0], boundary])
-    ends = np.concatenate([boundary, [len(row)]])
-    multi = ends - starts > 1
-    if not multi.any():
-        return {"group": np.zeros(0, np.int32), "code": np.zeros(0, np.int64), "largest": np.zeros(0, np.int32)}
-    left, right = _pairs_in_groups(row, starts[multi], ends[multi])
-    code = _distinct(np.minimum(left, right) * n + np.maximum(left, right))
-    group = (_mix64(code.astype(np.uint64)) % np.uint64(groups)).astype(np.int32)
-    return {"group": group, "code": code, "largest": np.full(len(code), int((ends - starts).max()), np.int32)}
+    """All pairs of rows sharing a (band, key) bucket in this group, as distinct codes lo·n + hi, each with
+    the group that verifies it (hash of the code)."""
+    code, largest = shared_key_pairs((batch["band"], batch["key"]), batch["row"], n)
+    group = (mix64(code.astype(np.uint64)) % np.uint64(groups)).astype(np.int32)
+    return {"group": group, "code": code, "largest": np.full(len(code), largest, np.int32)}
 
 
 def _verify_group(batch: dict, n: int, sets: list, set_offsets, threshold: float) -> dict:
     """Verify this group's distinct pairs; the edges (code, weight ≥ threshold) and one summary row (code
     -1) with the group's candidate count and largest bucket."""
-    code = _distinct(batch["code"].copy())
+    code = distinct(batch["code"].copy())
     weight = verify_pairs(sets, _resolve(set_offsets), code // n, code % n, threshold)
     edge = weight >= threshold
     k = int(edge.sum())
