@@ -32,25 +32,29 @@ actor pool (`size` = all CPUs) already holds — on 2 CPUs that deadlocked (Ray 
 in the actors keeps all CPUs on the stage, balances work at row-group granularity, and on a cluster
 spreads reads over the nodes instead of the driver.
 
-Whole-stream stages (dedupe, annotate, split) run on the driver over the Parquet input, as locally.
-What the driver still does for every stage: it writes the single `part-00000.parquet` (zstd) and
-`rejected.parquet`. That is the first bottleneck at scale; see benchmarks/ray/README.md for the
-measured costs and a projection.
+Whole-stream stages (dedupe, annotate, split) run on the driver over the Parquet input, as locally, but
+dedupe's near-duplicate search — all of its heavy work — runs on the cluster (`RayNearDuplicates`, which
+the executor hands to the stage through `StageContext.near_duplicates`; the stage code is the same):
 
-Near-dedupe at scale (not implemented here; stages/dedupe.py is unchanged and runs on the driver):
-dedupe's pass 1 (normalize, shingle, MinHash, band keys) is row-wise and would run as `map_batches`
-emitting (band_id, band_hash, row_index) rows; `groupby(["band_id", "band_hash"])` (a Ray Data hash
-shuffle) then turns each bucket of size k into k-1 *chained* candidate edges (members sorted by row
-index, each to the next), never all pairs (a pair whose chain link fails verification can be missed: the
-price of linear edges); edges are verified by exact Jaccard in `map_batches` over the
-spilled shingle sets, and the verified edge list is brought to the driver for union-find connected
-components. Driver limits: today's driver-side dedupe holds 25 uint64 band keys per row (200 B/row:
-20 GB at 100M rows, about twice that while sorting) — the first wall, which the shuffle above removes;
-after it only the verified edges come to the driver, 16 B each as two int64 (scipy's COO→CSR
-connected_components adds ~2-3×, ~50 B/edge), so a 64 GB driver takes ~1e9 edges. The planted corpus has
-~0.8 verified edges per row (81,447 pairs ≥ 0.8 in 100k rows): ~1e9 rows' worth. Beyond that, connected
-components run distributed (iterative min-label propagation: join edges with current labels, take the
-minimum per node, repeat until no label changes; O(log diameter) shuffles with pointer jumping).
+1. Pass 1 (normalize, shingle, MinHash, band keys) in an actor pool over the same row-group chunks. Each
+   actor spills its chunk's shingle sets and band keys to a folder under the stage's output folder (shared
+   storage) and returns 4 numbers per row; the driver keeps ~32 B/row (exact hash, length, set offset).
+2. Band keys of the rows in play (one per exact-duplicate group) become (band, key, row) rows, grouped by
+   hash of (band, key) with `groupby(...).map_groups` — a sort-based shuffle — so every LSH bucket lands
+   whole in one group, which emits *all* pairs of each bucket, exactly as the local search does (chained
+   edges would be linear but could miss a pair whose chain link fails verification; all pairs keep the
+   results equal to the local executor's, and LSH buckets stay small: 180 rows at most at 1M here).
+3. Pair codes are grouped again by their own hash, so the bands' copies of a pair meet in one group, are
+   dropped, and the pair is verified there by exact Jaccard against the spilled sets.
+4. Only verified edges (16 B each) and counts reach the driver, which sorts them and makes the same
+   greedy keep / cluster decisions as locally, then writes the stage's output in one pass over the input.
+
+Driver limits after this: per-row arrays (exact hash, length, rank, representative, cluster: ~60 B/row,
+6 GB at 100M rows) and the verified edges (~50 B each with scipy's connected components: a 64 GB driver
+takes ~1e9 edges; the planted corpus has ~0.8 per row). Beyond that, components would run distributed
+(min-label propagation by repeated joins). What the driver still does for every stage: it writes the single
+`part-00000.parquet` (zstd) and `rejected.parquet` — the first bottleneck at scale; see
+benchmarks/ray/README.md for measured costs and a projection.
 
 Ray is an optional extra (`pip install -e ".[ray]"`): this module imports it only when a run starts.
 """
