@@ -31,7 +31,9 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config file")
+    path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config "
+                                              "file; or an fsspec URL (s3://bucket/*.jsonl) where its filesystem "
+                                              "package is installed")
     format: Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_disk"]
     encoding: str = "utf-8"  # utf-8 also accepts a byte-order mark
     # csv / tsv
@@ -78,11 +80,53 @@ class Config(BaseModel):
     inputs_within: str | None = None
 
 
-def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = None) -> list[Path]:
-    """The files (or HF dataset folders) a source names, sorted so glob order never matters. With `within`,
-    a file that resolves outside that folder (through `..` or a symlink) is an error."""
-    files: list[Path] = []
+def is_url(path: str | Path) -> bool:
+    """An fsspec URL (s3://, gs://, file://, ...) rather than a local path."""
+    return isinstance(path, str) and "://" in path
+
+
+def _filesystem(url: str):
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)[0]
+    except (ImportError, ValueError) as exc:  # unknown protocol, or its package (s3fs, gcsfs) is missing
+        raise UserError(f"cannot read {url}: {exc}") from None
+
+
+def open_input(file: Path | str, mode: str = "r", **kwargs):
+    """Open a source file, local or at an fsspec URL (text modes take encoding / errors / newline)."""
+    if is_url(file):
+        return _filesystem(file).open(file, mode, **kwargs)
+    return open(file, mode, **kwargs)
+
+
+def _resolve_url(pattern: str, source: SourceConfig) -> list[str]:
+    if source.format == "hf_disk":
+        raise UserError(f"{pattern}: hf_disk sources must be local folders (copy the dataset or use parquet)")
+    fs = _filesystem(pattern)
+    try:
+        found = fs.glob(pattern) if glob.has_magic(pattern) else ([pattern] if fs.exists(pattern) else [])
+        files = [f for f in found if fs.isfile(f)]
+    except OSError as exc:
+        raise UserError(f"cannot list {pattern}: {exc}") from None
+    return sorted(fs.unstrip_protocol(f) for f in files)  # filesystems list paths without their protocol
+
+
+def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = None) -> list[Path | str]:
+    """The files (or HF dataset folders) a source names, sorted so glob order never matters: local paths,
+    or URLs for patterns that are fsspec URLs. With `within`, a local file that resolves outside that
+    folder (through `..` or a symlink) is an error, and URLs are not allowed."""
+    files: list[Path | str] = []
     for pattern in source.paths:
+        if is_url(pattern):
+            if within is not None:
+                raise UserError(f"{pattern}: inputs_within allows only local files under {within}")
+            matches = _resolve_url(pattern, source)
+            if not matches:
+                raise UserError(f"path {pattern!r} matches no file")
+            files.extend(matches)
+            continue
         full = pattern if Path(pattern).is_absolute() else str(config_dir / pattern)
         matches = sorted(Path(m) for m in glob.glob(full, recursive=True))
         if source.format != "hf_disk":
@@ -95,7 +139,8 @@ def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = 
         for f in files:
             if not f.resolve().is_relative_to(root):
                 raise UserError(f"{f} resolves to {f.resolve()}, outside {root} (inputs_within forbids it)")
-    return sorted(dict.fromkeys(files))
+    # Local paths in Path order (as always: it decides occurrence numbers in ids), then URLs.
+    return sorted(dict.fromkeys(files), key=lambda f: (1, f, None) if is_url(f) else (0, "", f))
 
 
 def check_source(source: SourceConfig, config_dir: Path, within: Path | None = None) -> None:
@@ -122,7 +167,8 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
     fmt = source.format
     try:
         if fmt == "parquet":
-            return pq.read_schema(file).names
+            with open_input(file, "rb") as fh:
+                return pq.read_schema(fh).names
         if fmt == "hf_disk":
             import datasets
 
@@ -132,7 +178,7 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
             return list(ds.column_names)
         if fmt == "text":
             return list(re.compile(source.pattern).groupindex)
-        with open(file, encoding=_encoding(source), errors="replace", newline="") as fh:
+        with open_input(file, "r", encoding=_encoding(source), errors="replace", newline="") as fh:
             if fmt == "jsonl":
                 # Records may differ in their keys: a field counts as present if any of the first
                 # records has it.
@@ -167,7 +213,7 @@ def check_encoding(source: SourceConfig, file: Path) -> None:
     """A UTF-16 file read as UTF-8 would come out as NUL-riddled garbage: say what to set instead."""
     if source.format in ("parquet", "hf_disk") or source.encoding.lower().startswith("utf-16"):
         return
-    with open(file, "rb") as fh:
+    with open_input(file, "rb") as fh:
         head = fh.read(2)
     if head in _UTF16_BOMS:
         raise UserError(f"{file} is UTF-16 (it starts with a UTF-16 byte-order mark): set `encoding: utf-16` for source {source.name!r}")
@@ -191,13 +237,13 @@ def _strip_nul(lines):
         yield line.replace("\0", "") if "\0" in line else line
 
 
-def file_digest(path: Path) -> dict[str, Any]:
+def file_digest(path: Path | str) -> dict[str, Any]:
     """Size and sha256 of an input file (or of every file in an HF dataset folder)."""
     h = hashlib.sha256()
     size = 0
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if not is_url(path) and path.is_dir() else [path]
     for f in files:
-        with open(f, "rb") as fh:
+        with open_input(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
                 size += len(chunk)
@@ -227,8 +273,10 @@ class CollectStage(Stage):
         ]
         return json.dumps(self.stats["inputs"], sort_keys=True)
 
-    def _relpath(self, file: Path) -> str:
+    def _relpath(self, file: Path | str) -> str:
         # Relative to the config file, so ids, fingerprints and reports do not depend on where one runs.
+        if is_url(file):
+            return file
         return os.path.relpath(file.resolve(), self.ctx.config_dir.resolve())
 
     def run(self, inputs=None) -> Iterator[StageOutput]:
@@ -318,7 +366,7 @@ class CollectStage(Stage):
 
     def _read_jsonl(self, source, file):
         # Split on "\n" only: JSON Lines ends records with \n (or \r\n); a lone \r is data.
-        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="\n") as fh:
+        with open_input(file, "r", encoding=_encoding(source), errors="surrogateescape", newline="\n") as fh:
             for i, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
@@ -336,7 +384,7 @@ class CollectStage(Stage):
                 yield i, obj, None, None
 
     def _read_csv(self, source, file):
-        with open(file, encoding=_encoding(source), errors="surrogateescape", newline="") as fh:
+        with open_input(file, "r", encoding=_encoding(source), errors="surrogateescape", newline="") as fh:
             reader = csv.reader(_strip_nul(fh), **_csv_dialect(source))
             header = source.column_names
             if source.header:
@@ -360,7 +408,7 @@ class CollectStage(Stage):
     _read_tsv = _read_csv
 
     def _read_text(self, source, file):
-        with open(file, encoding=_encoding(source), errors="surrogateescape", newline=None) as fh:
+        with open_input(file, "r", encoding=_encoding(source), errors="surrogateescape", newline=None) as fh:
             if source.unit == "file":
                 yield 1, {source.text_field: fh.read()}, None, None
                 return
@@ -380,14 +428,15 @@ class CollectStage(Stage):
 
     def _read_parquet(self, source, file):
         line = 0
-        try:
-            pf = pq.ParquetFile(file)
-        except pa.ArrowInvalid as exc:
-            raise UserError(f"{file} is not a Parquet file: {exc}") from None
-        for batch in pf.iter_batches(batch_size=self.ctx.batch_size):
-            for rec in batch.to_pylist():
-                line += 1
-                yield line, rec, None, None
+        with open_input(file, "rb") as fh:
+            try:
+                pf = pq.ParquetFile(fh)
+            except pa.ArrowInvalid as exc:
+                raise UserError(f"{file} is not a Parquet file: {exc}") from None
+            for batch in pf.iter_batches(batch_size=self.ctx.batch_size):
+                for rec in batch.to_pylist():
+                    line += 1
+                    yield line, rec, None, None
 
     def _read_hf_disk(self, source, file):
         import datasets

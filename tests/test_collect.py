@@ -135,3 +135,36 @@ def test_batch_size_does_not_change_rows(tmp_path):
 def test_glob_matching_nothing_is_an_error(tmp_path):
     with pytest.raises(UserError, match="matches no file"):
         collect(tmp_path, path="missing/*.jsonl", format="jsonl")
+
+
+def test_sources_at_fsspec_urls_read_as_local_files(tmp_path):
+    """A source may be an fsspec URL (s3://, gs://, ... where the package is installed); file:// takes the
+    same code path without a network."""
+    data = tmp_path / "remote"
+    data.mkdir()
+    pq.write_table(pa.table({"t": ["a parquet row", "another"], "y": ["x", "y"]}), data / "p.parquet")
+    (data / "a.jsonl").write_text('{"t": "first", "y": "x"}\n{not json\n{"t": "third", "y": "y"}\n')
+    (data / "b.jsonl").write_text('{"t": "second file", "y": "x"}\n')
+    local, local_rejected = collect(tmp_path, path=str(data / "*.jsonl"), format="jsonl", text_field="t", label_field="y")
+    url = f"file://{data}/*.jsonl"
+    remote, remote_rejected = collect(tmp_path, path=url, format="jsonl", text_field="t", label_field="y")
+    assert remote.column("text").to_pylist() == local.column("text").to_pylist() == ["first", "third", "second file"]
+    assert remote.column("id").to_pylist() == local.column("id").to_pylist()  # ids do not depend on the path
+    assert remote.column("source_file").to_pylist()[0] == f"file://{data}/a.jsonl"
+    assert remote_rejected.column("reason").to_pylist() == local_rejected.column("reason").to_pylist() == ["invalid_json"]
+    parquet, _ = collect(tmp_path, path=f"file://{data}/p.parquet", format="parquet", text_field="t", label_field="y")
+    assert parquet.column("text").to_pylist() == ["a parquet row", "another"]
+
+    stage = CollectStage(Config(sources=[SourceConfig(name="s", path=url, format="jsonl", text_field="t")]),
+                         StageContext(dataset="t", config_dir=tmp_path, work_dir=tmp_path))
+    digests = json.loads(stage.fingerprint_inputs())
+    assert [d["path"] for d in digests] == [f"file://{data}/a.jsonl", f"file://{data}/b.jsonl"]
+    assert digests[1]["bytes"] == len('{"t": "second file", "y": "x"}\n')
+
+    with pytest.raises(UserError, match="matches no file"):
+        collect(tmp_path, path=f"file://{data}/*.csv", format="csv", text_field="t")
+    with pytest.raises(UserError, match=r"cannot read nosuchfs://bucket/x\.jsonl"):
+        collect(tmp_path, path="nosuchfs://bucket/x.jsonl", format="jsonl", text_field="t")
+    with pytest.raises(UserError, match="inputs_within allows only local files"):
+        CollectStage(Config(sources=[SourceConfig(name="s", path=url, format="jsonl", text_field="t")], inputs_within="."),
+                     StageContext(dataset="t", config_dir=tmp_path, work_dir=tmp_path))
