@@ -233,12 +233,13 @@ class RayNearDuplicates:
     the chunk's shingle sets (`sets-N.u64`) and band keys (`keys-N.parquet`) to a folder on shared storage
     and returns per row only its index, exact hash, length and set size (the driver's share: ~32 B/row).
 
-    `edges`: the band keys of the rows in play become (band, key, row) rows, hash-partitioned by (band, key)
-    with a Ray Data groupby (a hash shuffle): every bucket lands whole in one group, which emits all pairs
+    `edges`: the band keys of the rows in play become (band, key, row) rows, grouped by a hash of (band,
+    key) with a Ray Data groupby (a shuffle): every bucket lands whole in one group, which emits all pairs
     of each bucket — as the local search does — as pair codes, distinct within the group. The codes are
-    hash-partitioned again, so each pair lands in one group, where the bands' duplicates are dropped and
-    the pair is verified by exact Jaccard against the spilled sets. Only verified edges and counts reach
-    the driver, which sorts them as the local search does: the same edges, so the same decisions.
+    grouped again by their own hash, so each pair lands in one group, where the bands' duplicates are
+    dropped and the pair is verified by exact Jaccard against the spilled sets. Only verified edges and
+    counts reach the driver, which sorts them as the local search does: the same edges, the same decisions.
+    (`workers` and `spill_dir` are the local search's: here the cluster's CPUs and `shared_dir` serve.)
     """
 
     TARGET_GROUP_ROWS = 4_000_000  # band rows per shuffle group (~80 MB); more groups beyond
