@@ -49,11 +49,24 @@ def corpus_jsonl(size: int, seed: int) -> Path:
     return path
 
 
-def tree_rss_sampler(pid: int, every: float = 0.2) -> tuple[threading.Event, dict]:
-    """Sample the summed RSS of `pid` and all its descendants until the returned event is set."""
+def current_phase(stages_dir: Path) -> str:
+    """The stage being written (its `NN-name-fp.tmp-PID` folder exists), else what came last."""
+    try:
+        names = sorted(os.listdir(stages_dir))
+    except FileNotFoundError:
+        return "start"
+    running = [n for n in names if ".tmp-" in n]
+    if running:
+        return running[-1].split("-")[1]
+    return f"after {names[-1].split('-')[1]}" if names else "start"
+
+
+def tree_rss_sampler(pid: int, stages_dir: Path, every: float = 0.2) -> tuple[threading.Event, dict]:
+    """Sample the summed RSS of `pid` and all its descendants until the returned event is set; also the
+    peak of the main process and of the tree within each phase (the stage running, from its folder)."""
     import psutil
 
-    peak = {"tree_mb": 0.0}
+    peak = {"tree_mb": 0.0, "phases": {}}
     stop = threading.Event()
 
     def sample() -> None:
@@ -65,6 +78,7 @@ def tree_rss_sampler(pid: int, every: float = 0.2) -> tuple[threading.Event, dic
             total = 0
             try:
                 procs = [root] + root.children(recursive=True)
+                main_mb = root.memory_info().rss / 2**20
             except psutil.NoSuchProcess:
                 break
             for proc in procs:
@@ -73,6 +87,8 @@ def tree_rss_sampler(pid: int, every: float = 0.2) -> tuple[threading.Event, dic
                 except psutil.NoSuchProcess:
                     pass
             peak["tree_mb"] = max(peak["tree_mb"], total / 2**20)
+            phase = peak["phases"].setdefault(current_phase(stages_dir), [0.0, 0.0])
+            phase[0], phase[1] = max(phase[0], main_mb), max(phase[1], total / 2**20)
             stop.wait(every)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -104,7 +120,7 @@ def main() -> None:
     load = os.getloadavg()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stop, tree = tree_rss_sampler(proc.pid)
+    stop, tree = tree_rss_sampler(proc.pid, out / "data" / "runs" / "bench" / "stages")
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
     stop.set()
@@ -122,6 +138,9 @@ def main() -> None:
     print(f"{'stage':<10}{'rows in':>12}{'rows out':>12}{'seconds':>10}{'rows/s':>12}")
     for s in manifest["stages"]:
         print(f"{s['name']:<10}{s['rows_in']:>12,}{s['rows_out']:>12,}{s['seconds']:>10.1f}{s['rows_per_second'] or 0:>12,.0f}")
+    print("peak RSS by phase (sampled every 0.2 s; 'after X' is the time after stage X, e.g. publishing): "
+          + ", ".join(f"{name} {main:,.0f} / {whole:,.0f} MB" for name, (main, whole) in tree["phases"].items())
+          + "  (main process / whole tree)")
     published = sum(v["rows"] for v in manifest["splits"].values())
     print(f"published {published:,} rows, rejected {manifest['rejected']['rows']:,}")
 
