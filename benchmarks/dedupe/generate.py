@@ -7,22 +7,26 @@ Generator version 2 (`GENERATOR_VERSION`, part of every cached file name: corpus
 Units: the real texts of ../shared/data (SMS Spam Collection, TREC questions, Tatoeba; see each folder's
 PROVENANCE.md), with each Tatoeba row — a multi-sentence blob of up to 700 words — split into sentences
 (after . ! ? … and the CJK enders, in Greek also its question mark ";", followed by whitespace; a piece
-without a letter or digit, such as the dots of a tokenized ellipsis, stays with the sentence before it). SMS and TREC texts are units as they
-are. Units identical after casefolding and whitespace collapsing are kept once (the SMS collection
+without a letter or digit, such as the dots of a tokenized ellipsis, stays with the sentence before it).
+SMS and TREC texts are units as they are. Units identical after casefolding and whitespace collapsing are kept once (the SMS collection
 alone repeats 403 messages). 50,365 units (39,338 Tatoeba sentences, 5,159 SMS, 5,868 TREC), mean 12
 words, each with its source and label.
 
 Originals: a group is picked with probability proportional to its unit count (sms, trec, or one Tatoeba
 language), and the original's units are drawn from that group's shuffled deck — without replacement,
 reshuffled (seeded) when exhausted — so every unit is used about equally often and a unit is reused only
-once its deck is exhausted. Short originals are 1 unit (20 %) or 2 units (80 %); long ones 3–20 units
-(90 %) or 21–50 (10 %), a long tail. An original keeps its group's source, and its units' label when they
-all share one (always for Tatoeba: the language).
+once its deck is exhausted. Half the originals are short: 1 unit (20 %) or 2 units (80 %); half long:
+3–20 units (90 %) or 21–50 (10 %), a long tail. Words per row: median 40, mean 97 (100k and 1M). An
+original keeps its group's source, and its units' label when they all share one (always for Tatoeba:
+the language).
 
-Version 1 (the corpus of benchmarks/README.md's runs 1–3) drew originals from the 14k texts *with* replacement, whole
-Tatoeba blobs (mean 179 words) included: at 1M rows every text was reused 50–100 times, so "A x" and
-"A y" with A a long blob were accidental near duplicates, and the corpus' duplicate pairs grew ~80× from
-100k to 1M rows — an artifact of the pool, not planted structure.
+Version 1 (the corpus of benchmarks/README.md's runs 1–3) drew originals from the 14k texts *with*
+replacement, whole Tatoeba blobs (mean 179 words) included: at 1M rows every text was reused 50–100
+times, so "A x" and "A y" with A a long blob were accidental near duplicates (89 % of the pairs ≥ 0.8 at
+100k came from different originals), and the corpus' duplicate pairs grew ~80× from 100k to 1M rows —
+an artifact of the pool, not planted structure. What version 2 still has unplanted (truth.py prints it):
+short originals that share a unit once the decks are exhausted — 1.8 % of the pairs ≥ 0.8 at 100k,
+growing about quadratically with the size since the pool is fixed.
 
 About a third of the rows are derived from an earlier row (itself possibly derived, so chains occur):
 
