@@ -116,7 +116,9 @@ def main() -> None:
         out = out_dir / f"{name.split()[0]}_{args.size}.npz"
         out.unlink(missing_ok=True)
         print(f"running {name} ...", file=sys.stderr, flush=True)
+        load = os.getloadavg()[0]
         row = run_one(name, corpus, out, args.workers, args.timeout)
+        row["load_before"] = load
         if "error" not in row and truth is not None:
             row["score"] = scoring.score(truth, row["kept"], row["rep"], row["cluster"])
         rows.append(row)
@@ -125,11 +127,12 @@ def main() -> None:
 
     print(f"\nDedupe benchmark: {args.size:,} rows (seed {args.seed}), threshold 0.8, word 5-grams, 128 permutations; "
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{os.cpu_count()} CPUs, workers {args.workers}\n")
+          f"{os.cpu_count()} CPUs, workers {args.workers}, corpus {corpus.name}\n")
     print(table(rows, args.size))
     print()
     for r in rows:
-        print(f"- {r['name']}: {r['note']}" + (f"; stats {r['stats']}" if r.get("stats") else ""))
+        print(f"- {r['name']} (1-min load average before: {r['load_before']:.2f}): {r['note']}"
+              + (f"; stats {r['stats']}" if r.get("stats") else ""))
     results = [{k: v for k, v in r.items() if k not in ("kept", "rep", "cluster")} for r in rows]
     (out_dir / f"results_{args.size}.json").write_text(json.dumps(results, indent=1, default=str))
 

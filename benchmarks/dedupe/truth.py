@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import math
 import random
 import sys
@@ -35,7 +36,7 @@ MIN_JACCARD = 0.5
 
 
 def truth_path(size: int, seed: int = 0) -> Path:
-    return HERE / "data" / f"truth_{size}_s{seed}.npz"
+    return HERE / "data" / f"truth_{size}_s{seed}_g{generate.GENERATOR_VERSION}.npz"
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -142,6 +143,28 @@ def brute_force_check(texts: list[str], first_row: list[int], u, v, j, n_groups:
     return len(sample) * (len(sample) - 1) // 2
 
 
+def accidental(corpus: Path, group: np.ndarray, u: np.ndarray, v: np.ndarray, j: np.ndarray) -> dict:
+    """Duplicates the generator did not plant: group pairs whose rows descend (through `meta.base`) from
+    no common original, and groups of identical normalized text holding rows of several originals."""
+    metas = pq.read_table(corpus, columns=["id", "meta"]).to_pandas()
+    index = {d: i for i, d in enumerate(metas["id"])}
+    base = np.array([index.get(json.loads(m).get("base"), -1) for m in metas["meta"]])
+    root = np.arange(len(base))
+    has_base = base >= 0
+    while has_base.any():  # follow the chains to their original, all rows at once
+        root[has_base] = base[root[has_base]]
+        has_base = base[root] >= 0
+    roots = pd.DataFrame({"g": group, "r": root}).drop_duplicates()
+    mixed = int((roots.groupby("g").size() > 1).sum())
+    pairs = pd.DataFrame({"u": u, "v": v, "j": j, "k": np.arange(len(u))})
+    shared = (pairs.merge(roots.rename(columns={"g": "u", "r": "ru"}), on="u")
+              .merge(roots.rename(columns={"g": "v", "r": "rv"}), on="v"))
+    planted = np.zeros(len(u), dtype=bool)
+    planted[shared.loc[shared["ru"] == shared["rv"], "k"].to_numpy()] = True
+    return {"groups_of_several_originals": mixed, "accidental_pairs_ge_0.5": int((~planted).sum()),
+            "accidental_pairs_ge_0.8": int((~planted & (j >= 0.8)).sum())}
+
+
 def build(size: int, seed: int = 0, check: int = 0) -> Path:
     corpus = generate.corpus_path(size, seed)
     if not corpus.exists():
@@ -155,6 +178,7 @@ def build(size: int, seed: int = 0, check: int = 0) -> Path:
     np.savez(out, group=group, u=u, v=v, j=j, first_row=np.array(first_row))
     print(f"truth for {size} rows: {len(first_row)} groups, {len(u)} group pairs with J >= {MIN_JACCARD} "
           f"({(j >= 0.8).sum()} at >= 0.8) in {time.perf_counter() - started:.1f}s -> {out}")
+    print(f"not planted: {accidental(corpus, group, u, v, j)}")
     if check:
         pairs = brute_force_check(texts, first_row, u, v, j, check, seed)
         print(f"brute force agrees on {check} groups ({pairs} pairs)")

@@ -5,8 +5,9 @@
 
 The corpus is the dedupe benchmark's (real texts from ../shared/data, short and long, with planted
 duplicates), written as JSONL so the run starts from raw files. `sftpipe run` runs in a child process;
-we report its wall time, the peak RSS of the main process and of the largest worker, and the per-stage
-throughput the run records in its manifest. The quality gate is off: issue #6 measures the ETL, and
+we report its wall time, the peak RSS of the largest single process (getrusage), the peak of the whole
+process tree's summed RSS (main process plus its workers, sampled every 0.2 s), the load average before
+the run, and the per-stage throughput the run records in its manifest. The quality gate is off: issue #6 measures the ETL, and
 label-noise cross-validation on a million rows is a different budget.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,11 +34,12 @@ import generate  # noqa: E402  (the dedupe benchmark's seeded corpus)
 
 
 def corpus_jsonl(size: int, seed: int) -> Path:
-    path = HERE / "data" / f"corpus_{size}_{seed}.jsonl"
+    path = HERE / "data" / f"corpus_{size}_{seed}_g{generate.GENERATOR_VERSION}.jsonl"
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = generate.generate(size, seed)
+    cached = generate.corpus_path(size, seed)  # the dedupe benchmark's Parquet, same generator version
+    table = pq.read_table(cached) if cached.exists() else generate.generate(size, seed)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for batch in table.select(["text", "label"]).to_batches(50_000):
@@ -44,6 +47,52 @@ def corpus_jsonl(size: int, seed: int) -> Path:
                 fh.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
     tmp.rename(path)
     return path
+
+
+def current_phase(stages_dir: Path) -> str:
+    """The stage being written (its `NN-name-fp.tmp-PID` folder exists), else what came last."""
+    try:
+        names = sorted(os.listdir(stages_dir))
+    except FileNotFoundError:
+        return "start"
+    running = [n for n in names if ".tmp-" in n]
+    if running:
+        return running[-1].split("-")[1]
+    return f"after {names[-1].split('-')[1]}" if names else "start"
+
+
+def tree_rss_sampler(pid: int, stages_dir: Path, every: float = 0.2) -> tuple[threading.Event, dict]:
+    """Sample the summed RSS of `pid` and all its descendants until the returned event is set; also the
+    peak of the main process and of the tree within each phase (the stage running, from its folder)."""
+    import psutil
+
+    peak = {"tree_mb": 0.0, "phases": {}}
+    stop = threading.Event()
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return
+        while not stop.is_set():
+            total = 0
+            try:
+                procs = [root] + root.children(recursive=True)
+                main_mb = root.memory_info().rss / 2**20
+            except psutil.NoSuchProcess:
+                break
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            peak["tree_mb"] = max(peak["tree_mb"], total / 2**20)
+            phase = peak["phases"].setdefault(current_phase(stages_dir), [0.0, 0.0])
+            phase[0], phase[1] = max(phase[0], main_mb), max(phase[1], total / 2**20)
+            stop.wait(every)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return stop, peak
 
 
 def main() -> None:
@@ -68,21 +117,30 @@ def main() -> None:
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(out / "config.yaml"), "--data-dir", str(out / "data"),
            "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
+    load = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stop, tree = tree_rss_sampler(proc.pid, out / "data" / "runs" / "bench" / "stages")
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    stop.set()
     if proc.returncode != 0:
-        sys.exit(f"run failed:\n{proc.stdout}\n{proc.stderr}")
+        sys.exit(f"run failed:\n{stdout}\n{stderr}")
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     manifest = json.loads((out / "data" / "versions" / "bench" / "v1" / "manifest.json").read_text())
 
     print(f"rows: {args.size:,}  source: {source.name} ({source.stat().st_size / 1e6:.0f} MB)  "
-          f"lang: {args.lang}  workers: {args.workers}")
+          f"lang: {args.lang}  workers: {args.workers}  load average before: "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}  code_version: {manifest.get('code_version')}")
     print(f"wall: {wall:.1f} s (process start and imports included)  "
-          f"end-to-end: {args.size / wall:,.0f} rows/s  peak RSS (largest process): {peak_mb:,.0f} MB")
+          f"end-to-end: {args.size / wall:,.0f} rows/s  peak RSS: largest process {peak_mb:,.0f} MB, "
+          f"whole process tree {tree['tree_mb']:,.0f} MB (sampled)")
     print(f"{'stage':<10}{'rows in':>12}{'rows out':>12}{'seconds':>10}{'rows/s':>12}")
     for s in manifest["stages"]:
         print(f"{s['name']:<10}{s['rows_in']:>12,}{s['rows_out']:>12,}{s['seconds']:>10.1f}{s['rows_per_second'] or 0:>12,.0f}")
+    print("peak RSS by phase (sampled every 0.2 s; 'after X' is the time after stage X, e.g. publishing): "
+          + ", ".join(f"{name} {main:,.0f} / {whole:,.0f} MB" for name, (main, whole) in tree["phases"].items())
+          + "  (main process / whole tree)")
     published = sum(v["rows"] for v in manifest["splits"].values())
     print(f"published {published:,} rows, rejected {manifest['rejected']['rows']:,}")
 

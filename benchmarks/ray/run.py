@@ -35,7 +35,7 @@ import generate  # noqa: E402  (the dedupe benchmark's seeded corpus)
 
 
 def corpus_files(size: int, seed: int, sources: int) -> list[Path]:
-    folder = HERE / "data" / f"corpus_{size}_{seed}_{sources}"
+    folder = HERE / "data" / f"corpus_{size}_{seed}_{sources}_g{generate.GENERATOR_VERSION}"
     files = [folder / f"part{i}.jsonl" for i in range(sources)]
     if all(f.exists() for f in files):
         return files
