@@ -28,7 +28,7 @@ import pipeline
 import schemas
 from pipeline.config import DatasetConfig
 from pipeline.errors import UserError
-from pipeline.stage import Stage, StageContext, StageOutput
+from pipeline.stage import Stage, StageContext, StageOutput, start_worker_server
 from pipeline.store import VersionStore
 from stages import annotate, clean, collect, dedupe, evaluate, split
 
@@ -171,6 +171,8 @@ class LocalExecutor:
     def run(self, tag: str | None = None) -> RunResult:
         # One run of a dataset at a time: a second one is told so at once rather than racing for the
         # stage folders and the next version number.
+        if self.workers > 1:
+            start_worker_server()
         with self.store.lock(self.config.dataset):
             self.store.clean_stale(self.config.dataset)
             for stale in self.run_dir.glob("*/*.tmp-*"):  # outputs of runs killed midway: never trusted

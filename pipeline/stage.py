@@ -44,18 +44,31 @@ class StageInput(Protocol):
     def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]: ...
 
 
+def _worker_context():
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["numpy", "pyarrow", "pyarrow.compute", "pipeline.worker_warmup"])
+    return context
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor | None:
     """A pool of `workers` processes for a stage's CPU-bound work, or None where one process does it all.
 
-    Workers come from a fork server (a fresh single-threaded process with numpy and pyarrow loaded), not
-    from this process: forking a process that runs threads — Ray's and gRPC's in the Ray executor's driver,
-    a notebook's — can leave the child waiting forever on a lock held by a thread that does not exist in it.
+    Workers come from a fork server (a fresh single-threaded process with numpy, pyarrow and the MinHash
+    tables loaded), not from this process: forking a process that runs threads — Ray's and gRPC's in the Ray
+    executor's driver, a notebook's — can leave the child waiting forever on a lock held by a thread that
+    does not exist in it.
     """
     if workers <= 1:
         return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "pyarrow", "pyarrow.compute", "pipeline.minhash"])
-    return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=_worker_context())
+
+
+def start_worker_server() -> None:
+    """Start the fork server now, so that its imports (~1 s) overlap a run's first stages."""
+    _worker_context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 @dataclass
