@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,28 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "samples"
 # Real labelled sets written outside this project (../shared/data beside the checkout in CI).
 SHARED_DATA = Path(os.environ.get("SFTPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def chromium_path() -> str | None:
+    """The headless browser the HTML tests drive (Debian's chromium), or None where none is installed."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def annotate_run_config(folder: Path, dataset: str, lines: list[str]) -> Path:
+    """A TSV of SMS-like `lines` (header first) and a config that sends a 4-row sample to two annotators."""
+    (folder / "sms.tsv").write_text("\n".join(lines) + "\n")
+    config = folder / "run.yaml"
+    config.write_text(
+        f"dataset: {dataset}\nlabels: [ham, spam]\n"
+        "sources: [{name: sms, path: sms.tsv, format: tsv, quoting: none, text_field: message, label_field: output}]\n"
+        "annotate: {select: sample, sample_size: 4, seed: 1, annotators_per_task: 2}\n"
+        "split: {ratios: {train: 0.5, validation: 0.25, test: 0.25}}\n"
+    )
+    return config
 
 
 def write_config(folder: Path, config: dict) -> Path:

@@ -19,12 +19,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 import schemas
 from stages import evaluate
 from stages.evaluate import Config, evaluate_candidate, summarize_report
 
 from .conftest import SHARED_DATA as DATA
+from .conftest import chromium_path
 
 SMS = DATA / "sms_spam" / "data.parquet"
 TREC = DATA / "trec" / "data.parquet"
@@ -59,19 +62,11 @@ def build_rows(path: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     # Cluster near duplicates (as the dedupe stage would) and keep the first row of each cluster.
     texts = df["text"].tolist()
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for j, i, _ in evaluate.near_duplicate_pairs(texts, texts, evaluate.Leakage().resolved()):
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    root = np.array([find(i) for i in range(n)])
+    pairs = np.array([(i, j) for j, i, _ in evaluate.near_duplicate_pairs(texts, texts, evaluate.Leakage().resolved())],
+                     dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    component = connected_components(graph, directed=False)[1]
+    root = pd.Series(np.arange(n)).groupby(component).transform("min").to_numpy()  # smallest row of each cluster
     _, cluster = np.unique(root, return_inverse=True)
     df["cluster_id"] = cluster.astype(np.int64)
     first = ~pd.Series(root).duplicated().to_numpy()
@@ -343,15 +338,7 @@ def test_summarize_report(clean_sms):
 # The page in a real browser.
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (apt-get install -y chromium)")
 def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
     folder, _ = clean_sms
     page = (folder / "report.html").read_text()
@@ -368,7 +355,7 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
     });</script>"""
     copy = tmp_path / "probe.html"
     copy.write_text(page.replace("</body>", probe + "</body>"))
-    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    cmd = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     m = re.search(r'<div id="probe">images (\d+)/(\d+) tables (\d+)</div>', out.stdout)

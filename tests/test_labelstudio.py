@@ -36,6 +36,8 @@ from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import StageContext
 from stages.annotate import AnnotateStage, Config, label_config
 
+from .conftest import annotate_run_config, chromium_path
+
 pytestmark = [
     pytest.mark.labelstudio,
     pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk.*"),  # the SDK's own pydantic v1 calls
@@ -443,14 +445,6 @@ def test_cli_annotate_status_and_pull(server, tmp_path):
 # -- in a real browser: HTML in the text is shown, not run ----------------------------------------------------
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 class CDP:
     """Minimal Chrome DevTools Protocol client over a raw websocket (no extra dependency)."""
 
@@ -524,7 +518,7 @@ def start_browser(chromium: str, user_dir: Path) -> tuple[subprocess.Popen, int]
 
 
 
-@pytest.mark.skipif(_chromium() is None, reason="Chromium not installed (apt-get install -y chromium)")
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (apt-get install -y chromium)")
 def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
     text = 'Win <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> <b>now</b>'
     stage = make_stage("xss-test", tmp_path, select="all", instructions="Read <script>window.__pwned_i=1</script> this")
@@ -538,7 +532,7 @@ def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
                                          "csrfmiddlewaretoken": h.cookies["csrftoken"]}, headers={"Referer": f"{server.url}/user/login/"})
         assert r.status_code == 302
         session = h.cookies["sessionid"]
-    proc, port = start_browser(_chromium(), tmp_path / "profile")
+    proc, port = start_browser(chromium_path(), tmp_path / "profile")
     try:
         page = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"][0]
         cdp = CDP(page["webSocketDebuggerUrl"])
@@ -566,25 +560,13 @@ def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
 def test_run_pauses_until_labelled_then_publishes(server, tmp_path):
     import sys
 
-    from pipeline.config import load_config
-    from pipeline.executor import stage_plan
-
     words = ["apple", "river", "stone", "cloud", "train", "paper", "light", "green", "music", "table", "horse", "glass"]
     lines = ["output\tmessage"]
     for i in range(24):
         w = [words[(i * 7 + k * 5) % len(words)] for k in range(6)]
         spam = i % 4 == 0
         lines.append(f"{'spam' if spam else 'ham'}\tmessage {i}: {' '.join(w)} {'call now to win a prize' if spam else 'see you at home tonight'}")
-    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n")
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        "dataset: run-test\nlabels: [ham, spam]\n"
-        "sources: [{name: sms, path: sms.tsv, format: tsv, quoting: none, text_field: message, label_field: output}]\n"
-        "annotate: {select: sample, sample_size: 4, seed: 1, annotators_per_task: 2}\n"
-        "split: {ratios: {train: 0.5, validation: 0.25, test: 0.25}}\n"
-    )
-    if not any(cls.name == "annotate" for cls, _ in stage_plan(load_config(config))):
-        pytest.skip("the executor does not run the annotate stage yet")
+    config = annotate_run_config(tmp_path, "run-test", lines)
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config), "--data-dir", str(data)]
     repo = Path(__file__).resolve().parent.parent

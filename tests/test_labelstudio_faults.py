@@ -32,6 +32,7 @@ from pipeline import labelstudio as lsmod
 from pipeline import labelstudio_server as srv
 from pipeline.errors import PipelinePaused
 
+from .conftest import annotate_run_config
 from .test_labelstudio import (Input, Server, annotate_as, make_stage, rows_batch, run_stage,
                                running_server, signup, tasks_by_row)
 
@@ -481,14 +482,7 @@ def test_credentials_never_appear_in_anything_a_run_writes(server, tmp_path):
     secrets = {"API token": server.api_key, "admin password": server.creds["password"]}
     lines = ["output\tmessage"] + [f"{'spam' if i % 4 == 0 else 'ham'}\tmessage {i}: {'win a prize now' if i % 4 == 0 else 'see you at home'} {i * 7}"
                                    for i in range(24)]
-    (tmp_path / "sms.tsv").write_text("\n".join(lines) + "\n")
-    config = tmp_path / "run.yaml"
-    config.write_text(
-        "dataset: secret-test\nlabels: [ham, spam]\n"
-        "sources: [{name: sms, path: sms.tsv, format: tsv, quoting: none, text_field: message, label_field: output}]\n"
-        "annotate: {select: sample, sample_size: 4, seed: 1, annotators_per_task: 2}\n"
-        "split: {ratios: {train: 0.5, validation: 0.25, test: 0.25}}\n"
-    )
+    config = annotate_run_config(tmp_path, "secret-test", lines)
     data = tmp_path / "data"
     cmd = [sys.executable, "-m", "pipeline.cli", "run", str(config), "--data-dir", str(data)]
     env = {k: v for k, v in os.environ.items() if k not in (lsmod.URL_ENV, lsmod.API_KEY_ENV)}
