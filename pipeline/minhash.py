@@ -440,7 +440,7 @@ class LocalNearDuplicates:
 
     PARALLEL_VERIFY_MIN_PAIRS = 10_000  # fewer candidate pairs are verified in this process
 
-    def __init__(self, params: SketchParams, *, workers: int, spill_dir: str | Path, batch_size: int = 10_000):
+    def __init__(self, params: SketchParams, *, workers: int, spill_dir: str | Path):
         self.params, self.workers = params, max(1, int(workers))
         self.sets_path = str(Path(spill_dir) / "shingle-sets.u64")
         self.pool: ProcessPoolExecutor | None = None

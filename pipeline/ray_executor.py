@@ -129,7 +129,8 @@ class RayExecutor(LocalExecutor):
         if chunks is None:
             # A whole-stream stage runs on the driver; its near-duplicate search (dedupe) on the cluster.
             stage.ctx.near_duplicates = functools.partial(RayNearDuplicates, ray=self._ray, actors=self.actors,
-                                                          shared_dir=stage.ctx.work_dir, log=self.log)
+                                                          batch_size=self.batch_size, shared_dir=stage.ctx.work_dir,
+                                                          log=self.log)
             self.log(f"{stage.name}: on the driver")
             return stage.run(inputs)
         self.log(f"{stage.name}: on Ray, {len(chunks)} chunk(s)")
@@ -150,7 +151,7 @@ class RayExecutor(LocalExecutor):
 
     def _ray_outputs(self, stage: Stage, chunks: list[dict]) -> Iterator[StageOutput]:
         ray = self._ray
-        quiet_data_context(ray)
+        configure_data_context(ray)
         size = min(self.actors or cluster_cpus(ray), len(chunks))
         ctx = stage.ctx
         ctx_args = {"dataset": ctx.dataset, "config_dir": ctx.config_dir, "work_dir": ctx.work_dir,
@@ -244,7 +245,7 @@ class RayNearDuplicates:
 
     TARGET_GROUP_ROWS = 4_000_000  # band rows per shuffle group (~80 MB); more groups beyond
 
-    def __init__(self, params: SketchParams, *, workers: int, spill_dir, batch_size: int, ray, actors: int | None,
+    def __init__(self, params: SketchParams, *, workers: int, spill_dir, ray, actors: int | None, batch_size: int,
                  shared_dir: Path, log=lambda msg: None):
         self.params, self.batch_size, self.ray, self.log = params, batch_size, ray, log
         self.actors = actors
@@ -262,7 +263,7 @@ class RayNearDuplicates:
 
     def sketch(self, inputs, progress=lambda n: None) -> dict[str, np.ndarray]:
         ray = self.ray
-        quiet_data_context(ray)
+        configure_data_context(ray)
         chunks = row_group_chunks(inputs.files, self.batch_size)
         for i, chunk in enumerate(chunks):
             chunk["chunk"] = i
@@ -415,24 +416,21 @@ def row_group_chunks(files: list, batch_size: int) -> list[dict]:
 
 def chunk_dataset(ray, chunks: list[dict]):
     """The chunk list as a Ray Dataset, one chunk per block (or an actor would get several in one call)."""
-    try:
-        return ray.data.from_items(chunks, override_num_blocks=len(chunks))
-    except TypeError:  # Ray < 2.10 calls it parallelism
-        return ray.data.from_items(chunks, parallelism=len(chunks))
+    return ray.data.from_items(chunks, override_num_blocks=len(chunks))
 
 
-def quiet_data_context(ray) -> None:
+def configure_data_context(ray) -> None:
+    """Ray Data settings every run needs: input order kept, no progress bars, sort-based groupbys."""
     import ray.data
+    from ray.data.context import ShuffleStrategy
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # dedupe's "first seen" depends on stream order
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    # Groupbys by sort-based (pull) shuffle: the hash shuffle starts aggregator actors per groupby, a fixed
-    # ~3 s each on 2 CPUs (two groupbys: 6 s vs 0.5 s on a 200k-row test); sorting scales as well.
-    strategies = getattr(ray.data.context, "ShuffleStrategy", None)
-    if strategies is not None:
-        context.shuffle_strategy = strategies.SORT_SHUFFLE_PULL_BASED
+    # The hash shuffle starts aggregator actors per groupby, a fixed ~3 s each on 2 CPUs (two groupbys:
+    # 6 s vs 0.5 s on a 200k-row test); the sort-based one also carried the 1M benchmark's 21M band rows.
+    context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
 
 def cluster_cpus(ray) -> int:

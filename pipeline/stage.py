@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
 import numpy as np

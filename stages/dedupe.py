@@ -148,7 +148,7 @@ class DedupeStage(Stage):
         # results are the same. Pass 1 spills each row's shingle set; verification reads back the candidates'.
         index = self.ctx.near_duplicates or LocalNearDuplicates
         with tempfile.TemporaryDirectory(prefix="dedupe-") as tmp, \
-                index(params, workers=self.ctx.workers, spill_dir=tmp, batch_size=self.ctx.batch_size) as search:
+                index(params, workers=self.ctx.workers, spill_dir=tmp) as search:
             sketched = search.sketch(inputs, self.ctx.progress)
             state = {**sketched, **self._labels_and_ids(inputs)}
             n = len(state["exact"])
