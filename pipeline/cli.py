@@ -77,6 +77,12 @@ def run(
     cfg = load_config(config)
     with _progress() as progress:
         def track(name: str, total: int | None):
+            # A stage's bar starts when the stage does: the one before it is finished (its clock stops,
+            # and a source stage's unknown total becomes what it read).
+            for earlier in progress.tasks:
+                if not earlier.finished:
+                    progress.update(earlier.id, total=earlier.completed)
+                    progress.stop_task(earlier.id)
             task = progress.add_task(name, total=total)
             return lambda n: progress.advance(task, n)
 
