@@ -5,7 +5,9 @@ file stays well under two minutes on two CPU cores.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -18,8 +20,8 @@ from pydantic import ValidationError
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from pipeline.errors import UserError
-from train import metrics as tm
 from train.config import Config, default_model_path
+from train.tasks.classification import metrics as tm
 
 SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "data.parquet"
 if not SMS.is_file():
@@ -86,10 +88,23 @@ def runs_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(data_dir, runs_root):
-    from train.engine import train_version
+def tiny_training(data_dir, runs_root):
+    """The tiny run, with what it showed: the progress display (a non-terminal console, as in a log file) and
+    what reached stdout."""
+    from rich.console import Console
 
-    return train_version(DATASET, "v1", Config(**TINY), data_dir=data_dir, runs_root=runs_root)
+    from train.run import train_version
+
+    screen = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        result = train_version(DATASET, "v1", Config(**TINY), data_dir=data_dir, runs_root=runs_root,
+                               progress=Console(file=screen, width=200))
+    return result, screen.getvalue(), stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_training):
+    return tiny_training[0]
 
 
 # ------------------------------------------------------------------------------------------------ the tiny run
@@ -118,9 +133,29 @@ def test_tiny_run_writes_every_output(tiny_run, runs_root, data_dir):
     card = (run_dir / "README.md").read_text()
     for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate"):
         assert needle in card, needle
+    # one metrics convention: the card shows the fractions metrics.json holds (not percentages)
+    assert f"| test | 24 | {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['weighted_f1']:.4f} |" in card
+    spam = test["per_class"]["spam"]
+    assert f"| spam | {spam['precision']:.4f} | {spam['recall']:.4f} | {spam['f1']:.4f} | {spam['support']} |" in card
+
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["task"] == "classification" and run["labels"] == ["ham", "spam"]
 
     index = [json.loads(line) for line in (runs_root / "index.jsonl").read_text().splitlines()]
     assert any(r["run_id"] == tiny_run.run_id and r["kind"] == "train" for r in index)
+
+
+def test_training_shows_progress_not_log_dicts(tiny_training):
+    """A progress display with steps, epoch, elapsed time / ETA and the latest validation macro-F1, and one
+    line per evaluation; the Trainer's loss dicts no longer reach stdout (they stay in trainer_log.json)."""
+    result, screen, stdout = tiny_training
+    log = json.loads((result.run_dir / "trainer_log.json").read_text())
+    evaluation = next(e for e in log if "eval_macro_f1" in e)
+    line = f"step 3, epoch 0.50/1: validation macro-F1 {evaluation['eval_macro_f1']:.4f}, loss {evaluation['eval_loss']:.4f}"
+    assert line in screen
+    assert "3/3 steps" in screen and "ETA" in screen  # the bar's last state, printed when it stops
+    assert f"val macro-F1 {evaluation['eval_macro_f1']:.4f}" in screen
+    assert "'loss'" not in stdout and "'eval_loss'" not in stdout and "{" not in stdout
 
 
 def test_model_loads_back_with_pipeline(tiny_run):
@@ -134,7 +169,7 @@ def test_model_loads_back_with_pipeline(tiny_run):
 
 
 def test_score_reproduces_the_runs_test_metrics(tiny_run, data_dir, runs_root):
-    from train.engine import score_run
+    from train.run import score_run
 
     out_dir, scored = score_run(tiny_run.run_dir, "v1", data_dir=data_dir, max_samples=24)
     assert (out_dir / "metrics.json").is_file() and (out_dir / "confusion_matrix.png").is_file()
@@ -243,7 +278,7 @@ def test_confusion_matrix_png(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ errors
 def test_missing_version_is_a_clear_error(data_dir, tmp_path):
-    from train.engine import train_version
+    from train.run import train_version
 
     with pytest.raises(UserError, match="v7"):
         train_version(DATASET, "v7", Config(**TINY), data_dir=data_dir, runs_root=tmp_path)
@@ -253,7 +288,7 @@ def test_missing_version_is_a_clear_error(data_dir, tmp_path):
 
 
 def test_unreadable_version_is_a_clear_error(tmp_path):
-    from train.engine import train_version
+    from train.run import train_version
 
     vdir = build_version(tmp_path / "data", DATASET, "v1", n_rows=60)
     (vdir / "test.parquet").write_bytes(b"this is not parquet")
@@ -268,7 +303,7 @@ def test_unreadable_version_is_a_clear_error(tmp_path):
 
 
 def test_score_of_a_non_run_is_a_clear_error(tmp_path):
-    from train.engine import score_run
+    from train.run import score_run
 
     with pytest.raises(UserError, match="not found"):
         score_run(tmp_path / "nope", "v1")
@@ -310,21 +345,22 @@ def test_dataset_config_has_a_train_section(tmp_path):
 
 
 def test_balanced_class_weights():
-    from train.engine import LabelCodec, _class_weights
+    from train.tasks.classification.labels import LabelCodec, class_weights
 
     table = pa.table({"text": ["a"] * 4, "label": ["ham", "ham", "ham", "spam"]})
     codec = LabelCodec(["ham", "spam"], multi=False)
-    w = _class_weights(Config(class_weights="balanced"), codec, table)
+    w = class_weights(Config(class_weights="balanced"), codec, table)
     assert w.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
-    w = _class_weights(Config(class_weights={"spam": 3.0}), codec, table)
+    w = class_weights(Config(class_weights={"spam": 3.0}), codec, table)
     assert w.tolist() == [1.0, 3.0]
     with pytest.raises(UserError, match="unknown labels"):
-        _class_weights(Config(class_weights={"eggs": 3.0}), codec, table)
+        class_weights(Config(class_weights={"eggs": 3.0}), codec, table)
 
 
 def test_multi_label_tiny_run(tmp_path):
     """train.problem_type multi_label: `label` holds several labels joined by `|`; BCE loss, sigmoid outputs."""
-    from train.engine import LabelCodec, train_version
+    from train.run import train_version
+    from train.tasks.classification import LabelCodec
 
     data = tmp_path / "data"
     vdir = build_version(data, "tags", "v1", n_rows=120)
