@@ -386,3 +386,68 @@ def test_multi_label_tiny_run(tmp_path):
     codec = LabelCodec(["ham", "long", "spam"], multi=True)
     assert codec.encode(["spam|long", "ham"]) == [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
     assert codec.predict(np.array([[2.0, -1.0, 0.5]])).tolist() == [[1, 0, 1]]
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def _declare_kind(vdir: Path, kind: str) -> None:
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["kind"] = kind
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_version_no_task_trains_is_a_clear_error(tmp_path):
+    """The task comes from the version's record kind; a kind without a registered task is named, with the
+    tasks there are, before anything is written."""
+    from train.run import train_version
+
+    _declare_kind(build_version(tmp_path / "data", "chats", "v1", n_rows=60), "chat")
+    with pytest.raises(UserError, match="no training task for record kind 'chat'.*classification"):
+        train_version("chats", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_classifier_does_not_score_a_version_of_another_kind(tiny_run, tmp_path):
+    from train.run import score_run
+
+    _declare_kind(build_version(tmp_path / "data", "prompts", "v1", n_rows=60), "generation")
+    with pytest.raises(UserError, match="a 'generation' version, but this is a classification model"):
+        score_run(tiny_run.run_dir, "v1", dataset="prompts", data_dir=tmp_path / "data")
+    assert not (tiny_run.run_dir / "scores" / "prompts").exists()
+
+
+def test_runs_recorded_before_tasks_had_names_are_classifiers():
+    from train.tasks import ClassificationTask, task_named
+
+    assert task_named(None) is ClassificationTask and task_named("classification") is ClassificationTask
+    with pytest.raises(UserError, match="unknown training task 'causal_lm' \\(tasks: classification\\)"):
+        task_named("causal_lm")
+
+
+# ------------------------------------------------------------------------------------------------ CLI help
+def test_every_train_score_and_runs_option_says_what_it_does():
+    """Each option has help text; on/off options show as bare flags in --help, not as taking a `<bool>`."""
+    import typer
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from train.cli import register
+
+    app = typer.Typer()
+    register(app)
+    group = get_command(app)
+    commands = {"train": group.commands["train"], "score": group.commands["score"],
+                "runs list": group.commands["runs"].commands["list"]}
+    for name, command in commands.items():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help and param.help.strip(), f"{name} {param.opts}: no help"
+                if param.is_flag:
+                    assert param.metavar == "", f"{name} {param.opts}: shown as taking a value"
+    shown = CliRunner().invoke(app, ["train", "--help"], terminal_width=250, env={"COLUMNS": "250"}).output
+    rows = {line.split()[1]: line for line in shown.splitlines() if line.startswith("│ --")}
+    assert "passes over the train split" in rows["--epochs"] and "train.epochs; default: 3.0" in rows["--epochs"]
+    assert "learning rate" in rows["--lr,--learning-rate"] and "seed" in rows["--seed"]
+    assert "first N rows" in rows["--max-train-samples"]
+    assert "<bool>" not in rows["--cpu"] and "train on the CPU" in rows["--cpu"]
+    # typer's own --help option is the one `<bool>` left, and it is not ours to change here
+    assert all("--help" in line for line in shown.splitlines() if "<bool>" in line)

@@ -18,7 +18,7 @@ TASKS: tuple[type[Task], ...] = (
 # Runs recorded before run.json named their task were all classifiers.
 DEFAULT_TASK = ClassificationTask.name
 
-__all__ = ["TASKS", "CardSection", "Task", "task_for_version", "task_named"]
+__all__ = ["TASKS", "CardSection", "ClassificationTask", "Task", "task_for_version", "task_named"]
 
 
 def task_for_version(version: PublishedVersion, cfg: Config) -> type[Task]:
