@@ -2,8 +2,8 @@
 
 Which folder a name such as `v3`, `3`, `latest` or a tag means is the store's fact (`pipeline.store.VersionStore`);
 this module only opens that folder. It does not know what a row holds: a task names the payload columns it
-reads (`Task.columns`) and decides which rows it can use (`Task.usable_rows`). A published version is never
-written to.
+reads for each record kind (`Task.kinds`) and decides which rows it can use (`Task.usable_rows`). A published
+version is never written to.
 """
 from __future__ import annotations
 

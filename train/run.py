@@ -71,15 +71,21 @@ def read_run(run_dir: Path | str) -> dict:
 
 
 def usable_split(task: type[Task], version: PublishedVersion, split: str) -> tuple[pa.Table, int]:
-    """(rows of `split` the task trains or scores on, rows it leaves out)."""
-    return task.usable_rows(version.read_split(split, task.columns), version.split_file(split))
+    """(rows of `split` the task trains or scores on: `id` and the payload columns it reads from a version of
+    this kind, rows it leaves out)."""
+    task.check_kind(version)
+    return task.usable_rows(version.read_split(split, task.kinds[version.kind]), version.split_file(split))
+
+
+def _payload(rows: pa.Table) -> pa.Table:
+    return rows.drop_columns(["id"])  # what encode_* read; ids stay with the rows for the predictions table
 
 
 def score_rows(task: Task, model, tokenizer, rows: pa.Table, rt: Runtime, work_dir: Path, *, key: list,
                cache_dir: Path | None) -> Scored:
     """THE scoring path: the task's inputs for `rows` (tokenized, cached under `key`), its predictions, its
     metrics and per-row predictions. Used at the end of training and by `sftpipe score`."""
-    encoded = tokenize(rows.select(list(task.columns)), partial(task.encode_inputs, tokenizer),
+    encoded = tokenize(_payload(rows), partial(task.encode_inputs, tokenizer),
                        key=[*key, task.name, "inputs", task.encoding_key()], cache_dir=cache_dir)
     predictions = task.predict(model, tokenizer, encoded, rt, work_dir)
     return Scored(task.score(rows, predictions), task.predictions_table(rows, predictions))
@@ -141,7 +147,7 @@ def train_version(
         tok_id = tokenizer_identity(tokenizer, model_path)
         keys = {split: [split_identity(published, split, table.num_rows), tok_id] for split, table in tables.items()}
         examples = {
-            split: tokenize(tables[split].select(list(task.columns)), partial(task.encode_examples, tokenizer),
+            split: tokenize(_payload(tables[split]), partial(task.encode_examples, tokenizer),
                             key=[*keys[split], task.name, "examples", task.encoding_key()], cache_dir=cache)
             for split in ("train", "validation")
         }
@@ -317,8 +323,7 @@ def score_run(
     published = open_version(Path(data_dir), dataset, version)
     version = published.version
     task_cls = task_named(record.get("task"))
-    task_cls.check_kind(published)  # e.g. a classifier asked to score a chat version
-    rows, skipped = usable_split(task_cls, published, split)
+    rows, skipped = usable_split(task_cls, published, split)  # e.g. a classifier asked to score a chat version: error
     if max_samples:
         rows = rows.slice(0, max_samples)
     if rows.num_rows == 0:
@@ -326,7 +331,7 @@ def score_run(
 
     tcfg = Config.model_validate(record.get("train_config", {}))
     cfg = tcfg.model_copy(update={"use_cpu": use_cpu or tcfg.use_cpu})
-    task = task_cls.for_scoring(cfg, run_dir)
+    task = task_cls.for_scoring(cfg, run_dir, record)
     notes = task.scoring_notes(rows, published)
     rt = resolve_runtime(cfg)
     model = task.load_trained_model(run_dir)

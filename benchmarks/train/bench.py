@@ -112,7 +112,7 @@ def run_arm(arm: str, version, rows: dict, cfg, args, rt, max_steps: int | None 
     }
     task = ClassificationTask(cfg, codec, pad_to_max_length=not ours)  # the baseline pads every row to max_length
     enc = {
-        s: tokenize(t.select(list(task.columns)), partial(task.encode_examples, tokenizer),
+        s: tokenize(t.drop_columns(["id"]), partial(task.encode_examples, tokenizer),
                     key=[f"bench|{s}", task.encoding_key()], cache_dir=None)
         for s, t in tables.items()
     }

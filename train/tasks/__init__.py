@@ -23,9 +23,9 @@ __all__ = ["TASKS", "CardSection", "ClassificationTask", "Task", "task_for_versi
 
 def task_for_version(version: PublishedVersion, cfg: Config) -> type[Task]:
     """The task that trains `version`'s record kind with `cfg`'s base model; one-line UserError if none does."""
-    trains_kind = [task for task in TASKS if version.kind in task.record_kinds]
+    trains_kind = [task for task in TASKS if version.kind in task.kinds]
     if not trains_kind:
-        known = "; ".join(f"{task.name}: {', '.join(task.record_kinds)}" for task in TASKS)
+        known = "; ".join(f"{task.name}: {', '.join(task.kinds)}" for task in TASKS)
         raise UserError(f"{version.path}: no training task for record kind {version.kind!r} (tasks and the kinds "
                         f"they train: {known})")
     for task in trains_kind:

@@ -7,10 +7,10 @@ score`, metrics.json, run.json, the run index and the frame of the model card.
 
 A `Task` supplies the rest, in the order a run needs it:
 
-    choose        record_kinds, suits_model(cfg)             which versions and base models it trains
-    rows          columns, usable_rows(table, file)          payload columns read; rows trained / scored on
+    choose        kinds, suits_model(cfg)                    record kinds (and their columns), base models
+    rows          usable_rows(table, file)                   rows trained / scored on
     set up        for_training(cfg, version, rows)            e.g. the label set; one-line error if unsuitable
-                  for_scoring(cfg, run_dir)                   the same, from a finished run's saved model
+                  for_scoring(cfg, run_dir, record)           the same, from a finished run
     model         load_tokenizer, build_model, load_trained_model, collator
     tokens        encoding_key, encode_examples, encode_inputs   (cached by train.run)
     train         best_metric, greater_is_better, compute_metrics, trainer(...)
@@ -18,8 +18,9 @@ A `Task` supplies the rest, in the order a run needs it:
     present       headline, facts, model_card, detail_table
 
 A generative task (causal_lm: loss on assistant / completion tokens only, scored on generated text; seq2seq)
-fits the same frame: its `encode_examples` builds input_ids with -100 outside the completion, `encode_inputs`
-the prompt alone; `best_metric = "loss"` with `greater_is_better = False` and no `compute_metrics` during
+fits the same frame: `kinds = {"generation": ("prompt", "completion"), "chat": ("messages",)}` (the batch an
+encode function gets tells which); its `encode_examples` builds input_ids with -100 outside the completion /
+assistant turns, `encode_inputs` the prompt alone; `best_metric = "loss"` with `greater_is_better = False` and no `compute_metrics` during
 training; `predict` generates (greedy, left padding) and returns texts; `score` computes ROUGE / BLEU / chrF /
 exact match / token F1 from them.
 
@@ -57,8 +58,9 @@ class Task(ABC):
     what that run learnt about the task (a label set, a template, ...)."""
 
     name: ClassVar[str]  # recorded in run.json; `sftpipe score` finds the task of a run by it
-    record_kinds: ClassVar[tuple[str, ...]]  # the dataset record kinds it trains on
-    columns: ClassVar[tuple[str, ...]]  # payload columns read from a version's split files (`id` comes too)
+    # The record kinds it trains on, each with the payload columns it reads from such a version's split files
+    # (`id` comes too). One task may train several kinds: a causal LM trains `generation` and `chat` versions.
+    kinds: ClassVar[dict[str, tuple[str, ...]]]
     usable_rows_are: ClassVar[str]  # what a usable row is called in messages: "labelled rows"
 
     best_metric: ClassVar[str]  # the validation metric (a key of compute_metrics' result, or `loss`)
@@ -82,10 +84,10 @@ class Task(ABC):
     @classmethod
     def check_kind(cls, version: PublishedVersion) -> None:
         """UserError unless `version` holds records this task trains on."""
-        if version.kind not in cls.record_kinds:
+        if version.kind not in cls.kinds:
             raise UserError(
                 f"{version.path}: a {version.kind!r} version, but this is a {cls.name} model "
-                f"(it trains on {', '.join(repr(k) for k in cls.record_kinds)} versions)"
+                f"(it trains on {', '.join(repr(k) for k in cls.kinds)} versions)"
             )
 
     # -- rows ---------------------------------------------------------------------------------------------------
@@ -104,8 +106,9 @@ class Task(ABC):
 
     @classmethod
     @abstractmethod
-    def for_scoring(cls, cfg: Config, run_dir: Path) -> Task:
-        """The task a finished run was trained as, set up from what the run saved (its model's config)."""
+    def for_scoring(cls, cfg: Config, run_dir: Path, record: dict) -> Task:
+        """The task a finished run was trained as, set up from what the run saved: its model's config, and
+        `record` (its run.json, holding what `facts()` returned, e.g. a chat template's name)."""
 
     # -- model --------------------------------------------------------------------------------------------------
     def load_tokenizer(self, model_path: str):
@@ -138,11 +141,12 @@ class Task(ABC):
 
     @abstractmethod
     def encode_examples(self, tokenizer, batch: dict[str, list]) -> dict[str, list]:
-        """A batch of `columns` -> training examples: model inputs and `labels` (train and validation splits)."""
+        """A batch of the version's payload columns (`kinds[version.kind]`) -> training examples: model inputs
+        and `labels` (train and validation splits)."""
 
     @abstractmethod
     def encode_inputs(self, tokenizer, batch: dict[str, list]) -> dict[str, list]:
-        """A batch of `columns` -> what `predict` consumes (no targets: a scored row's answer may be unknown to
+        """A batch of payload columns -> what `predict` consumes (no targets: a scored row's answer may be unknown to
         the model, and a generative model must not see it)."""
 
     # -- training -----------------------------------------------------------------------------------------------

@@ -30,8 +30,7 @@ _STRINGS = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.s
 
 class ClassificationTask(Task):
     name = "classification"
-    record_kinds = ("classification",)
-    columns = ("text", "label")
+    kinds = {"classification": ("text", "label")}
     usable_rows_are = "labelled rows"
     best_metric = "macro_f1"
     greater_is_better = True
@@ -61,7 +60,6 @@ class ClassificationTask(Task):
 
     @classmethod
     def for_training(cls, cfg: Config, version: PublishedVersion, rows: dict[str, pa.Table]) -> ClassificationTask:
-        cls.check_kind(version)
         labels = label_set(version, rows, cfg)
         multi = cfg.problem_type == "multi_label"
         if not multi and len(labels) < 2:
@@ -69,7 +67,7 @@ class ClassificationTask(Task):
         return cls(cfg, LabelCodec(labels, multi, cfg.label_separator, cfg.multi_label_threshold))
 
     @classmethod
-    def for_scoring(cls, cfg: Config, run_dir: Path) -> ClassificationTask:
+    def for_scoring(cls, cfg: Config, run_dir: Path, record: dict) -> ClassificationTask:
         from transformers import AutoConfig  # noqa: PLC0415
 
         config = AutoConfig.from_pretrained(str(run_dir))  # the labels the model was trained on, in its order
