@@ -107,10 +107,8 @@ def train_version(
     """Fine-tune `cfg.model_path()` on a published version and write a complete run folder. `echo` gets one
     line per phase; with `progress` (a rich Console), training shows a progress bar on it (train.progress)."""
     import torch  # noqa: PLC0415
-    from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
-    from train.progress import TrainingProgress  # noqa: PLC0415
-    from train.trainer import quiet_libraries, training_arguments, without_log_printing  # noqa: PLC0415
+    from train.trainer import quiet_libraries  # noqa: PLC0415
 
     t_start = time.time()
     data_dir, runs_root = Path(data_dir), Path(runs_root)
@@ -118,11 +116,7 @@ def train_version(
     published = open_version(data_dir, dataset, version)
     version = published.version  # `latest`, `3` or a tag resolved to the version's name
     task_cls = task_for_version(published, cfg)
-    usable = {split: usable_split(task_cls, published, split) for split in SPLITS}
-    rows = {split: table for split, (table, _) in usable.items()}
-    for split in SPLITS:
-        if rows[split].num_rows == 0:
-            raise UserError(f"{published.path}: the {split} split has no {task_cls.usable_rows_are}; cannot train and score")
+    rows, skipped = _rows_to_train_on(task_cls, published)
     task = task_cls.for_training(cfg, published, rows)
     rt = resolve_runtime(cfg)
     model_path = cfg.model_path()
@@ -134,61 +128,21 @@ def train_version(
     try:
         echo(f"run {run_id}: {dataset} {version} on {rt.device_name} ({rt.precision}), base model {cfg.model_label()}")
         tokenizer = task.load_tokenizer(model_path)
-
-        def take(table: pa.Table, limit: int | None) -> pa.Table:
-            return table.slice(0, limit) if limit else table
-
         tables = {
-            "train": take(rows["train"], cfg.max_train_samples),
-            "validation": take(rows["validation"], cfg.max_eval_samples),
-            "test": take(rows["test"], cfg.max_eval_samples),
+            "train": _first(rows["train"], cfg.max_train_samples),
+            "validation": _first(rows["validation"], cfg.max_eval_samples),
+            "test": _first(rows["test"], cfg.max_eval_samples),
         }
         cache = runs_root / ".cache" / "tokenized"
         tok_id = tokenizer_identity(tokenizer, model_path)
         keys = {split: [split_identity(published, split, table.num_rows), tok_id] for split, table in tables.items()}
-        examples = {
-            split: tokenize(_payload(tables[split]), partial(task.encode_examples, tokenizer),
-                            key=[*keys[split], task.name, "examples", task.encoding_key()], cache_dir=cache)
-            for split in ("train", "validation")
-        }
 
-        set_seed(cfg.seed, deterministic=cfg.deterministic)
-        model = task.build_model(model_path)
-        callbacks = list(extra_callbacks or [])
-        if cfg.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-        bar = None
-        if progress is not None:
-            bar = TrainingProgress(progress, task.best_metric, task.headline.get(task.best_metric, task.best_metric))
-            callbacks.append(bar)
-        size_batches_for(rt, cfg, tables["train"].num_rows)
-        args = training_arguments(
-            cfg, rt, work_dir / "checkpoints", best_metric=task.best_metric, greater_is_better=task.greater_is_better,
-            disable_tqdm=True,  # train.progress shows progress instead
-        )
-        trainer = without_log_printing(task.trainer(
-            tables["train"],
-            model=model,
-            args=args,
-            data_collator=task.collator(tokenizer, rt),
-            train_dataset=examples["train"],
-            eval_dataset=examples["validation"],
-            processing_class=tokenizer,
-            compute_metrics=task.compute_metrics,
-            callbacks=callbacks,
-        ))
-        t_train = time.time()
-        try:
-            train_output = trainer.train()
-        finally:
-            if bar is not None:
-                bar.close()
-        train_wall = time.time() - t_train
+        trainer, train_output, train_wall = _fit(task, cfg, rt, tokenizer, model_path, tables, keys, cache,
+                                                 work_dir / "checkpoints", progress, extra_callbacks)
         echo(
             f"trained {trainer.state.global_step} steps in {train_wall:.0f}s "
             f"({train_output.metrics.get('train_samples_per_second', 0):.1f} samples/s); scoring"
         )
-
         # the best model is loaded at the end; score it on validation and test
         results = {}
         for split in ("validation", "test"):
@@ -197,9 +151,6 @@ def train_version(
             results[split] = scored.metrics
             if split == "test":
                 pq.write_table(scored.predictions, work_dir / "test_predictions.parquet")
-        best_key = f"eval_{task.best_metric}"
-        pick = max if task.greater_is_better else min
-        best_eval = pick((e for e in trainer.state.log_history if best_key in e), key=lambda e: e[best_key], default=None)
 
         trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
         tokenizer.save_pretrained(str(work_dir))
@@ -213,11 +164,8 @@ def train_version(
             **task.facts(),
             "test": results["test"],
             "validation": results["validation"],
-            "training": _training_facts(cfg, trainer, train_output, train_wall, tables["train"].num_rows,
-                                        task.best_metric, best_eval),
-            "rows": {
-                split: {"scored": tables[split].num_rows, "unlabelled_skipped": usable[split][1]} for split in SPLITS
-            },
+            "training": _training_facts(cfg, task, trainer, train_output, train_wall, tables["train"].num_rows),
+            "rows": {split: {"scored": tables[split].num_rows, "unlabelled_skipped": skipped[split]} for split in SPLITS},
         }
         (work_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
         task.write_figures(results["test"], work_dir, f"{dataset} {version} test — run {run_id}")
@@ -249,35 +197,96 @@ def train_version(
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)  # a failed run leaves nothing behind
         raise
-    runs.append_index(
-        runs_root,
-        {
-            "kind": "train",
-            "task": task.name,
-            "run_id": run_id,
-            "created": record["created"],
-            "dataset": dataset,
-            "version": version,
-            "content_fingerprint": published.fingerprint,
-            "base_model": cfg.model_label(),
-            "device": rt.device_name,
-            "precision": rt.precision,
-            "epochs": metrics["training"]["epochs_run"],
-            "train_runtime_s": metrics["training"]["train_runtime_s"],
-            **{key: results["test"].get(key) for key in task.headline},
-            "run_dir": str(final_dir.resolve()),
-        },
-    )
-    del trainer, model
+    runs.append_index(runs_root, {
+        "kind": "train",
+        "task": task.name,
+        "run_id": run_id,
+        "created": record["created"],
+        "dataset": dataset,
+        "version": version,
+        "content_fingerprint": published.fingerprint,
+        "base_model": cfg.model_label(),
+        "device": rt.device_name,
+        "precision": rt.precision,
+        "epochs": metrics["training"]["epochs_run"],
+        "train_runtime_s": metrics["training"]["train_runtime_s"],
+        **{key: results["test"].get(key) for key in task.headline},
+        "run_dir": str(final_dir.resolve()),
+    })
+    del trainer
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return TrainResult(final_dir, run_id, metrics, task)
 
 
-def _training_facts(cfg: Config, trainer, train_output, train_wall: float, train_rows: int, best_metric: str,
-                    best_eval: dict | None) -> dict:
+def _rows_to_train_on(task: type[Task], version: PublishedVersion) -> tuple[dict[str, pa.Table], dict[str, int]]:
+    """(usable rows per split, rows left out per split); UserError when a split has none: a run needs all three."""
+    rows, skipped = {}, {}
+    for split in SPLITS:
+        rows[split], skipped[split] = usable_split(task, version, split)
+        if rows[split].num_rows == 0:
+            raise UserError(f"{version.path}: the {split} split has no {task.usable_rows_are}; cannot train and score")
+    return rows, skipped
+
+
+def _first(table: pa.Table, limit: int | None) -> pa.Table:
+    return table.slice(0, limit) if limit else table
+
+
+def _fit(task: Task, cfg: Config, rt: Runtime, tokenizer, model_path: str, tables: dict[str, pa.Table],
+         keys: dict[str, list], cache: Path, checkpoints: Path, progress: Console | None, extra_callbacks: list | None):
+    """Tokenize train and validation, build the model and train it: (trainer holding the best model, the
+    Trainer's TrainOutput, training wall seconds)."""
+    from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
+
+    from train.progress import TrainingProgress  # noqa: PLC0415
+    from train.trainer import training_arguments, without_log_printing  # noqa: PLC0415
+
+    examples = {
+        split: tokenize(_payload(tables[split]), partial(task.encode_examples, tokenizer),
+                        key=[*keys[split], task.name, "examples", task.encoding_key()], cache_dir=cache)
+        for split in ("train", "validation")
+    }
+    set_seed(cfg.seed, deterministic=cfg.deterministic)
+    model = task.build_model(model_path)
+    callbacks = list(extra_callbacks or [])
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    bar = None
+    if progress is not None:
+        bar = TrainingProgress(progress, task.best_metric, task.headline.get(task.best_metric, task.best_metric))
+        callbacks.append(bar)
+    size_batches_for(rt, cfg, tables["train"].num_rows)
+    args = training_arguments(
+        cfg, rt, checkpoints, best_metric=task.best_metric, greater_is_better=task.greater_is_better,
+        disable_tqdm=True,  # train.progress shows progress instead
+    )
+    trainer = without_log_printing(task.trainer(
+        tables["train"],
+        model=model,
+        args=args,
+        data_collator=task.collator(tokenizer, rt),
+        train_dataset=examples["train"],
+        eval_dataset=examples["validation"],
+        processing_class=tokenizer,
+        compute_metrics=task.compute_metrics,
+        callbacks=callbacks,
+    ))
+    t_train = time.time()
+    try:
+        train_output = trainer.train()
+    finally:
+        if bar is not None:
+            bar.close()
+    return trainer, train_output, time.time() - t_train
+
+
+def _training_facts(cfg: Config, task: Task, trainer, train_output, train_wall: float, train_rows: int) -> dict:
     """metrics.json's `training` section: steps, epochs, time, the best checkpoint and its validation figure."""
     state = trainer.state
+    best_key = f"eval_{task.best_metric}"
+    pick = max if task.greater_is_better else min
+    best_eval = pick((e for e in state.log_history if best_key in e), key=lambda e: e[best_key], default=None)
     return {
         "global_steps": state.global_step,
         "epochs_run": state.epoch,
@@ -285,7 +294,7 @@ def _training_facts(cfg: Config, trainer, train_output, train_wall: float, train
         "train_runtime_s": round(train_output.metrics.get("train_runtime", train_wall), 2),
         "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
-        f"best_validation_{best_metric}": best_eval[f"eval_{best_metric}"] if best_eval else None,
+        f"best_validation_{task.best_metric}": best_eval[best_key] if best_eval else None,
         "best_epoch": best_eval.get("epoch") if best_eval else None,
         "stopped_early": bool(
             cfg.early_stopping_patience
