@@ -20,9 +20,10 @@ A `Task` supplies the rest, in the order a run needs it:
 A generative task (causal_lm: loss on assistant / completion tokens only, scored on generated text; seq2seq)
 fits the same frame: `kinds = {"generation": ("prompt", "completion"), "chat": ("messages",)}` (the batch an
 encode function gets tells which); its `encode_examples` builds input_ids with -100 outside the completion /
-assistant turns, `encode_inputs` the prompt alone; `best_metric = "loss"` with `greater_is_better = False` and no `compute_metrics` during
-training; `predict` generates (greedy, left padding) and returns texts; `score` computes ROUGE / BLEU / chrF /
-exact match / token F1 from them.
+assistant turns, `encode_inputs` the prompt alone; `best_metric = "loss"` with `greater_is_better = False`
+and no `compute_metrics` during training; `predict` generates (greedy, left padding) and returns texts;
+`score` computes ROUGE / BLEU / chrF / exact match / token F1 from them; `suits_model` tells a decoder-only
+base model (causal_lm) from an encoder-decoder one (seq2seq).
 
 Adding a task: a module (or package) under `train/tasks/` with a `Task` subclass, and one line in
 `train/tasks/__init__.py`'s TASKS.
