@@ -8,21 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from pipeline.stage import SIGNALS, StageContext, signal
+from pipeline.filters import SIGNALS, signal
+from pipeline.stage import StageContext
 from stages.clean import CleanStage, Config
 
-from .conftest import SAMPLES
-
-
-class TableInput:
-    """The executor's input protocol over an in-memory table."""
-
-    def __init__(self, table: pa.Table, batch_size: int = 1000):
-        self.table, self.batch_size, self.num_rows = table, batch_size, table.num_rows
-
-    def batches(self, columns=None):
-        t = self.table.select(columns) if columns else self.table
-        yield from t.to_batches(max_chunksize=self.batch_size)
+from .conftest import SAMPLES, TableInput
 
 
 def rows(texts, labels=None) -> pa.Table:

@@ -18,23 +18,14 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from pipeline.minhash import LocalNearDuplicates
+from pipeline.near_duplicates import LocalNearDuplicates
 from pipeline.stage import StageContext
 from stages.dedupe import Config, DedupeStage
 
-DATA = Path("/work/shared/data")
+from .conftest import SHARED_DATA as DATA
+from .conftest import TableInput
+
 THRESHOLD = 0.8
-
-
-class TableInput:
-    """The whole-stream input protocol over an in-memory table (the executor's reads Parquet)."""
-
-    def __init__(self, table: pa.Table, batch_size: int):
-        self.table, self.batch_size, self.num_rows = table, batch_size, table.num_rows
-
-    def batches(self, columns=None):
-        table = self.table.select(columns) if columns else self.table
-        yield from table.to_batches(max_chunksize=self.batch_size)
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,9 +21,9 @@ from pipeline.errors import UserError
 from train import metrics as tm
 from train.config import Config, default_model_path
 
-SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "data.parquet"
-if not SMS.is_file():
-    SMS = Path("/work/shared/data/sms_spam/data.parquet")
+from .conftest import SHARED_DATA
+
+SMS = SHARED_DATA / "sms_spam" / "data.parquet"
 
 DATASET = "sms-spam"
 TINY = dict(
