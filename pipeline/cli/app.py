@@ -27,6 +27,9 @@ _state = {"debug": False}
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="show full tracebacks on errors")) -> None:
     _state["debug"] = debug
+    # Before any command runs (train's too, which read configs with pipeline.config.load_config): compose
+    # and install the project. Not at import, so that `sftpipe --help` does not import every stage.
+    import pipeline.cli.project  # noqa: F401
 
 
 # Commands in the order a user meets them: validate, run, versions, report, annotation, training.

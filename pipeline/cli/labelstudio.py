@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.cli.project import PROJECT
 from pipeline.errors import PipelinePaused, UserError
 
 console = Console()
@@ -80,6 +79,7 @@ def ls_status(data_dir: Path = ServerDir) -> None:
 
 
 def _stage(config: Path, work_dir: Path | None = None):
+    from pipeline.cli.project import PROJECT
     from pipeline.stage import StageContext
     from stages.annotate import AnnotateStage
 
@@ -106,6 +106,7 @@ def annotate_push(
     """Run the stages before annotate (reusing unchanged outputs) and import the rows that need a human.
 
     Rows already in the project are not imported again, however often this runs."""
+    from pipeline.cli.project import PROJECT
     from pipeline.executor import LocalExecutor
     from stages.annotate import AnnotateStage
 

@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from pipeline.cli.console import DataDir, console, print_evaluation, print_funnel, progress as _progress
-from pipeline.cli.project import PROJECT
 from pipeline.errors import UserError
 
 
@@ -19,6 +18,8 @@ def register(app: typer.Typer) -> None:
 
 def validate(config: Path = typer.Argument(..., help="the dataset's YAML config")) -> None:
     """Check a config without running anything: keys, types, source files and the fields they name."""
+    from pipeline.cli.project import PROJECT
+
     cfg = PROJECT.load_config(config)
     console.print(f"[green]ok[/green] {config}: dataset {cfg.dataset!r}, {len(cfg.sources)} source(s)")
 
@@ -42,6 +43,7 @@ def run(
     With an `annotate` section the run stops cleanly while rows await labelling in Label Studio; run it
     again once they are labelled. A blocking failed quality check (see `evaluate`) stops publication.
     """
+    from pipeline.cli.project import PROJECT
     from pipeline.errors import PipelinePaused
     from pipeline.executor import GateFailed, LocalExecutor
 
