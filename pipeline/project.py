@@ -112,6 +112,11 @@ class Project:
             if stage.name in skip:
                 skipped.append((stage, skip[stage.name]))
                 continue
+            available = kind.schema(*added).names
+            missing = [c for c in stage.needs if c not in available]
+            if missing:
+                raise UserError(f"stage {stage.name} needs column(s) {', '.join(missing)}, which no stage before it "
+                                f"adds (plan: {', '.join(s.name for s in steps) or 'nothing'} before it)")
             added.extend(stage.adds)
             output = kind.schema(*added)
             steps.append(Step(stage, section, upstream, output))

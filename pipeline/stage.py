@@ -6,8 +6,8 @@ split) sets `whole_stream = True`; it then gets a re-iterable input it may read 
 import each other; the plan (`pipeline.project`) orders them and the executor runs them.
 
 Everything the executor, the config loader and the store need to know about a stage is declared on its
-class — its name and config section, what it adds to a row, whether it needs the whole stream, whether it
-is optional, its typed summary and what it contributes to a published version — so that adding a stage is
+class — its name and config section, what it reads and adds beyond the record kind's fields (so the plan
+derives its input and output schemas), whether it needs the whole stream, whether it is optional, its typed summary and what it contributes to a published version — so that adding a stage is
 its own module plus one line in `stages/__init__.py`, and nothing in `pipeline/` names a stage.
 
 Filters (signals + rules) are the small case of a row-wise stage: see `pipeline.filters`.
@@ -73,6 +73,7 @@ class Stage:
     whole_stream: ClassVar[bool] = False  # needs every row before it can decide: gets a re-iterable input
     optional: ClassVar[bool] = False  # runs only when its section is in the config (and not skipped)
     adds: ClassVar[tuple[pa.Field, ...]] = ()  # columns this stage adds to every row it keeps
+    needs: ClassVar[tuple[str, ...]] = ()  # columns beyond the record kind's it reads (an earlier stage adds them)
     summary_type: ClassVar[type[Summary] | None] = None  # the typed facts it hands on (`summarize`)
     # Files the stage leaves in its work folder that belong in a published version: {file: path in version}.
     version_files: ClassVar[dict[str, str]] = {}

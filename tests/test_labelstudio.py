@@ -233,7 +233,7 @@ def test_push_twice_same_tasks_and_interrupted_push_completes(server, tmp_path):
     # An interrupted push: only part of a larger selection made it; the next push adds exactly the rest.
     bigger = TableInput(rows_batch(45, "push", labelled=False))
     partial = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
-    partial_rows = pd.DataFrame(bigger._batches[0].to_pylist()).iloc[:37]
+    partial_rows = pd.DataFrame(bigger.table.to_pylist()).iloc[:37]
     partial.push(pid, partial_rows)
     assert len(tasks_by_row(server, pid)) == 37
     resumed = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
@@ -331,7 +331,7 @@ def test_agreement_known_values_and_pull_after_restart(server, tmp_path):
 
     # Rows: the human label where resolved, the source label kept where tied.
     got = out.to_pandas().set_index("id")
-    src = {r["id"]: r["label"] for r in inp._batches[0].to_pylist()}
+    src = {r["id"]: r["label"] for r in inp.table.to_pylist()}
     for i, rid in enumerate(rows):
         if i in (5, 9):
             assert got.loc[rid, "label"] == src[rid] and got.loc[rid, "label_source"] == "source"

@@ -404,7 +404,7 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
     # The 6 earlier rows + 5 batches of 250 are tasks (the killed batch was stored); pushed again, exactly the rest.
     assert len(server.client().tasks(pid)) == 6 + 5 * 250
     resumed = make_stage("crash-test", tmp_path / "d", select="all", push_batch_size=250, prefill=False)
-    pushed = resumed.push(pid, pd.DataFrame(big._batches[0].to_pylist()))  # the push alone: no 3,000-task export
+    pushed = resumed.push(pid, pd.DataFrame(big.table.to_pylist()))  # the push alone: no 3,000-task export
     assert pushed == {"selected": 3000, "already_in_project": 1256, "imported": 1744}
     row_ids = [t["data"]["row_id"] for t in server.client().tasks(pid)]
     assert len(row_ids) == 3000 and len(set(row_ids)) == 3000  # every row exactly once

@@ -105,3 +105,46 @@ def test_source_files_are_small_or_say_why(package):
         if lines > 500 and "lines" not in docstring:
             too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
     assert too_long == []
+
+
+# -- registration: a stage's declarations are all the plan needs ------------------------------------------
+
+
+def test_the_plan_derives_boundaries_from_the_kind_and_what_stages_add(tmp_path):
+    import pyarrow as pa
+    from pydantic import BaseModel
+
+    import schemas
+    import stages
+    from pipeline.project import Project
+    from pipeline.stage import Stage
+    from stages.evaluate import QualityGate
+
+    from .conftest import sms_config, write_config
+
+    base = {k: v for k, v in sms_config().items() if k != "train"}  # a project without a train section
+    project = Project(stages=stages.STAGES, gate=QualityGate())
+    config = project.load_config(write_config(tmp_path, base))
+    plan = project.plan(config)
+    assert plan.names == ["collect", "clean", "dedupe", "split"]
+    assert [(s, why) for s, why in plan.skipped] == [(stages.AnnotateStage, "no annotate section")]
+    assert plan.steps[0].input_schema is None and plan.published_schema.equals(schemas.SPLIT)
+    assert plan.steps[2].output_schema.equals(schemas.DEDUPED)
+
+    class Scores(BaseModel):
+        model_config = {"extra": "forbid"}
+
+    class ScoreClusters(Stage):  # a new stage: its module, its declarations, one line in the list
+        name = "score_clusters"
+        Config = Scores
+        needs = ("cluster_id",)
+        adds = (pa.field("cluster_score", pa.float64()),)
+
+    after = Project(stages=(*stages.STAGES[:3], ScoreClusters, *stages.STAGES[3:]), gate=QualityGate())
+    config = after.load_config(write_config(tmp_path, {**base, "score_clusters": {}}))
+    plan = after.plan(config)
+    assert plan.names == ["collect", "clean", "dedupe", "score_clusters", "split"]
+    assert plan.published_schema.names[-3:] == ["cluster_id", "cluster_score", "split"]
+    before = Project(stages=(stages.STAGES[0], ScoreClusters, *stages.STAGES[1:]), gate=QualityGate())
+    with pytest.raises(Exception, match="stage score_clusters needs column.s. cluster_id, which no stage before it adds"):
+        before.plan(before.load_config(write_config(tmp_path, base)))

@@ -53,9 +53,3 @@ def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, 
         summaries=summaries if summaries is not None else Summaries(),
         schema=schema,
     )
-
-
-def all_rows(candidate: Candidate) -> pd.DataFrame:
-    """Every published row, with its split."""
-    frames = [df.assign(split=s) for s, df in candidate.splits.items() if len(df)]
-    return pd.concat(frames, ignore_index=True) if frames else candidate.schema.empty_table().to_pandas()
