@@ -93,8 +93,9 @@ def sms_config(**overrides) -> dict:
     return config
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real data sets (SHARED_DATA); the test is skipped where they are not."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data sets not found at {SHARED_DATA} (set SFTPIPE_SHARED_DATA)")
     return SHARED_DATA

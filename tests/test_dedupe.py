@@ -22,7 +22,6 @@ from pipeline.near_duplicates import LocalNearDuplicates
 from pipeline.stage import StageContext
 from stages.dedupe import Config, DedupeStage
 
-from .conftest import SHARED_DATA as DATA
 from .conftest import TableInput
 
 THRESHOLD = 0.8
@@ -93,10 +92,10 @@ def edit(words: list[str], n_edits: int, rng: random.Random, vocabulary: list[st
 
 
 @pytest.fixture(scope="module")
-def real_texts() -> list[str]:
-    sms = pd.read_parquet(DATA / "sms_spam" / "data.parquet")["text"].tolist()
-    trec = pd.read_parquet(DATA / "trec" / "data.parquet")["text"].tolist()
-    tatoeba = pd.read_parquet(DATA / "tatoeba_langid" / "test.parquet")["text"].tolist()
+def real_texts(shared_data) -> list[str]:
+    sms = pd.read_parquet(shared_data / "sms_spam" / "data.parquet")["text"].tolist()
+    trec = pd.read_parquet(shared_data / "trec" / "data.parquet")["text"].tolist()
+    tatoeba = pd.read_parquet(shared_data / "tatoeba_langid" / "test.parquet")["text"].tolist()
     rng = random.Random(7)
     return rng.sample(sms, 150) + rng.sample(trec, 60) + rng.sample(tatoeba, 60)
 
