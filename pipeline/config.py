@@ -6,8 +6,9 @@ quality gate's section, and sections that are not stages (`train:`). Every secti
 unknown keys forbidden, so a typo is an error naming the key. Relative paths in a config are resolved
 against the config file's folder.
 
-`load_config(path)` reads a config with the project the composition root installed (`pipeline/cli/
-project.py`: importing `pipeline.cli` installs it); `Project.load_config` does the same for a given project.
+`load_config(path)` reads a config with the project the composition root installed (importing
+`pipeline.cli.project` installs it; every `sftpipe` command does); `Project.load_config` does the same for
+a given project.
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
     """Read and validate a config with the installed project; with `check_sources`, also check that the
     files it names exist and hold the fields it names. Raises UserError naming the key."""
     if _INSTALLED is None:
-        raise RuntimeError("no project is installed: import pipeline.cli (the composition root) first, "
+        raise RuntimeError("no project is installed: import pipeline.cli.project (the composition root) first, "
                            "or call Project.load_config")
     return _INSTALLED.load_config(path, check_sources)
 
