@@ -2,7 +2,7 @@
 
 Adding a filter: write one small function below decorated with `@signal("column")` that maps a pyarrow
 string array to `{"column": array}`, then add one line to the config's `clean.filters`
-(`column: {min: ..., max: ...}`). The framework in pipeline/stage.py computes the signal only for rows still
+(`column: {min: ..., max: ...}`). The framework in pipeline/filters.py computes the signal only for rows still
 alive, applies the rule, counts drops per reason and routes the dropped rows; the signal column is kept,
 so a threshold can be changed later without recomputing scores.
 
@@ -22,8 +22,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-import schemas
-from pipeline.stage import SIGNALS, Rule, Signal, Stage, StageOutput, apply_rules, rejected_rows, signal, worker_pool
+from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_portable, signal, signals_fingerprint
+from pipeline.stage import Stage, StageOutput, rejected_rows
+from pipeline.workers import worker_pool
+from schemas.summaries import CleanSummary
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -265,14 +267,18 @@ class Config(BaseModel):
         return {k: v for k, v in merged.items() if v is not None}
 
 
-def _signal_worker(column: str, texts: list[str]) -> dict[str, list]:
-    return {c: a.to_pylist() for c, a in SIGNALS[column](pa.array(texts, pa.string())).items()}
-
-
 class CleanStage(Stage):
     name = "clean"
-    output_schema = schemas.CLEANED
     Config = Config
+    summary_type = CleanSummary
+
+    def fingerprint_inputs(self) -> str:
+        # The code of the signals it computes: one registered outside the project (a user's module, a
+        # notebook) is not in the stage's code fingerprint.
+        return signals_fingerprint([*self.config.rules(), *self.config.signals])
+
+    def summarize(self) -> CleanSummary:
+        return CleanSummary(rules={k: r.model_dump(exclude_none=True) for k, r in self.config.rules().items()})
 
     def run(self, inputs) -> Iterator[StageOutput]:
         rules = self.config.rules()
@@ -312,12 +318,13 @@ class CleanStage(Stage):
             self.stats["pii_masked"] = pii
 
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
-        """Spread slow pure-Python signals (language detection) over worker processes."""
+        """Spread slow pure-Python signals (language detection) over worker processes; each worker gets the
+        signal itself (pickled), not its name."""
         if pool is None or not sig.parallel or len(texts) < 200:
             return sig(texts)
-        column = next(iter(sig.columns))
+        payload = portable(sig)
         values = texts.to_pylist()
         size = -(-len(values) // (self.ctx.workers * 4))
         chunks = [values[i : i + size] for i in range(0, len(values), size)]
-        parts = list(pool.map(_signal_worker, [column] * len(chunks), chunks))
+        parts = list(pool.map(run_portable, [payload] * len(chunks), chunks))
         return {c: pa.array([v for p in parts for v in p[c]], t) for c, t in sig.columns.items()}

@@ -23,9 +23,9 @@ from pipeline.errors import UserError
 from train.config import Config, default_model_path
 from train.tasks.classification import metrics as tm
 
-SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "data.parquet"
-if not SMS.is_file():
-    SMS = Path("/work/shared/data/sms_spam/data.parquet")
+from .conftest import SHARED_DATA
+
+SMS = SHARED_DATA / "sms_spam" / "data.parquet"
 
 DATASET = "sms-spam"
 TINY = dict(
