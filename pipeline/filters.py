@@ -17,7 +17,8 @@ kind's default view (classification's `text`), and its columns keep the signal's
 had. A *record* signal (`reads="record"`) reads the whole row — several fields, turns, or other signals'
 scores it `needs` — and its rule names no field (`n_turns: {max: 20}`). A text signal marked `prose` reads
 a generative field's prose only (code blocks and inline code removed, `pipeline.markdown`): language
-identification must not call a Python answer "not English".
+identification must not call a Python answer "not English"; a field with fewer letters of prose than the
+signal asks for gets a null score (not applicable), which passes every rule.
 """
 from __future__ import annotations
 
@@ -54,7 +55,9 @@ class Signal:
     parallel: bool = False  # pure-Python and slow: worth spreading over worker processes
     reads: str = "text"  # "text": one text per row (a field); "record": the whole row
     needs: tuple[str, ...] = ()  # record signals: rule keys computed before this one (their columns are in the batch)
-    prose: bool = False  # text signals: on a generative field, read its prose only (code removed)
+    # Text signals on a generative field: > 0 reads its prose only (code removed), and a field whose prose has
+    # fewer letters than this gets null ("not applicable": a code-only answer, a one-word answer).
+    prose: int = 0
 
     def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
         return self.fn(texts)
@@ -64,7 +67,7 @@ SIGNALS: dict[str, Signal] = {}  # by column name: each column is produced by ex
 
 
 def signal(*columns: str, types: dict[str, pa.DataType] | None = None, parallel: bool = False,
-           reads: str = "text", needs: tuple[str, ...] = (), prose: bool = False):
+           reads: str = "text", needs: tuple[str, ...] = (), prose: int = 0):
     """Register a scoring function producing `columns` (float64 unless `types` says otherwise).
 
     A text signal takes a pyarrow string array; a record signal (`reads="record"`) a record batch and the
@@ -158,13 +161,14 @@ class Rule(BaseModel, extra="forbid"):
     allowed: list[str] | None = None  # for string signals (lang)
 
     def check(self, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Return (keep mask, reason code per row: 0 keep, 1 below min, 2 above max, 3 not allowed)."""
+        """Return (keep mask, reason code per row: 0 keep, 1 below min, 2 above max, 3 not allowed). A null
+        value ("not applicable") passes every bound."""
         n = len(values)
         code = np.zeros(n, dtype=np.int8)
         valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         if self.allowed is not None:
-            ok = pc.fill_null(pc.is_in(values, value_set=pa.array(self.allowed, values.type)), True)
-            code[~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)] = 3
+            ok = pc.is_in(values, value_set=pa.array(self.allowed, values.type))  # false (not null) for a null
+            code[valid & ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)] = 3
         if self.min is not None or self.max is not None:
             v = np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
             if self.max is not None:
@@ -258,9 +262,9 @@ def apply_rules(
         sig = t.signal
         live = alive.copy()
         if sig.reads == "text" and sig.prose and kind.keeps_record:
-            # A field whose prose has no letter (a code-only answer) has no language: null, "not applicable".
-            has_letter = pc.fill_null(pc.match_substring_regex(texts_of(t.field, True), r"\pL"), False)
-            live &= np.asarray(has_letter.to_numpy(zero_copy_only=False), dtype=bool)
+            # Too little prose to judge (a code-only answer has no language): null, "not applicable".
+            letters = pc.count_substring_regex(texts_of(t.field, True), r"\pL").to_numpy(zero_copy_only=False)
+            live &= letters >= sig.prose
         idx = np.flatnonzero(live)
         take = pa.array(idx, pa.int64())
         if not len(idx):
@@ -286,9 +290,12 @@ def apply_rules(
         newly = alive & ~keep
         if newly.any():
             values = computed[t.column]
+            # Generative kinds: the signal's other columns too (the refusal phrase beside its 0/1 score).
+            siblings = [c for c in t.columns if c != t.column] if kind.keeps_record else []
             for i in np.flatnonzero(newly):
                 reason[i] = f"{t.column}_{_REASON_SUFFIX[int(code[i])]}"
-                failing_value[i] = {"column": t.column, "value": values[int(i)].as_py(), **rule.model_dump(exclude_none=True)}
+                failing_value[i] = {"column": t.column, "value": values[int(i)].as_py(), **rule.model_dump(exclude_none=True),
+                                    **{c: computed[c][int(i)].as_py() for c in siblings}}
             alive &= keep
 
     out = batch

@@ -265,7 +265,7 @@ class DedupeStage(Stage):
                     for i in g
                 ]
                 reasons = np.where(reason[g] == 1, "exact_duplicate", "near_duplicate").tolist()
-                rejected = rejected_rows(rows, self.name, reasons, details)
+                rejected = rejected_rows(rows, self.name, reasons, details, kind=self.ctx.kind)
             wanted = example_order[(example_order >= start) & (example_order < start + m)].tolist()
             if wanted:  # label conflicts: only a kind with labels has them
                 local = pa.array([i - start for i in wanted])

@@ -133,7 +133,7 @@ def top_2gram_share(texts):
     return {"top_2gram_share": _f64(out)}
 
 
-@signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True, prose=True)
+@signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True, prose=40)  # generative fields: 40+ letters of prose
 def lang(texts):
     """Language by langdetect, seeded so the same text always gets the same answer ("und" if none)."""
     from langdetect import DetectorFactory, detect_langs

@@ -7,6 +7,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
+# Generative record formats (stages/collect/records.py) and the fields each reads, with their default names.
+DEFAULT_FIELDS: dict[str, dict[str, str]] = {
+    "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
+    "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
+               "history": "history"},
+    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools"},
+    "messages": {"messages": "messages", "tools": "tools"},
+}
+
+
 class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,8 +67,6 @@ class SourceConfig(BaseModel):
         if self.column_names is not None and self.header:
             raise ValueError("column_names is for files without a header: set header: false")
         if self.fields is not None or self.roles is not None:
-            from stages.collect.records import DEFAULT_FIELDS
-
             fmt = self.record_format or "fields"
             unknown = [k for k in self.fields or {} if k not in DEFAULT_FIELDS[fmt]]
             if unknown:

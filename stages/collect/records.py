@@ -20,16 +20,8 @@ import json
 from typing import Any
 
 from schemas.chat import role_order_problem
-from stages.collect.config import SourceConfig
+from stages.collect.config import DEFAULT_FIELDS, SourceConfig
 
-# What a record format reads, with the default field names: {role in the record: field name}.
-DEFAULT_FIELDS: dict[str, dict[str, str]] = {
-    "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
-    "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
-               "history": "history"},
-    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools"},
-    "messages": {"messages": "messages", "tools": "tools"},
-}
 # The fields a record must have (a missing optional one is simply absent).
 REQUIRED = {"fields": ("prompt", "completion"), "alpaca": ("instruction", "output"),
             "sharegpt": ("conversations",), "messages": ("messages",)}
