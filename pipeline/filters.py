@@ -18,7 +18,7 @@ had. A *record* signal (`reads="record"`) reads the whole row — several fields
 scores it `needs` — and its rule names no field (`n_turns: {max: 20}`). A text signal marked `prose` reads
 a generative field's prose only (code blocks and inline code removed, `pipeline.markdown`): language
 identification must not call a Python answer "not English"; a field with fewer letters of prose than the
-signal asks for gets a null score (not applicable), which passes every rule.
+signal asks for (a CJK character counts three) gets a null score (not applicable), which passes every rule.
 """
 from __future__ import annotations
 
@@ -263,8 +263,11 @@ def apply_rules(
         live = alive.copy()
         if sig.reads == "text" and sig.prose and kind.keeps_record:
             # Too little prose to judge (a code-only answer has no language): null, "not applicable".
-            letters = pc.count_substring_regex(texts_of(t.field, True), r"\pL").to_numpy(zero_copy_only=False)
-            live &= letters >= sig.prose
+            prose = texts_of(t.field, True)
+            letters = pc.count_substring_regex(prose, r"\pL").to_numpy(zero_copy_only=False)
+            # A Chinese or Japanese character says about what a short word does: it counts three letters.
+            ideograms = pc.count_substring_regex(prose, r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
+            live &= letters + 2 * ideograms.to_numpy(zero_copy_only=False) >= sig.prose
         idx = np.flatnonzero(live)
         take = pa.array(idx, pa.int64())
         if not len(idx):
