@@ -298,16 +298,18 @@ def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, 
 
 # Scripts written without spaces between words: a whitespace "word" of such a text is a whole clause.
 _SPACELESS = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
-SPACELESS_SHARE = 0.3
+SPACELESS_SHARE, SPACELESS_CHARS = 0.3, 10
 
 
 def spaceless(texts: pa.Array) -> np.ndarray:
-    """Per text: whether at least 30 % of its non-space characters belong to a script written without
-    spaces (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar, Tibetan)."""
+    """Per text: whether it is written (partly) in a script without spaces between words — Han, Hiragana,
+    Katakana, Thai, Lao, Khmer, Myanmar, Tibetan: at least 10 such characters, or 30 % of its non-space
+    characters. The count keeps a Chinese instruction around English code or numbers on characters whatever
+    its share (near copies must get the same shingling to be compared at all)."""
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
     hits = pc.count_substring_regex(texts, _SPACELESS).to_numpy(zero_copy_only=False).astype(np.float64)
     visible = pc.utf8_length(pc.replace_substring_regex(texts, r"\s+", "")).to_numpy(zero_copy_only=False)
-    return (hits > 0) & (hits >= SPACELESS_SHARE * np.maximum(visible, 1))
+    return (hits > 0) & ((hits >= SPACELESS_SHARE * np.maximum(visible, 1)) | (hits >= SPACELESS_CHARS))
 
 
 def _merge_rows(rows: list[np.ndarray], parts: list[tuple], n: int, bands: int) -> tuple:

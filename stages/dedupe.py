@@ -33,7 +33,7 @@ What is compared is the record kind's dedupe `key` (`schemas.record.RecordKind.d
 classification `text`; for instruction and chat data the `prompt` (default for `generation`), the
 `completion`, the `pair`, or the whole `conversation` (default for `chat`), rendered by the kind's field
 views wherever the search runs (here or on Ray). `shingle: auto` (the generative kinds' default) gives a
-text written mostly without spaces (Chinese, Japanese, Thai) `char_ngram`-character shingles and every
+text written in a script without spaces (10+ Chinese, Japanese, Thai, ... characters, or 30 % of it) `char_ngram`-character shingles and every
 other text word shingles: a whitespace "word" of Chinese is a whole clause, and word shingles find no
 near duplicate there. 3 characters by default: on alpaca_zh's prompts (median 17 characters) one changed
 character plus punctuation changes leave a median Jaccard of 0.63 (word 5-grams: 0.00), unrelated prompts'
