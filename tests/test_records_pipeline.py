@@ -234,3 +234,12 @@ def test_classification_publishes_row_for_row_what_it_did(tmp_path):
             digest.update(json.dumps(row, sort_keys=True, default=str).encode())
     assert digest.hexdigest() == SMS_ROWS_DIGEST
     assert json.loads((version / "manifest.json").read_text())["kind"] == "classification"
+
+
+def test_two_mapped_fields_example_repairs_mojibake(tmp_path):
+    result = run_pipeline(write_config(tmp_path, shipped("xsum_summaries")), tmp_path / "data")
+    version = tmp_path / "data" / "versions" / "xsum-summaries" / result.version
+    every_row_once(version, 8)
+    prompts = [p for s in schemas.SPLITS for p in pq.read_table(version / f"{s}.parquet").column("prompt").to_pylist()]
+    assert any("its €78bn (£57bn) international bailout" in p for p in prompts)
+    assert not any("â‚¬" in p for p in prompts)
