@@ -18,7 +18,8 @@ had. A *record* signal (`reads="record"`) reads the whole row — several fields
 scores it `needs` — and its rule names no field (`n_turns: {max: 20}`). A text signal marked `prose` reads
 a generative field's prose only (code blocks and inline code removed, `pipeline.markdown`): language
 identification must not call a Python answer "not English"; a field with fewer letters of prose than the
-signal asks for (a CJK character counts three) gets a null score (not applicable), which passes every rule.
+signal asks for (or a third as many Chinese / Japanese / Korean characters) gets a null score (not
+applicable), which passes every rule.
 """
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ class Signal:
     parallel: bool = False  # pure-Python and slow: worth spreading over worker processes
     reads: str = "text"  # "text": one text per row (a field); "record": the whole row
     needs: tuple[str, ...] = ()  # record signals: rule keys computed before this one (their columns are in the batch)
-    # Text signals on a generative field: > 0 reads its prose only (code removed), and a field whose prose has
-    # fewer letters than this gets null ("not applicable": a code-only answer, a one-word answer).
+    # Text signals on a generative field: 1 reads its prose only (code removed); N > 1 also gives null ("not
+    # applicable") to a field with fewer than N letters of prose (a code-only answer, a one-word answer).
     prose: int = 0
 
     def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
@@ -179,6 +180,7 @@ class Rule(BaseModel, extra="forbid"):
 
 
 _REASON_SUFFIX = {1: "below_min", 2: "above_max", 3: "not_allowed"}
+_IDEOGRAM = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]"
 
 
 @dataclass(frozen=True)
@@ -261,13 +263,13 @@ def apply_rules(
             compute(target(need, kind))
         sig = t.signal
         live = alive.copy()
-        if sig.reads == "text" and sig.prose and kind.keeps_record:
-            # Too little prose to judge (a code-only answer has no language): null, "not applicable".
+        if sig.reads == "text" and sig.prose > 1 and kind.keeps_record:
+            # Too little prose to judge (a code-only answer has no language): null, "not applicable". A
+            # Chinese or Japanese character says about what a short word does: a third as many suffice.
             prose = texts_of(t.field, True)
-            letters = pc.count_substring_regex(prose, r"\pL").to_numpy(zero_copy_only=False)
-            # A Chinese or Japanese character says about what a short word does: it counts three letters.
-            ideograms = pc.count_substring_regex(prose, r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}]")
-            live &= letters + 2 * ideograms.to_numpy(zero_copy_only=False) >= sig.prose
+            enough = pc.or_(pc.match_substring_regex(prose, r"(?s)(?:\pL\PL*){%d}" % sig.prose),
+                            pc.match_substring_regex(prose, r"(?s)(?:%s.*?){%d}" % (_IDEOGRAM, -(-sig.prose // 3))))
+            live &= np.asarray(pc.fill_null(enough, False).to_numpy(zero_copy_only=False), dtype=bool)
         idx = np.flatnonzero(live)
         take = pa.array(idx, pa.int64())
         if not len(idx):

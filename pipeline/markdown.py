@@ -91,6 +91,40 @@ def map_prose(texts: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
     return pc.replace_with_mask(out, pa.array(hint), pa.array(rebuilt, pa.string()))
 
 
+def map_prose_steps(texts: pa.Array, steps: list[Callable[[pa.Array], pa.Array]]) -> tuple[pa.Array, list[np.ndarray]]:
+    """`map_prose` for several functions in turn, splitting each text once: the new texts, and per step a
+    mask of the texts it changed."""
+    n = len(texts)
+    changed = [np.zeros(n, dtype=bool) for _ in steps]
+    hint = has_code_hint(texts)
+    plain = np.flatnonzero(~hint)
+    out = texts
+    if len(plain):
+        values = texts.take(pa.array(plain))
+        for k, fn in enumerate(steps):
+            new = fn(values)
+            changed[k][plain] = np.asarray(pc.fill_null(pc.not_equal(new, values), False).to_numpy(zero_copy_only=False), dtype=bool)
+            values = new
+        out = pc.replace_with_mask(out, pa.array(~hint), values) if hint.any() else values
+    rows = np.flatnonzero(hint)
+    if len(rows):
+        parts = [segments(t) for t in texts.take(pa.array(rows)).to_pylist()]
+        pieces = [piece for row in parts for code, piece in row if not code]
+        owner = np.array([r for r, row in zip(rows, parts) for code, _ in row if not code], dtype=np.int64)
+        values = pa.array(pieces, pa.string())
+        for k, fn in enumerate(steps):
+            if not len(values):
+                break
+            new = fn(values)
+            differs = np.asarray(pc.fill_null(pc.not_equal(new, values), False).to_numpy(zero_copy_only=False), dtype=bool)
+            changed[k][owner[differs]] = True
+            values = new
+        new_prose = iter(values.to_pylist())
+        rebuilt = ["".join(piece if code else next(new_prose) for code, piece in row) for row in parts]
+        out = pc.replace_with_mask(out, pa.array(hint), pa.array(rebuilt, pa.string()))
+    return out, changed
+
+
 def prose(texts: pa.Array, code_placeholder: str = " ") -> pa.Array:
     """Every text with its code parts replaced by `code_placeholder`: what a reader's language is."""
     hint = has_code_hint(texts)

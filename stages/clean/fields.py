@@ -76,16 +76,26 @@ def resolve(settings: dict[str, bool | list[str] | None], kind: RecordKind) -> l
 
 def normalize(batch: pa.RecordBatch, kind: RecordKind, plan: list[tuple[str, list[str]]], normalizers: dict,
               changed: dict[str, int]) -> pa.RecordBatch:
-    """Apply the plan's normalizers to the prose of the named parts; count rows each one changed."""
-    for name, parts in plan:
-        fn = normalizers[name]
-        if name == "tidy_whitespace":
-            def fn(texts, _tidy=fn):  # edges belong to the whole field, not to a prose piece
-                return trim_edges(markdown.map_prose(texts, _tidy))
-            batch, n = kind.parts.apply(batch, parts, fn)
-        else:
-            batch, n = kind.parts.apply(batch, parts, lambda texts, fn=fn: markdown.map_prose(texts, fn))
-        changed[name] = changed.get(name, 0) + n
+    """Apply the plan's normalizers to the prose of the named parts (each text split into prose and code
+    once for all of them); count the texts (fields, turns) each one changed."""
+    groups: dict[tuple[str, ...], list[str]] = {}  # the normalizers a part goes through → those parts
+    for part in kind.parts.names:
+        steps = tuple(name for name, parts in plan if part in parts)
+        if steps:
+            groups.setdefault(steps, []).append(part)
+    for steps, parts in groups.items():
+        def fn(texts: pa.Array, steps=steps) -> pa.Array:
+            new, per_step = markdown.map_prose_steps(texts, [normalizers[s] for s in steps])
+            masks = dict(zip(steps, per_step))
+            if "tidy_whitespace" in masks:  # edges belong to the whole field, not to a prose piece
+                trimmed = trim_edges(new)
+                masks["tidy_whitespace"] |= np.asarray(pc.not_equal(trimmed, new).to_numpy(zero_copy_only=False), dtype=bool)
+                new = trimmed
+            for name, mask in masks.items():
+                changed[name] = changed.get(name, 0) + int(mask.sum())
+            return new
+
+        batch, _ = kind.parts.apply(batch, parts, fn)
     return batch
 
 

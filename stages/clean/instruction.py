@@ -15,7 +15,7 @@ Text signals score the field a rule names (`completion.refusal`); record signals
 | `lang_mismatch` | record | 1 when the prompt's and the completion's languages (`prompt.lang`, `completion.lang`, each identified with probability ≥ 0.9) differ | none (translation data differs by design; `configs/alpaca_en.yaml` sets `{max: 0}`) |
 
 Language per field is clean's `lang` signal on the field's prose (`prompt.lang`); it is not computed by
-default (it is the slowest signal), and a field with fewer than 40 letters of prose (a code-only answer,
+default (it is the slowest signal), and a field with fewer than 40 letters of prose, or 14 CJK characters (a code-only answer,
 "Apple, Banana, Grapes") gets null, which passes every rule: on alpaca_en, langdetect called 25 such short
 English answers Danish, Italian or Tagalog.
 """
@@ -89,7 +89,7 @@ def refusal(texts):
     return {"refusal": _f64(score), "refusal_phrase": pa.array(phrase, pa.string())}
 
 
-@signal("placeholders", "placeholder", types={"placeholder": pa.string()}, prose=True)
+@signal("placeholders", "placeholder", types={"placeholder": pa.string()}, prose=1)
 def placeholders(texts):
     """Unfilled template placeholders in the text: how many, and the first."""
     count = np.zeros(len(texts))
