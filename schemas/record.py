@@ -2,9 +2,12 @@
 
 The envelope says where a row came from (`id, source, source_file, source_line`, and `meta`: the extra
 source fields kept as JSON); stages add to it (`cluster_id`, `label_source`, `split`, signal columns). The
-payload is what the dataset is about: `text` and `label` for classification; `prompt` / `completion`,
-`messages` or `prompt` / `chosen` / `rejected` for the kinds the next issue adds. A kind is one module
-in `schemas/` declaring a `RecordKind`, and one line in `schemas/kinds.py`.
+payload is what the dataset is about: `text` and `label` for classification; `prompt` / `completion` /
+`system` for generation; `messages` / `tools` for chat (and `prompt` / `chosen` / `rejected` for the
+preference kind of issue 15). A kind is one module in `schemas/` declaring a `RecordKind`, and one line in
+`schemas/kinds.py`; besides its payload it declares the field views rules and dedupe read
+(`schemas.views`), the texts clean may rewrite, its dedupe keys, a readable rendering of a record, and
+its dataset card facts.
 
 Column order of a boundary: the envelope's head, the payload, `meta`, then what stages added in plan order
 (the order the published Parquet files have always had for classification).

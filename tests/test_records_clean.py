@@ -192,3 +192,15 @@ def test_language_per_field_on_chinese_and_code_answers(tmp_path):
                                                "from invasions, and today it is a symbol of the country."}])
     _, rejected, _ = clean(mixed, "generation", tmp_path, filters={"lang_mismatch": {"max": 0}})
     assert rejected.column("reason").to_pylist() == ["lang_mismatch_above_max"]
+
+
+def test_language_of_japanese_thai_and_korean_answers(tmp_path):
+    answers = {
+        "ja": "東京は日本の首都であり、世界で最も人口の多い都市圏の一つです。多くの観光客が毎年訪れます。",
+        "th": "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย และเป็นศูนย์กลางทางเศรษฐกิจที่สำคัญของภูมิภาค",
+        "ko": "서울은 대한민국의 수도이며 정치, 경제, 문화의 중심지입니다. 많은 사람들이 살고 있습니다.",
+    }
+    table = rows("generation", [{"prompt": "Describe the capital in one or two sentences, please.", "completion": a}
+                                for a in answers.values()])
+    kept, rejected, _ = clean(table, "generation", tmp_path, signals=["completion.lang"])
+    assert rejected.num_rows == 0 and kept.column("completion_lang").to_pylist() == list(answers)
