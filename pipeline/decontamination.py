@@ -1,0 +1,528 @@
+"""Evaluation-set overlap primitives ("decontamination"): which of our rows share an n-gram with an item of
+an evaluation set, and which are near copies of one. Pure numpy / Arrow functions of their inputs, like
+pipeline/minhash.py, whose vectorized hashing they reuse; what to do with a matched row is the caller's
+business. (Longer than most modules: the three match rules, their index and their verification belong
+together, and the near mode is a few functions beside them.)
+
+**Normalization** (both sides alike, as GPT-3 and NeMo Curator's task decontamination): casefold,
+punctuation and symbols (Unicode P* and S*) deleted, whitespace collapsed; tokens are the words left.
+A character of a script written without spaces — Han, Hiragana, Katakana, Bopomofo (`cjk`), Thai, Lao,
+Khmer, Myanmar (`southeast_asian`) — is a token of its own (as BERT's basic tokenizer does for CJK), so a
+Chinese eval item is found inside an English prompt and the reverse, whatever spaces surround it.
+
+**Match rules.** Each eval item is read in one *regime*: the script class holding most of its letters and
+marks (`word` when none of the unspaced classes does), with that regime's n-gram length `n` and minimum
+`min_n` from `NgramParams`. An item of
+- `n` tokens or more matches a row that contains any of its n-grams (token windows);
+- `min_n` to `n − 1` tokens matches a row that contains the whole item as a contiguous token sequence;
+- fewer than `min_n` tokens (but one or more) matches only a row whose whole normalized text is the item
+  (a bare "yes" or a three-word sentiment phrase would otherwise flag every row that uses it).
+Our rows are not assigned a regime: a row is searched for every regime's windows its characters allow
+(word windows always, CJK windows when it holds a CJK character, ...).
+
+**Hashing.** Token windows are hashed with minhash's prefix-sum polynomial hashes of byte ranges (mod 2⁶⁴,
+splitmix-finalized); the index is sorted uint64 arrays with a bitmap in front (most windows of a row
+leave after one bit lookup). Every candidate is then **verified on the bytes**: the row's normalized
+window is compared with the item's, so a hash collision can cost time but never reports a row. For each
+row the reported match is the lowest eval item index among the verified ones (then the earliest
+position in the row): a function of the row's text alone, whatever the batch it comes in.
+
+**Near mode** (`NearIndex`, `find_near_copies`): the dedupe stage's MinHash LSH (minhash.sketch with bands
+tuned at `lsh_threshold`) between our rows and the eval items, every candidate pair verified by exact
+Jaccard of shingle sets at `threshold` — paraphrase-level overlap of whole texts, on the same normalized
+tokens (so word shingles of Chinese are character shingles).
+
+Private helpers of pipeline/minhash.py used here: `_SubstringHasher`, `_token_starts`, `_ranges`,
+`_pieces` (imported, not copied).
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import minhash
+from pipeline.minhash import _SubstringHasher, _pieces, _ranges, _token_starts
+
+# Script classes written without spaces between words; each of their characters is a token.
+UNSPACED_SCRIPTS = {
+    "cjk": r"\p{Han}\p{Hiragana}\p{Katakana}\p{Bopomofo}",
+    "southeast_asian": r"\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}",
+}
+REGIMES = ("word", *UNSPACED_SCRIPTS)  # regime codes are positions in this tuple
+_PUNCTUATION = r"[\p{P}\p{S}]+"
+_ANY_UNSPACED = "([" + "".join(UNSPACED_SCRIPTS.values()) + "])"
+_SPACE = 0x20
+
+
+@dataclass(frozen=True)
+class NgramParams:
+    """N-gram lengths per regime (tokens: words, or characters of an unspaced script).
+
+    Defaults: 13 words as GPT-3 / NeMo Curator (NeMo skips items under 8 words; here they are compared
+    whole, see the module docstring). CJK: 23 characters = 13 words × 1.76 characters per word (People's
+    Daily 1998-01, word-segmented, punctuation excluded), min 14 (= 8 words); Southeast Asian scripts:
+    54 code points = 13 × 4.12 code points per Thai word (Thai National Corpus frequency list), min 33.
+    benchmarks/decontaminate/README.md has the measurements behind these and what they trade.
+
+    `hash_bits` < 64 keeps only the top bits of every window hash: a test's way to force collisions.
+    """
+
+    ngram: int = 13
+    min_ngram: int = 8
+    cjk_ngram: int = 23
+    cjk_min_ngram: int = 14
+    southeast_asian_ngram: int = 54
+    southeast_asian_min_ngram: int = 33
+    hash_bits: int = 64
+
+    def __post_init__(self):
+        for regime in REGIMES:
+            n, low = self.lengths(regime)
+            if not 1 <= low <= n:
+                raise ValueError(f"{regime}: need 1 <= min_ngram ({low}) <= ngram ({n})")
+        if not 8 <= self.hash_bits <= 64:
+            raise ValueError("hash_bits must be within 8..64")
+
+    def lengths(self, regime: str) -> tuple[int, int]:
+        """(n, min_n) of a regime."""
+        prefix = "" if regime == "word" else regime + "_"
+        return getattr(self, prefix + "ngram"), getattr(self, prefix + "min_ngram")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalization and token windows.
+
+
+@dataclass
+class Normalized:
+    """Normalized texts as UTF-8 bytes (single spaces between tokens), per-text offsets, token starts
+    (`tokens` offsets per text), the regime each text would be read in, and which script classes each
+    text holds (`holds[:, 0]` — words — always true)."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+    starts: np.ndarray
+    tokens: np.ndarray
+    regime: np.ndarray
+    holds: np.ndarray
+
+    @property
+    def n_tokens(self) -> np.ndarray:
+        return np.where(np.diff(self.offsets) > 0, np.diff(self.tokens), 0)
+
+    def text(self, start: int, end: int) -> str:
+        return self.data[start:end].tobytes().decode("utf-8")
+
+
+def normalize(texts: pa.Array) -> Normalized:
+    """Casefold, delete punctuation and symbols, make every unspaced-script character a token, collapse
+    whitespace; then token starts, regimes and script classes per text.
+
+    ASCII punctuation is deleted from the UTF-8 bytes in numpy (a byte below 0x80 is never part of a longer
+    character); regular expressions run on the non-ASCII texts only (other punctuation, scripts);
+    minhash.normalize then casefolds and collapses whitespace.
+    """
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    texts = _delete_ascii_punctuation(pc.fill_null(texts.cast(pa.string()), ""))
+    n = len(texts)
+    regime = np.zeros(n, dtype=np.int8)
+    holds = np.zeros((n, len(REGIMES)), dtype=bool)
+    holds[:, 0] = True
+    non_ascii = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
+    if len(non_ascii):
+        subset = pc.replace_substring_regex(texts.take(pa.array(non_ascii)), _PUNCTUATION, "")
+        unspaced = np.flatnonzero(pc.match_substring_regex(subset, _ANY_UNSPACED).to_numpy(zero_copy_only=False))
+        if len(unspaced):
+            some = subset.take(pa.array(unspaced))
+            letters = pc.count_substring_regex(some, r"[\p{L}\p{M}]").to_numpy(zero_copy_only=False)
+            counts = np.stack([pc.count_substring_regex(some, f"[{chars}]").to_numpy(zero_copy_only=False)
+                               for chars in UNSPACED_SCRIPTS.values()], axis=1)
+            holds[non_ascii[unspaced], 1:] = counts > 0
+            top = counts.argmax(axis=1)
+            majority = counts[np.arange(len(top)), top] * 2 > letters
+            regime[non_ascii[unspaced]] = np.where(majority, top + 1, 0)
+            mask = np.zeros(len(subset), dtype=bool)
+            mask[unspaced] = True
+            subset = pc.replace_with_mask(subset, pa.array(mask), pc.replace_substring_regex(some, _ANY_UNSPACED, r" \1 "))
+        mask = np.zeros(n, dtype=bool)
+        mask[non_ascii] = True
+        texts = pc.replace_with_mask(texts, pa.array(mask), subset)
+    # Trimmed first: minhash.normalize sends texts with whitespace at an edge through Python.
+    data, offsets = minhash.normalize(pc.utf8_trim_whitespace(texts))
+    starts, tokens = _token_starts(data, offsets, "word")
+    return Normalized(data, offsets, starts, tokens, regime, holds)
+
+
+_ASCII_PUNCTUATION = np.zeros(256, dtype=bool)
+_ASCII_PUNCTUATION[np.frombuffer(string.punctuation.encode(), np.uint8)] = True  # = ASCII P and S
+
+
+def _delete_ascii_punctuation(texts: pa.Array) -> pa.Array:
+    """The texts (string, no nulls) without their ASCII punctuation and symbol bytes."""
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset: texts.offset + len(texts) + 1]
+    buffer = texts.buffers()[2]
+    if buffer is None:
+        return texts
+    data = np.frombuffer(buffer, dtype=np.uint8)[offsets[0]: offsets[-1]]
+    keep = ~_ASCII_PUNCTUATION[data]
+    if keep.all():
+        return texts
+    kept_before = np.concatenate([np.zeros(1, np.int32), np.cumsum(keep, dtype=np.int32)])
+    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(kept_before[offsets - offsets[0]].astype(np.int32)),
+                                       pa.py_buffer(data[keep]))
+
+
+@dataclass
+class Windows:
+    """Token windows of some texts: text index, byte start and end (exclusive), and the hash."""
+
+    doc: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    hash: np.ndarray
+
+
+def _mask_hash(h: np.ndarray, bits: int) -> np.ndarray:
+    return h if bits == 64 else h & np.uint64(((1 << bits) - 1) << (64 - bits))
+
+
+def windows(norm: Normalized, hasher: _SubstringHasher, size: int, docs: np.ndarray, bits: int,
+            first_only: bool = False) -> Windows:
+    """Every window of `size` consecutive tokens in each of `docs` (indices) that has that many tokens;
+    with `first_only`, only the first window of each (an item's prefix)."""
+    n_tokens = norm.n_tokens[docs]
+    docs = docs[n_tokens >= size]
+    counts = np.ones(len(docs), np.int64) if first_only else norm.n_tokens[docs] - size + 1
+    first = _ranges(norm.tokens[docs], counts)
+    doc = np.repeat(docs, counts)
+    past = first + size  # token index just past the window
+    at_end = past >= norm.tokens[doc + 1]
+    start = norm.starts[first]
+    end = np.where(at_end, norm.offsets[doc + 1], norm.starts[np.minimum(past, len(norm.starts) - 1)] - 1)
+    return Windows(doc, start, end, _mask_hash(hasher(start, end), bits))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The index: three hash tables over the eval items.
+
+
+class HashTable:
+    """Sorted 64-bit hashes with, per entry, an eval item and its byte range; a bitmap of the hashes' top
+    bits in front so that most queries leave after one lookup. `unique`: one entry per hash, the lowest
+    item (else every (hash, item) pair is kept)."""
+
+    def __init__(self, hashes: np.ndarray, item: np.ndarray, start: np.ndarray, end: np.ndarray, unique: bool):
+        order = np.lexsort((start, item, hashes))
+        hashes, item, start, end = hashes[order], item[order], start[order], end[order]
+        keep = np.ones(len(hashes), dtype=bool)
+        if unique:
+            keep[1:] = hashes[1:] != hashes[:-1]
+        else:
+            keep[1:] = (hashes[1:] != hashes[:-1]) | (item[1:] != item[:-1])
+        self.hash, self.item, self.start, self.end = hashes[keep], item[keep], start[keep], end[keep]
+        # ~64 bits of bitmap per entry: a query missing every entry passes with probability ≤ 1/64.
+        self.bits = int(min(30, max(16, np.ceil(np.log2(max(len(self.hash), 1))) + 6)))
+        slot = (self.hash >> np.uint64(64 - self.bits)).astype(np.int64)
+        self.bitmap = np.zeros(1 << (self.bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(self.bitmap, slot >> 3, (1 << (slot & 7)).astype(np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.hash)
+
+    def lookup(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, entry index) for every entry whose hash equals a query's."""
+        if not len(self.hash) or not len(queries):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        slot = (queries >> np.uint64(64 - self.bits)).astype(np.int64)
+        maybe = np.flatnonzero((self.bitmap[slot >> 3] >> (slot & 7).astype(np.uint8)) & 1)
+        lo = np.searchsorted(self.hash, queries[maybe], side="left")
+        hi = np.searchsorted(self.hash, queries[maybe], side="right")
+        counts = hi - lo
+        return np.repeat(maybe, counts), _ranges(lo, counts)
+
+
+# How an item is compared, by its token count (see the module docstring).
+COMPARED_AS = ("ngrams", "whole_item_inside", "whole_row_equal", "empty")
+
+
+@dataclass
+class NgramIndex:
+    """The eval items, normalized, and their hash tables. Build with `NgramIndex.build`."""
+
+    params: NgramParams
+    items: Normalized
+    compared_as: np.ndarray  # per item, an index into COMPARED_AS
+    ngrams: HashTable  # n-grams of long items (one entry per distinct n-gram: its lowest item)
+    prefixes: HashTable  # first min_n tokens of medium items → the item's whole byte range
+    wholes: HashTable  # whole text of short items
+    sizes: dict[str, dict[str, int]] = field(default_factory=dict)  # window sizes per regime present
+
+    @classmethod
+    def build(cls, texts: pa.Array | Iterable[pa.Array], params: NgramParams = NgramParams()) -> "NgramIndex":
+        """Index eval texts (one array, or an iterable of arrays read in order: item indices run on)."""
+        parts = [texts] if isinstance(texts, (pa.Array, pa.ChunkedArray)) else list(texts)
+        texts = pa.concat_arrays([(p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p).cast(pa.string())
+                                  for p in parts]) if parts else pa.array([], pa.string())
+        items = normalize(texts)
+        hasher = _SubstringHasher(items.data)
+        n_tokens = items.n_tokens
+        n = np.array([params.lengths(r)[0] for r in REGIMES])[items.regime]
+        low = np.array([params.lengths(r)[1] for r in REGIMES])[items.regime]
+        compared_as = np.select([n_tokens >= n, n_tokens >= low, n_tokens >= 1], [0, 1, 2], 3).astype(np.int8)
+        tables, sizes = [], {"ngrams": {}, "prefixes": {}}
+        for kind, table_of in ((0, "ngrams"), (1, "prefixes")):
+            hashes, item, start, end = [], [], [], []
+            for code, regime in enumerate(REGIMES):
+                docs = np.flatnonzero((compared_as == kind) & (items.regime == code))
+                if not len(docs):
+                    continue
+                size = params.lengths(regime)[kind]
+                sizes[table_of][regime] = size
+                w = windows(items, hasher, size, docs, params.hash_bits, first_only=kind == 1)
+                hashes.append(w.hash)
+                item.append(w.doc)
+                if kind == 0:  # the n-gram itself
+                    start.append(w.start)
+                    end.append(w.end)
+                else:  # the whole item
+                    start.append(items.offsets[w.doc])
+                    end.append(items.offsets[w.doc + 1])
+            if hashes:
+                found = [np.concatenate(hashes), np.concatenate(item), np.concatenate(start), np.concatenate(end)]
+            else:
+                found = [np.zeros(0, np.uint64)] + [np.zeros(0, np.int64)] * 3
+            tables.append(HashTable(*found, unique=kind == 0))
+        short = np.flatnonzero(compared_as == 2)
+        whole_hash = _mask_hash(hasher(items.offsets[short], items.offsets[short + 1]), params.hash_bits)
+        tables.append(HashTable(whole_hash, short, items.offsets[short], items.offsets[short + 1], unique=True))
+        return cls(params, items, compared_as, *tables, sizes=sizes)
+
+    def __len__(self) -> int:
+        return len(self.compared_as)
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """Items per regime and per way of comparing them (for reports)."""
+        out: dict[str, dict[str, int]] = {}
+        for code, regime in enumerate(REGIMES):
+            mine = self.items.regime == code
+            if mine.any():
+                out[regime] = {how: int((mine & (self.compared_as == k)).sum()) for k, how in enumerate(COMPARED_AS)}
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scanning our rows.
+
+
+@dataclass
+class NgramMatches:
+    """One verified match per matched row: row index (into the scanned texts, plus `first_row`), eval item
+    index, how it matched (COMPARED_AS name), and the overlapping normalized text (the n-gram, or the
+    whole item)."""
+
+    row: np.ndarray
+    item: np.ndarray
+    how: list[str]
+    ngram: list[str]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @classmethod
+    def concat(cls, parts: list["NgramMatches"]) -> "NgramMatches":
+        return cls(np.concatenate([np.zeros(0, np.int64)] + [p.row for p in parts]),
+                   np.concatenate([np.zeros(0, np.int64)] + [p.item for p in parts]),
+                   [h for p in parts for h in p.how], [g for p in parts for g in p.ngram])
+
+
+def _equal_bytes(a: np.ndarray, a_start: np.ndarray, b: np.ndarray, b_start: np.ndarray,
+                 lengths: np.ndarray) -> np.ndarray:
+    """Whether a[a_start : a_start+len] == b[b_start : b_start+len] for every range, vectorized."""
+    lengths = lengths.astype(np.int64)
+    differs = a[_ranges(a_start, lengths)] != b[_ranges(b_start, lengths)]
+    bad = np.bincount(np.repeat(np.arange(len(lengths)), lengths)[differs], minlength=len(lengths))
+    return bad == 0
+
+
+def _scan_piece(index: NgramIndex, texts: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Verified best match per matched text of one piece: (text, item, how code, overlapping text)."""
+    rows = normalize(texts)
+    hasher = _SubstringHasher(rows.data)
+    params, items = index.params, index.items
+    everyone = np.arange(len(rows.offsets) - 1)
+    # Candidates: (doc, item, row byte start, row byte end, item byte start, item byte end, how)
+    cand: list[tuple[np.ndarray, ...]] = []
+
+    def docs_for(regime: str) -> np.ndarray:
+        return everyone if regime == "word" else np.flatnonzero(rows.holds[:, REGIMES.index(regime)])
+
+    for kind, table in ((0, index.ngrams), (1, index.prefixes)):
+        by_size: dict[int, list[str]] = {}
+        for regime, size in index.sizes["ngrams" if kind == 0 else "prefixes"].items():
+            by_size.setdefault(size, []).append(regime)
+        for size, regimes in by_size.items():
+            docs = everyone if "word" in regimes else np.unique(np.concatenate([docs_for(r) for r in regimes]))
+            w = windows(rows, hasher, size, docs, params.hash_bits)
+            q, e = table.lookup(w.hash)
+            length = table.end[e] - table.start[e]
+            end = w.start[q] + length if kind == 1 else w.end[q]
+            if kind == 1:  # the whole item must fit in the row and end at a token boundary
+                doc_end = rows.offsets[w.doc[q] + 1]
+                fits = end <= doc_end
+                fits[fits] &= (end[fits] == doc_end[fits]) | (rows.data[np.minimum(end[fits], len(rows.data) - 1)] == _SPACE)
+                q, e, end, length = q[fits], e[fits], end[fits], length[fits]
+            cand.append((w.doc[q], table.item[e], w.start[q], end, table.start[e], table.end[e], np.full(len(q), kind)))
+    nonempty = np.flatnonzero(rows.n_tokens > 0)
+    if len(index.wholes):
+        whole = _mask_hash(hasher(rows.offsets[nonempty], rows.offsets[nonempty + 1]), params.hash_bits)
+        q, e = index.wholes.lookup(whole)
+        doc = nonempty[q]
+        cand.append((doc, index.wholes.item[e], rows.offsets[doc], rows.offsets[doc + 1], index.wholes.start[e],
+                     index.wholes.end[e], np.full(len(q), 2)))
+    if not cand:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), []
+    doc, item, start, end, item_start, item_end, how = (np.concatenate(c) for c in zip(*cand))
+    # Verification: the row's range and the item's have the same length and the same bytes.
+    length = end - start
+    same_length = length == item_end - item_start
+    ok = np.zeros(len(doc), dtype=bool)
+    ok[same_length] = _equal_bytes(rows.data, start[same_length], items.data, item_start[same_length],
+                                   length[same_length])
+    doc, item, start, end, how = doc[ok], item[ok], start[ok], end[ok], how[ok]
+    order = np.lexsort((start, item, doc))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = doc[order][1:] != doc[order][:-1]
+    pick = order[first]
+    texts_out = [rows.text(s, e) for s, e in zip(start[pick].tolist(), end[pick].tolist())]
+    return doc[pick], item[pick], how[pick].astype(np.int8), texts_out
+
+
+def find_ngram_overlaps(index: NgramIndex, texts: pa.Array, first_row: int = 0) -> NgramMatches:
+    """The verified match of every row of `texts` that overlaps an eval item (rows numbered from
+    `first_row`); rows without one are absent. Null texts match nothing."""
+    parts, offset = [], 0
+    for piece in _pieces(texts):
+        doc, item, how, ngram = _scan_piece(index, piece)
+        parts.append(NgramMatches(doc + offset + first_row, item, [COMPARED_AS[h] for h in how.tolist()], ngram))
+        offset += len(piece)
+    return NgramMatches.concat(parts)
+
+
+def scan(index: NgramIndex, batches: Iterable[pa.Array]) -> Iterator[NgramMatches]:
+    """`find_ngram_overlaps` over a stream of text batches, rows numbered across the stream."""
+    first_row = 0
+    for texts in batches:
+        yield find_ngram_overlaps(index, texts, first_row)
+        first_row += len(texts)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Near mode: MinHash LSH candidates between rows and eval items, verified by exact Jaccard.
+
+
+@dataclass(frozen=True)
+class NearParams:
+    """Shingles of `ngram` normalized tokens (words; characters of unspaced scripts), MinHash with
+    `num_perm` permutations, LSH bands tuned at `lsh_threshold`, pairs kept at Jaccard ≥ `threshold`."""
+
+    ngram: int = 5
+    num_perm: int = 128
+    threshold: float = 0.5
+    lsh_threshold: float = 0.4
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.lsh_threshold <= self.threshold <= 1:
+            raise ValueError("need 0 < lsh_threshold <= threshold <= 1")
+
+    @property
+    def bands_rows(self) -> tuple[int, int]:
+        return minhash.bands_rows(self.lsh_threshold, self.num_perm)
+
+
+def _normalized_strings(norm: Normalized) -> pa.Array:
+    """The normalized texts as an Arrow string array (minhash.sketch normalizes them again: a no-op)."""
+    offsets = pa.py_buffer(norm.offsets.astype(np.int32))
+    return pa.StringArray.from_buffers(len(norm.offsets) - 1, offsets, pa.py_buffer(norm.data))
+
+
+def _sketch(texts: pa.Array, params: NearParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band keys (texts × bands), shingle fingerprints (sorted per text, flattened) and their offsets."""
+    bands, rows = params.bands_rows
+    keys, sets, counts = [np.zeros((0, bands), np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for piece in _pieces(texts):
+        _, k, s, c = minhash.sketch(_normalized_strings(normalize(piece)), "word", params.ngram, params.num_perm,
+                                    params.seed, bands, rows)
+        keys.append(k)
+        sets.append(s)
+        counts.append(c)
+    counts = np.concatenate(counts)
+    return np.concatenate(keys), np.concatenate(sets), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+@dataclass
+class NearIndex:
+    """Eval items' LSH band keys (per band: sorted keys and their items) and shingle sets."""
+
+    params: NearParams
+    band_keys: list[np.ndarray]
+    band_items: list[np.ndarray]
+    sets: np.ndarray
+    set_offsets: np.ndarray
+
+    @classmethod
+    def build(cls, texts: pa.Array, params: NearParams = NearParams()) -> "NearIndex":
+        keys, sets, offsets = _sketch(texts, params)
+        band_keys, band_items = [], []
+        for b in range(keys.shape[1]):
+            order = np.argsort(keys[:, b], kind="stable")
+            band_keys.append(keys[order, b])
+            band_items.append(order)
+        return cls(params, band_keys, band_items, sets, offsets)
+
+    def __len__(self) -> int:
+        return len(self.set_offsets) - 1
+
+
+@dataclass
+class NearMatches:
+    """Per matched row: row index, the most similar eval item (lowest index among equals), exact Jaccard."""
+
+    row: np.ndarray
+    item: np.ndarray
+    jaccard: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def find_near_copies(index: NearIndex, texts: pa.Array, first_row: int = 0) -> NearMatches:
+    """Rows of `texts` whose shingle-set Jaccard to an eval item is ≥ the index's threshold, each with its
+    most similar item; only LSH candidates are compared, each exactly."""
+    keys, sets, offsets = _sketch(texts, index.params)
+    n_items = len(index)
+    codes = []
+    for b, (sorted_keys, items) in enumerate(zip(index.band_keys, index.band_items)):
+        lo = np.searchsorted(sorted_keys, keys[:, b], side="left")
+        hi = np.searchsorted(sorted_keys, keys[:, b], side="right")
+        row = np.repeat(np.arange(len(keys)), hi - lo)
+        codes.append(row * n_items + items[_ranges(lo, hi - lo)])
+    codes = minhash.distinct(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
+    row, item = codes // max(n_items, 1), codes % max(n_items, 1)
+    if not len(codes):
+        return NearMatches(row, item, np.zeros(0))
+    fingerprints = np.concatenate([index.sets, sets])
+    all_offsets = np.concatenate([index.set_offsets, index.set_offsets[-1] + offsets[1:]])
+    jaccard = minhash.jaccard(fingerprints, all_offsets, item, n_items + row, index.params.threshold)
+    keep = jaccard >= index.params.threshold  # NaN (pruned by size) compares false
+    row, item, jaccard = row[keep], item[keep], jaccard[keep]
+    order = np.lexsort((item, -jaccard, row))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = row[order][1:] != row[order][:-1]
+    pick = order[first]
+    return NearMatches(row[pick] + first_row, item[pick], jaccard[pick])
