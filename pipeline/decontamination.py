@@ -212,18 +212,25 @@ def windows(norm: Normalized, hasher: _SubstringHasher, size: int, docs: np.ndar
 
 
 class HashTable:
-    """Sorted 64-bit hashes with, per entry, an eval item and its byte range; a bitmap of the hashes' top
-    bits in front so that most queries leave after one lookup. `unique`: one entry per hash, the lowest
-    item (else every (hash, item) pair is kept)."""
+    """Sorted 64-bit hashes with, per entry, an eval item and its byte range in `data`; a bitmap of the
+    hashes' top bits in front so that most queries leave after one lookup. `unique`: an entry whose hash
+    and bytes equal the entry before it is dropped (the lowest item of a text stays; texts that merely
+    share a hash all stay); else one entry per (hash, item)."""
 
-    def __init__(self, hashes: np.ndarray, item: np.ndarray, start: np.ndarray, end: np.ndarray, unique: bool):
+    def __init__(self, hashes: np.ndarray, item: np.ndarray, start: np.ndarray, end: np.ndarray,
+                 data: np.ndarray, unique: bool):
         order = np.lexsort((start, item, hashes))
         hashes, item, start, end = hashes[order], item[order], start[order], end[order]
         keep = np.ones(len(hashes), dtype=bool)
+        keep[1:] = hashes[1:] != hashes[:-1]
+        same = np.flatnonzero(~keep[1:]) + 1  # entries whose hash equals the previous entry's
         if unique:
-            keep[1:] = hashes[1:] != hashes[:-1]
+            length = end[same] - start[same]
+            equal = length == end[same - 1] - start[same - 1]
+            equal[equal] = _equal_bytes(data, start[same][equal], data, start[same - 1][equal], length[equal])
+            keep[same] = ~equal
         else:
-            keep[1:] = (hashes[1:] != hashes[:-1]) | (item[1:] != item[:-1])
+            keep[same] = item[same] != item[same - 1]
         self.hash, self.item, self.start, self.end = hashes[keep], item[keep], start[keep], end[keep]
         # ~64 bits of bitmap per entry: a query missing every entry passes with probability ≤ 1/64.
         self.bits = int(min(30, max(16, np.ceil(np.log2(max(len(self.hash), 1))) + 6)))
@@ -296,10 +303,10 @@ class NgramIndex:
                 found = [np.concatenate(hashes), np.concatenate(item), np.concatenate(start), np.concatenate(end)]
             else:
                 found = [np.zeros(0, np.uint64)] + [np.zeros(0, np.int64)] * 3
-            tables.append(HashTable(*found, unique=kind == 0))
+            tables.append(HashTable(*found, data=items.data, unique=kind == 0))
         short = np.flatnonzero(compared_as == 2)
         whole_hash = _mask_hash(hasher(items.offsets[short], items.offsets[short + 1]), params.hash_bits)
-        tables.append(HashTable(whole_hash, short, items.offsets[short], items.offsets[short + 1], unique=True))
+        tables.append(HashTable(whole_hash, short, items.offsets[short], items.offsets[short + 1], items.data, unique=True))
         return cls(params, items, compared_as, *tables, sizes=sizes)
 
     def __len__(self) -> int:
@@ -399,7 +406,21 @@ def _scan_piece(index: NgramIndex, texts: pa.Array) -> tuple[np.ndarray, np.ndar
     first[1:] = doc[order][1:] != doc[order][:-1]
     pick = order[first]
     texts_out = [rows.text(s, e) for s, e in zip(start[pick].tolist(), end[pick].tolist())]
-    return doc[pick], item[pick], how[pick].astype(np.int8), texts_out
+    return doc[pick], item[pick], how[pick].astype(np.int8), _display(texts_out)
+
+
+_BETWEEN_UNSPACED = _ANY_UNSPACED + " " + _ANY_UNSPACED
+
+
+def _display(texts: list[str]) -> list[str]:
+    """Normalized texts without the spaces normalization put between two unspaced-script characters
+    (two passes: a match consumes the character after the space)."""
+    if not texts:
+        return texts
+    out = pa.array(texts, pa.string())
+    for _ in range(2):
+        out = pc.replace_substring_regex(out, _BETWEEN_UNSPACED, r"\1\2")
+    return out.to_pylist()
 
 
 def find_ngram_overlaps(index: NgramIndex, texts: pa.Array, first_row: int = 0) -> NgramMatches:
