@@ -1,8 +1,7 @@
 """Evaluation-set overlap primitives ("decontamination"): which of our rows share an n-gram with an item of
-an evaluation set, and which are near copies of one. Pure numpy / Arrow functions of their inputs, like
-pipeline/minhash.py, whose vectorized hashing they reuse; what to do with a matched row is the caller's
-business. (Longer than most modules: the three match rules, their index and their verification belong
-together, and the near mode is a few functions beside them.)
+an evaluation set (this module) or are near copies of one (pipeline/decontamination_near.py). Pure numpy /
+Arrow functions of their inputs, like pipeline/minhash.py, whose vectorized hashing they reuse; what to do
+with a matched row is the caller's business.
 
 **Normalization** (both sides alike, as GPT-3 and NeMo Curator's task decontamination): casefold,
 punctuation and symbols (Unicode P* and S*) deleted, whitespace collapsed; tokens are the words left.
@@ -27,18 +26,20 @@ window is compared with the item's, so a hash collision can cost time but never 
 row the reported match is the lowest eval item index among the verified ones (then the earliest
 position in the row): a function of the row's text alone, whatever the batch it comes in.
 
-**Near mode** (`NearIndex`, `find_near_copies`): the dedupe stage's MinHash LSH (minhash.sketch with bands
-tuned at `lsh_threshold`) between our rows and the eval items, every candidate pair verified by exact
-Jaccard of shingle sets at `threshold` — paraphrase-level overlap of whole texts, on the same normalized
-tokens (so word shingles of Chinese are character shingles).
+**Streaming and workers.** `scan` maps a stream of text batches to matches with rows numbered across the
+stream; `NgramIndex.save` / `load` put the index in .npy files that worker processes memory-map
+(`find_ngram_overlaps_saved` is the worker job).
 
 Private helpers of pipeline/minhash.py used here: `_SubstringHasher`, `_token_starts`, `_ranges`,
 `_pieces` (imported, not copied).
 """
 from __future__ import annotations
 
+import functools
+import json
 import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -241,6 +242,17 @@ class HashTable:
     def __len__(self) -> int:
         return len(self.hash)
 
+    ARRAYS = ("hash", "item", "start", "end", "bitmap")
+
+    @classmethod
+    def restore(cls, arrays: dict[str, np.ndarray]) -> "HashTable":
+        """A table from the arrays `save` wrote (memory-mapped or not)."""
+        table = cls.__new__(cls)
+        for name in cls.ARRAYS:
+            setattr(table, name, arrays[name])
+        table.bits = int(np.log2(len(table.bitmap))) + 3
+        return table
+
     def lookup(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, entry index) for every entry whose hash equals a query's."""
         if not len(self.hash) or not len(queries):
@@ -311,6 +323,34 @@ class NgramIndex:
 
     def __len__(self) -> int:
         return len(self.compared_as)
+
+    _ITEM_ARRAYS = ("data", "offsets", "starts", "tokens", "regime", "holds")
+    _TABLES = ("ngrams", "prefixes", "wholes")
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the index as .npy files and index.json in `folder`: worker processes `load` it memory-
+        mapped, so that one copy in the page cache serves them all."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in self._ITEM_ARRAYS:
+            np.save(folder / f"items.{name}.npy", getattr(self.items, name))
+        np.save(folder / "compared_as.npy", self.compared_as)
+        for table in self._TABLES:
+            for name in HashTable.ARRAYS:
+                np.save(folder / f"{table}.{name}.npy", getattr(getattr(self, table), name))
+        (folder / "index.json").write_text(json.dumps({"params": asdict(self.params), "sizes": self.sizes}))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, mmap: bool = True) -> "NgramIndex":
+        folder = Path(folder)
+        mode = "r" if mmap else None
+        meta = json.loads((folder / "index.json").read_text())
+        items = Normalized(*(np.load(folder / f"items.{name}.npy", mmap_mode=mode) for name in cls._ITEM_ARRAYS))
+        tables = [HashTable.restore({name: np.load(folder / f"{table}.{name}.npy", mmap_mode=mode)
+                                     for name in HashTable.ARRAYS}) for table in cls._TABLES]
+        return cls(NgramParams(**meta["params"]), items, np.load(folder / "compared_as.npy", mmap_mode=mode),
+                   *tables, sizes=meta["sizes"])
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Items per regime and per way of comparing them (for reports)."""
@@ -434,116 +474,20 @@ def find_ngram_overlaps(index: NgramIndex, texts: pa.Array, first_row: int = 0) 
     return NgramMatches.concat(parts)
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded(folder: str) -> NgramIndex:
+    return NgramIndex.load(folder)
+
+
+def find_ngram_overlaps_saved(folder: str, texts: pa.Array, first_row: int = 0) -> NgramMatches:
+    """Worker job: `find_ngram_overlaps` with an index `NgramIndex.save`d in `folder`, memory-mapped once
+    per process (pickling a 50k-item index with every batch would cost more than the scan)."""
+    return find_ngram_overlaps(_loaded(str(folder)), texts, first_row)
+
+
 def scan(index: NgramIndex, batches: Iterable[pa.Array]) -> Iterator[NgramMatches]:
     """`find_ngram_overlaps` over a stream of text batches, rows numbered across the stream."""
     first_row = 0
     for texts in batches:
         yield find_ngram_overlaps(index, texts, first_row)
         first_row += len(texts)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Near mode: MinHash LSH candidates between rows and eval items, verified by exact Jaccard.
-
-
-@dataclass(frozen=True)
-class NearParams:
-    """Shingles of `ngram` normalized tokens (words; characters of unspaced scripts), MinHash with
-    `num_perm` permutations, LSH bands tuned at `lsh_threshold`, pairs kept at Jaccard ≥ `threshold`."""
-
-    ngram: int = 5
-    num_perm: int = 128
-    threshold: float = 0.5
-    lsh_threshold: float = 0.4
-    seed: int = 1
-
-    def __post_init__(self):
-        if not 0 < self.lsh_threshold <= self.threshold <= 1:
-            raise ValueError("need 0 < lsh_threshold <= threshold <= 1")
-
-    @property
-    def bands_rows(self) -> tuple[int, int]:
-        return minhash.bands_rows(self.lsh_threshold, self.num_perm)
-
-
-def _normalized_strings(norm: Normalized) -> pa.Array:
-    """The normalized texts as an Arrow string array (minhash.sketch normalizes them again: a no-op)."""
-    offsets = pa.py_buffer(norm.offsets.astype(np.int32))
-    return pa.StringArray.from_buffers(len(norm.offsets) - 1, offsets, pa.py_buffer(norm.data))
-
-
-def _sketch(texts: pa.Array, params: NearParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band keys (texts × bands), shingle fingerprints (sorted per text, flattened) and their offsets."""
-    bands, rows = params.bands_rows
-    keys, sets, counts = [np.zeros((0, bands), np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
-    for piece in _pieces(texts):
-        _, k, s, c = minhash.sketch(_normalized_strings(normalize(piece)), "word", params.ngram, params.num_perm,
-                                    params.seed, bands, rows)
-        keys.append(k)
-        sets.append(s)
-        counts.append(c)
-    counts = np.concatenate(counts)
-    return np.concatenate(keys), np.concatenate(sets), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-
-@dataclass
-class NearIndex:
-    """Eval items' LSH band keys (per band: sorted keys and their items) and shingle sets."""
-
-    params: NearParams
-    band_keys: list[np.ndarray]
-    band_items: list[np.ndarray]
-    sets: np.ndarray
-    set_offsets: np.ndarray
-
-    @classmethod
-    def build(cls, texts: pa.Array, params: NearParams = NearParams()) -> "NearIndex":
-        keys, sets, offsets = _sketch(texts, params)
-        band_keys, band_items = [], []
-        for b in range(keys.shape[1]):
-            order = np.argsort(keys[:, b], kind="stable")
-            band_keys.append(keys[order, b])
-            band_items.append(order)
-        return cls(params, band_keys, band_items, sets, offsets)
-
-    def __len__(self) -> int:
-        return len(self.set_offsets) - 1
-
-
-@dataclass
-class NearMatches:
-    """Per matched row: row index, the most similar eval item (lowest index among equals), exact Jaccard."""
-
-    row: np.ndarray
-    item: np.ndarray
-    jaccard: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-
-def find_near_copies(index: NearIndex, texts: pa.Array, first_row: int = 0) -> NearMatches:
-    """Rows of `texts` whose shingle-set Jaccard to an eval item is ≥ the index's threshold, each with its
-    most similar item; only LSH candidates are compared, each exactly."""
-    keys, sets, offsets = _sketch(texts, index.params)
-    n_items = len(index)
-    codes = []
-    for b, (sorted_keys, items) in enumerate(zip(index.band_keys, index.band_items)):
-        lo = np.searchsorted(sorted_keys, keys[:, b], side="left")
-        hi = np.searchsorted(sorted_keys, keys[:, b], side="right")
-        row = np.repeat(np.arange(len(keys)), hi - lo)
-        codes.append(row * n_items + items[_ranges(lo, hi - lo)])
-    codes = minhash.distinct(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
-    row, item = codes // max(n_items, 1), codes % max(n_items, 1)
-    if not len(codes):
-        return NearMatches(row, item, np.zeros(0))
-    fingerprints = np.concatenate([index.sets, sets])
-    all_offsets = np.concatenate([index.set_offsets, index.set_offsets[-1] + offsets[1:]])
-    jaccard = minhash.jaccard(fingerprints, all_offsets, item, n_items + row, index.params.threshold)
-    keep = jaccard >= index.params.threshold  # NaN (pruned by size) compares false
-    row, item, jaccard = row[keep], item[keep], jaccard[keep]
-    order = np.lexsort((item, -jaccard, row))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = row[order][1:] != row[order][:-1]
-    pick = order[first]
-    return NearMatches(row[pick] + first_row, item[pick], jaccard[pick])

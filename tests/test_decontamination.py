@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import decontamination as dc
+from pipeline import decontamination_near as near_mode
 from tests.conftest import REPO, SHARED_DATA
 
 _spec = importlib.util.spec_from_file_location("decontam_truth", REPO / "benchmarks" / "decontaminate" / "truth.py")
@@ -189,6 +190,19 @@ def test_same_matches_whatever_the_batch_size(eval_items, sms, alpaca):
     assert {some[k]: m for k, m in alone.items()} == {r: reference[r] for r in some if r in reference}
 
 
+def test_a_saved_index_loads_memory_mapped_with_the_same_matches(tmp_path, eval_items, sms):
+    index = dc.NgramIndex.build(pa.array(eval_items + ZH_ITEMS))
+    ours = pa.array(sms[:2000] + eval_items[::5] + [f"Translate: {ZH_ITEMS[0]}"])
+    expected = dc.find_ngram_overlaps(index, ours, first_row=10)
+    loaded = dc.NgramIndex.load(index.save(tmp_path / "index"))
+    assert isinstance(loaded.ngrams.hash, np.memmap) and loaded.summary() == index.summary()
+    for got in (dc.find_ngram_overlaps(loaded, ours, first_row=10),
+                dc.find_ngram_overlaps_saved(str(tmp_path / "index"), ours, first_row=10)):
+        assert (got.row == expected.row).all() and (got.item == expected.item).all()
+        assert got.how == expected.how and got.ngram == expected.ngram
+    assert len(expected) > 100 and expected.row.min() >= 10
+
+
 def test_real_sms_against_real_sms_agrees_with_the_reference(sms):
     """SMS spam repeats templates with small changes: natural overlaps of all three kinds."""
     items, ours = sms[:1500], sms[1500:] + [None, "", "!!!"]
@@ -212,8 +226,8 @@ def word_shingles(text: str, n: int) -> set[tuple[str, ...]]:
 def test_near_mode_finds_paraphrases_verified_by_exact_jaccard(alpaca, sms):
     rng = random.Random(3)
     items = [r["output"] for r in alpaca[:400]]
-    params = dc.NearParams()
-    index = dc.NearIndex.build(pa.array(items), params)
+    params = near_mode.NearParams()
+    index = near_mode.NearIndex.build(pa.array(items), params)
     planted = {}
     ours = list(sms[:2000])
     for k in [k for k in range(400) if len(items[k].split()) >= 40][::20]:
@@ -222,7 +236,7 @@ def test_near_mode_finds_paraphrases_verified_by_exact_jaccard(alpaca, sms):
             words[rng.randrange(len(words))] = rng.choice(["perhaps", "indeed", "very", "also"])
         planted[len(ours)] = k
         ours.append(" ".join(words))
-    found = dc.find_near_copies(index, pa.array(ours))
+    found = near_mode.find_near_copies(index, pa.array(ours))
     got = dict(zip(found.row.tolist(), zip(found.item.tolist(), found.jaccard.tolist())))
     assert len(planted) >= 10 and set(planted) <= set(got)
     for row, (item, jaccard) in got.items():

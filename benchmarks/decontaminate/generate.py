@@ -27,8 +27,9 @@ random eval item:
 - embedded: the item inside a longer prompt (record-side units before and after it);
 - paraphrase: the item with word edits (a swap, a substitution or a deletion per ~8 words), as a whole
   record — the near mode's target; the n-gram mode finds it only where 13 words survive in a row;
-- near_miss (negative): n − 1 = 12 consecutive words of an item of ≥ 14 words, inside record-side text —
-  must not be flagged by the n-gram mode (it shares 12 words, not 13).
+- near_miss (negative): n − 1 = 12 consecutive tokens of an item of ≥ 14 tokens (normalized as the engine
+  does: truth.py), inside record-side text — must not be flagged by the n-gram mode (it shares 12 words,
+  not 13), unless a record-side neighbour happens to continue the item's text.
 
 `meta` holds `kind` ("original" or the planted kind) and `item` (the item's index, −1 for originals).
 """
@@ -39,6 +40,7 @@ import hashlib
 import importlib.util
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import truth  # noqa: E402
+
 _spec = importlib.util.spec_from_file_location("dedupe_generate", HERE.parent / "dedupe" / "generate.py")
 dedupe_generate = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(dedupe_generate)
@@ -97,7 +102,7 @@ def generate(n_records: int, n_items: int, planted: float, seed: int = 0) -> tup
     items = [" ".join(draw(eval_deck, eval_units, 1 if rng.random() < 0.6 else rng.randint(2, 4)))
              for _ in range(n_items)]
     vocabulary = sorted({w for i in record_units for w in units[i].split()})
-    long_items = [i for i, t in enumerate(items) if len(t.split()) >= NEAR_MISS_WORDS + 2]
+    long_items = [i for i, t in enumerate(items) if len(truth.analyse(t)[0]) >= NEAR_MISS_WORDS + 2]
 
     texts, metas = [], []
     kinds, weights = list(PLANTED_KINDS), list(PLANTED_KINDS.values())
@@ -117,7 +122,7 @@ def generate(n_records: int, n_items: int, planted: float, seed: int = 0) -> tup
         elif kind == "paraphrase":
             text = paraphrase(text, rng, vocabulary)
         elif kind == "near_miss":
-            words = text.split()
+            words = truth.analyse(text)[0]
             at = rng.randrange(len(words) - NEAR_MISS_WORDS + 1)
             text = " ".join(draw(record_deck, record_units, 1) + words[at: at + NEAR_MISS_WORDS]
                             + draw(record_deck, record_units, 1))
