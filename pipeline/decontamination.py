@@ -120,6 +120,22 @@ class Normalized:
         return self.data[start:end].tobytes().decode("utf-8")
 
 
+def _join(parts: list[Normalized]) -> Normalized:
+    """One Normalized of consecutive pieces (offsets and token starts rebased)."""
+    if not parts:
+        return normalize(pa.array([], pa.string()))
+    byte_base = np.cumsum([0] + [len(p.data) for p in parts])
+    token_base = np.cumsum([0] + [len(p.starts) for p in parts])
+    return Normalized(
+        np.concatenate([p.data for p in parts]),
+        np.concatenate([parts[0].offsets[:1]] + [p.offsets[1:] + byte_base[k] for k, p in enumerate(parts)]),
+        np.concatenate([p.starts + byte_base[k] for k, p in enumerate(parts)]),
+        np.concatenate([parts[0].tokens[:1]] + [p.tokens[1:] + token_base[k] for k, p in enumerate(parts)]),
+        np.concatenate([p.regime for p in parts]),
+        np.concatenate([p.holds for p in parts]),
+    )
+
+
 def normalize(texts: pa.Array) -> Normalized:
     """Casefold, delete punctuation and symbols, make every unspaced-script character a token, collapse
     whitespace; then token starts, regimes and script classes per text.
@@ -283,43 +299,50 @@ class NgramIndex:
 
     @classmethod
     def build(cls, texts: pa.Array | Iterable[pa.Array], params: NgramParams = NgramParams()) -> "NgramIndex":
-        """Index eval texts (one array, or an iterable of arrays read in order: item indices run on)."""
-        parts = [texts] if isinstance(texts, (pa.Array, pa.ChunkedArray)) else list(texts)
-        texts = pa.concat_arrays([(p.combine_chunks() if isinstance(p, pa.ChunkedArray) else p).cast(pa.string())
-                                  for p in parts]) if parts else pa.array([], pa.string())
-        items = normalize(texts)
-        hasher = _SubstringHasher(items.data)
-        n_tokens = items.n_tokens
-        n = np.array([params.lengths(r)[0] for r in REGIMES])[items.regime]
-        low = np.array([params.lengths(r)[1] for r in REGIMES])[items.regime]
-        compared_as = np.select([n_tokens >= n, n_tokens >= low, n_tokens >= 1], [0, 1, 2], 3).astype(np.int8)
-        tables, sizes = [], {"ngrams": {}, "prefixes": {}}
-        for kind, table_of in ((0, "ngrams"), (1, "prefixes")):
-            hashes, item, start, end = [], [], [], []
-            for code, regime in enumerate(REGIMES):
-                docs = np.flatnonzero((compared_as == kind) & (items.regime == code))
-                if not len(docs):
-                    continue
-                size = params.lengths(regime)[kind]
-                sizes[table_of][regime] = size
-                w = windows(items, hasher, size, docs, params.hash_bits, first_only=kind == 1)
-                hashes.append(w.hash)
-                item.append(w.doc)
-                if kind == 0:  # the n-gram itself
-                    start.append(w.start)
-                    end.append(w.end)
-                else:  # the whole item
-                    start.append(items.offsets[w.doc])
-                    end.append(items.offsets[w.doc + 1])
-            if hashes:
-                found = [np.concatenate(hashes), np.concatenate(item), np.concatenate(start), np.concatenate(end)]
-            else:
-                found = [np.zeros(0, np.uint64)] + [np.zeros(0, np.int64)] * 3
-            tables.append(HashTable(*found, data=items.data, unique=kind == 0))
-        short = np.flatnonzero(compared_as == 2)
-        whole_hash = _mask_hash(hasher(items.offsets[short], items.offsets[short + 1]), params.hash_bits)
-        tables.append(HashTable(whole_hash, short, items.offsets[short], items.offsets[short + 1], items.data, unique=True))
-        return cls(params, items, compared_as, *tables, sizes=sizes)
+        """Index eval texts (one array, or an iterable of arrays read in order: item indices run on).
+
+        Items are normalized and hashed in pieces of ~1 MB (minhash's powers table and per-byte temporaries
+        stay small); the normalized pieces are then joined for verification."""
+        parts = [texts] if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts
+        pieces: list[Normalized] = []
+        compared: list[np.ndarray] = []
+        entries: list[list[tuple[np.ndarray, ...]]] = [[], [], []]  # per table: (hash, item, start, end)
+        sizes: dict[str, dict[str, int]] = {"ngrams": {}, "prefixes": {}}
+        item_base = byte_base = 0
+        lengths = np.array([params.lengths(r) for r in REGIMES])
+        for part in parts:
+            for piece in _pieces(part):
+                norm = normalize(piece)
+                hasher = _SubstringHasher(norm.data)
+                n_tokens = norm.n_tokens
+                n, low = lengths[norm.regime, 0], lengths[norm.regime, 1]
+                compared_as = np.select([n_tokens >= n, n_tokens >= low, n_tokens >= 1], [0, 1, 2], 3).astype(np.int8)
+                for kind, table_of in ((0, "ngrams"), (1, "prefixes")):
+                    for code, regime in enumerate(REGIMES):
+                        docs = np.flatnonzero((compared_as == kind) & (norm.regime == code))
+                        if not len(docs):
+                            continue
+                        size = params.lengths(regime)[kind]
+                        sizes[table_of][regime] = size
+                        w = windows(norm, hasher, size, docs, params.hash_bits, first_only=kind == 1)
+                        # The n-gram itself; for a medium item, the whole item.
+                        start, end = (w.start, w.end) if kind == 0 else (norm.offsets[w.doc], norm.offsets[w.doc + 1])
+                        entries[kind].append((w.hash, w.doc + item_base, start + byte_base, end + byte_base))
+                short = np.flatnonzero(compared_as == 2)
+                start, end = norm.offsets[short], norm.offsets[short + 1]
+                entries[2].append((_mask_hash(hasher(start, end), params.hash_bits), short + item_base,
+                                   start + byte_base, end + byte_base))
+                pieces.append(norm)
+                compared.append(compared_as)
+                item_base += len(compared_as)
+                byte_base += len(norm.data)
+        items = _join(pieces)
+        tables = []
+        for kind, found in enumerate(entries):
+            columns = [np.concatenate([np.zeros(0, dtype)] + [e[k] for e in found])
+                       for k, dtype in enumerate((np.uint64, np.int64, np.int64, np.int64))]
+            tables.append(HashTable(*columns, data=items.data, unique=kind != 1))
+        return cls(params, items, np.concatenate([np.zeros(0, np.int8)] + compared), *tables, sizes=sizes)
 
     def __len__(self) -> int:
         return len(self.compared_as)

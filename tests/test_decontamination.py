@@ -148,6 +148,17 @@ def test_chinese_and_japanese_items_are_found_by_characters(sms):
     assert got == reference_of(items, rows)
 
 
+def test_a_thai_item_uses_the_southeast_asian_length():
+    item = "กรุณาอธิบายความแตกต่างระหว่างการเรียนรู้ของเครื่องและการเรียนรู้เชิงลึก พร้อมยกตัวอย่างการใช้งานในชีวิตประจำวัน"
+    index = dc.NgramIndex.build(pa.array([item]))
+    assert index.sizes["ngrams"] == {"southeast_asian": 54}
+    chars = truth.analyse(item)[0]  # code points, marks included
+    rows = [f"Answer in Thai: {item}", "".join(chars[:53]), "".join(chars[:54]), "".join(chars[5:35])]
+    got = matches_of(index, rows)
+    assert sorted(got) == [0, 2]
+    assert got == reference_of([item], rows)
+
+
 def test_short_items_are_compared_whole(trec, sms):
     questions = trec[trec.split == "test"]["text"].tolist()
     nine = next(q for q in questions if len(truth.analyse(q)[0]) == 9)

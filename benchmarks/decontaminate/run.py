@@ -41,6 +41,7 @@ import generate  # noqa: E402
 import truth as truth_mod  # noqa: E402
 
 from pipeline import decontamination as dc  # noqa: E402
+from pipeline import decontamination_near as near_mode  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -58,7 +59,9 @@ def child(args: argparse.Namespace) -> None:
     timings["index build"] = time.perf_counter() - started
     mark = time.perf_counter()
     parts = []
-    reader = pq.ParquetFile(args.records)
+    # pre_buffer=False: with the default, pyarrow keeps every column chunk read so far until the iteration
+    # ends (the whole file by the last batch).
+    reader = pq.ParquetFile(args.records, pre_buffer=False)
     batches = (b.column(0) for b in reader.iter_batches(batch_size=args.batch_size, columns=["text"]))
     if args.workers > 1:
         from pipeline.stage import worker_pool
@@ -146,8 +149,12 @@ def score(result, records: pa.Table, items: list[str], truth_rows: int, lengths)
             item, jaccard = near[r]
             lines.append(f"  - row {r}, J = {jaccard:.2f}: \"{texts[r].as_py()[:70]}\" | \"{items[item][:70]}\"")
     near_miss = np.flatnonzero((kinds == "near_miss") & flagged)
-    for r in near_miss:
-        lines.append(f"  - near_miss row {r} flagged by item {how[r][0]} (planted from {planted_item[r]}): \"{how[r][2][:90]}\"")
+    if len(near_miss):
+        lines.append(f"near_miss rows flagged: {len(near_miss):,}, by rule {dict(Counter(how[r][1] for r in near_miss))}, "
+                     f"by the item they were cut from: {sum(how[r][0] == planted_item[r] for r in near_miss):,} "
+                     "(the others match another item whole, or through a neighbouring record unit). Examples:")
+        for r in near_miss[:5]:
+            lines.append(f"  - row {r}: item {how[r][0]} (cut from {planted_item[r]}), {how[r][1]} \"{how[r][2][:90]}\"")
     if truth_rows:
         texts = records.column("text").to_pylist()[:truth_rows]
         started = time.perf_counter()
