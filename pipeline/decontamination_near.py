@@ -47,18 +47,23 @@ def _normalized_strings(norm: Normalized) -> pa.Array:
     return pa.StringArray.from_buffers(len(norm.offsets) - 1, offsets, pa.py_buffer(norm.data))
 
 
-def _sketch(texts: pa.Array, params: NearParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band keys (texts × bands), shingle fingerprints (sorted per text, flattened) and their offsets."""
+def _sketch(texts: pa.Array, params: NearParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Band keys (texts × bands), shingle fingerprints (sorted per text, flattened), their offsets, and
+    which texts are empty once normalized (minhash gives those one empty shingle: they must match nothing)."""
     bands, rows = params.bands_rows
     keys, sets, counts = [np.zeros((0, bands), np.uint64)], [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    empty = [np.zeros(0, bool)]
     for piece in _pieces(texts):
-        _, k, s, c = minhash.sketch(_normalized_strings(normalize(piece)), "word", params.ngram, params.num_perm,
+        norm = normalize(piece)
+        _, k, s, c = minhash.sketch(_normalized_strings(norm), "word", params.ngram, params.num_perm,
                                     params.seed, bands, rows)
         keys.append(k)
         sets.append(s)
         counts.append(c)
+        empty.append(norm.n_tokens == 0)
     counts = np.concatenate(counts)
-    return np.concatenate(keys), np.concatenate(sets), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return (np.concatenate(keys), np.concatenate(sets), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.concatenate(empty))
 
 
 @dataclass
@@ -70,16 +75,17 @@ class NearIndex:
     band_items: list[np.ndarray]
     sets: np.ndarray
     set_offsets: np.ndarray
+    empty: np.ndarray
 
     @classmethod
     def build(cls, texts: pa.Array, params: NearParams = NearParams()) -> "NearIndex":
-        keys, sets, offsets = _sketch(texts, params)
+        keys, sets, offsets, empty = _sketch(texts, params)
         band_keys, band_items = [], []
         for b in range(keys.shape[1]):
             order = np.argsort(keys[:, b], kind="stable")
             band_keys.append(keys[order, b])
             band_items.append(order)
-        return cls(params, band_keys, band_items, sets, offsets)
+        return cls(params, band_keys, band_items, sets, offsets, empty)
 
     def __len__(self) -> int:
         return len(self.set_offsets) - 1
@@ -100,7 +106,7 @@ class NearMatches:
 def find_near_copies(index: NearIndex, texts: pa.Array, first_row: int = 0) -> NearMatches:
     """Rows of `texts` whose shingle-set Jaccard to an eval item is ≥ the index's threshold, each with its
     most similar item; only LSH candidates are compared, each exactly."""
-    keys, sets, offsets = _sketch(texts, index.params)
+    keys, sets, offsets, empty = _sketch(texts, index.params)
     n_items = len(index)
     codes = []
     for b, (sorted_keys, items) in enumerate(zip(index.band_keys, index.band_items)):
@@ -115,7 +121,7 @@ def find_near_copies(index: NearIndex, texts: pa.Array, first_row: int = 0) -> N
     fingerprints = np.concatenate([index.sets, sets])
     all_offsets = np.concatenate([index.set_offsets, index.set_offsets[-1] + offsets[1:]])
     jaccard = minhash.jaccard(fingerprints, all_offsets, item, n_items + row, index.params.threshold)
-    keep = jaccard >= index.params.threshold  # NaN (pruned by size) compares false
+    keep = (jaccard >= index.params.threshold) & ~empty[row] & ~index.empty[item]  # NaN (pruned by size): false
     row, item, jaccard = row[keep], item[keep], jaccard[keep]
     order = np.lexsort((item, -jaccard, row))
     first = np.ones(len(order), dtype=bool)

@@ -227,6 +227,9 @@ def test_null_empty_and_punctuation_only_texts_match_nothing():
     index = dc.NgramIndex.build(pa.array(["...", None, "", "?!"]))
     assert index.summary()["word"]["empty"] == 4
     assert len(dc.find_ngram_overlaps(index, pa.array(["...", "", None, "hello"]))) == 0
+    near_index = near_mode.NearIndex.build(pa.array(["...", None, "", "?!", "hello"]))
+    found = near_mode.find_near_copies(near_index, pa.array(["...", "", None, "hello!"]))
+    assert found.row.tolist() == [3] and found.item.tolist() == [4]
 
 
 def word_shingles(text: str, n: int) -> set[tuple[str, ...]]:
