@@ -171,6 +171,10 @@ def test_short_items_are_compared_whole(trec, sms):
     assert sorted(got) == [0, 2]
     assert got[0][:2] == (0, "whole_item_inside") and got[2][:2] == (1, "whole_row_equal")
     assert got == reference_of([nine, five], rows)
+    # min_ngram = 1: every item shorter than n is looked for whole inside rows, the short one too.
+    inside = matches_of(dc.NgramIndex.build(pa.array([nine, five]), dc.NgramParams(min_ngram=1)), rows)
+    assert sorted(inside) == [0, 2, 3] and inside[3][:2] == (1, "whole_item_inside")
+    assert inside == reference_of([nine, five], rows, dict(truth.DEFAULT_LENGTHS, word=(13, 1)))
 
 
 def test_hash_collisions_never_report_a_row(eval_items, sms, trec):
