@@ -5,6 +5,8 @@ with a matched row is the caller's business.
 
 **Normalization** (both sides alike, as GPT-3 and NeMo Curator's task decontamination): casefold,
 punctuation and symbols (Unicode P* and S*) deleted, whitespace collapsed; tokens are the words left.
+Beyond theirs: Unicode NFKC first (fullwidth "１２＋ＡＢ", frequent in CJK text, and ligatures read as
+their plain characters).
 A character of a script written without spaces — Han, Hiragana, Katakana, Bopomofo (`cjk`), Thai, Lao,
 Khmer, Myanmar (`southeast_asian`) — is a token of its own (as BERT's basic tokenizer does for CJK), so a
 Chinese eval item is found inside an English prompt and the reverse, whatever spaces surround it.
@@ -140,17 +142,25 @@ def normalize(texts: pa.Array) -> Normalized:
     """Casefold, delete punctuation and symbols, make every unspaced-script character a token, collapse
     whitespace; then token starts, regimes and script classes per text.
 
-    ASCII punctuation is deleted from the UTF-8 bytes in numpy (a byte below 0x80 is never part of a longer
-    character); regular expressions run on the non-ASCII texts only (other punctuation, scripts);
-    minhash.normalize then casefolds and collapses whitespace.
+    NFKC runs on the non-ASCII texts (ASCII is NFKC already); ASCII punctuation is then deleted from the
+    UTF-8 bytes in numpy (a byte below 0x80 is never part of a longer character); regular expressions run
+    on the non-ASCII texts only (other punctuation, scripts); minhash.normalize casefolds and collapses
+    whitespace.
     """
     texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
-    texts = _delete_ascii_punctuation(pc.fill_null(texts.cast(pa.string()), ""))
+    texts = pc.fill_null(texts.cast(pa.string()), "")
     n = len(texts)
     regime = np.zeros(n, dtype=np.int8)
     holds = np.zeros((n, len(REGIMES)), dtype=bool)
     holds[:, 0] = True
-    non_ascii = np.flatnonzero(~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False))
+    non_ascii = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
+    if non_ascii.any():
+        # NFKC first (before any deletion: "=" + U+0338 composes to "≠"): fullwidth "１２＋ＡＢ" (common in
+        # CJK text), ligatures and compatibility forms read as their plain characters.
+        mask = pa.array(non_ascii)
+        texts = pc.replace_with_mask(texts, mask, pc.utf8_normalize(texts.filter(mask), form="NFKC"))
+    texts = _delete_ascii_punctuation(texts)
+    non_ascii = np.flatnonzero(non_ascii)
     if len(non_ascii):
         subset = pc.replace_substring_regex(texts.take(pa.array(non_ascii)), _PUNCTUATION, "")
         unspaced = np.flatnonzero(pc.match_substring_regex(subset, _ANY_UNSPACED).to_numpy(zero_copy_only=False))

@@ -148,6 +148,16 @@ def test_chinese_and_japanese_items_are_found_by_characters(sms):
     assert got == reference_of(items, rows)
 
 
+def test_fullwidth_forms_match_their_plain_spelling():
+    """NFKC: Chinese text often writes digits and Latin letters fullwidth."""
+    item = "计算１２３加４５６等于多少，并用ＡＢＣ三种方法写出每一步的计算过程。"
+    index = dc.NgramIndex.build(pa.array([item]))
+    rows = ["作业：计算123加456等于多少并用ABC三种方法写出每一步的计算过程", "计算123加456等于多少"]
+    got = matches_of(index, rows)
+    assert sorted(got) == [0] and got[0][2].startswith("计算 123 加 456 等于多少并用 abc 三种方法")
+    assert got == reference_of([item], rows)
+
+
 def test_a_thai_item_uses_the_southeast_asian_length():
     item = "กรุณาอธิบายความแตกต่างระหว่างการเรียนรู้ของเครื่องและการเรียนรู้เชิงลึก พร้อมยกตัวอย่างการใช้งานในชีวิตประจำวัน"
     index = dc.NgramIndex.build(pa.array([item]))

@@ -4,8 +4,8 @@ a minute) but obviously right; the benchmark scores the engine against it and te
 compares the two on real text.
 
 The rules (pipeline/decontamination.py's docstring says why):
-- normalize: casefold, delete Unicode punctuation and symbols (P*, S*), put spaces around every character
-  of a script written without spaces, split on whitespace;
+- normalize: NFKC, casefold, delete Unicode punctuation and symbols (P*, S*), put spaces around every
+  character of a script written without spaces, split on whitespace;
 - an item's regime is the unspaced script class holding more than half of its letters and marks (after
   punctuation removal), else `word`; its regime gives n and min_n;
 - item of ≥ n tokens: a row matches if it has one of the item's n-grams, looked for in the rows holding
@@ -16,6 +16,8 @@ The rules (pipeline/decontamination.py's docstring says why):
   matched tokens joined by spaces, without the spaces between two unspaced-script characters.
 """
 from __future__ import annotations
+
+import unicodedata
 
 import regex
 
@@ -33,7 +35,7 @@ DEFAULT_LENGTHS = {"word": (13, 8), "cjk": (23, 14), "southeast_asian": (54, 33)
 
 def analyse(text: str | None) -> tuple[list[str], str, set[str]]:
     """(tokens, regime, script classes present) of a text."""
-    text = PUNCTUATION.sub("", (text or "").casefold())
+    text = PUNCTUATION.sub("", unicodedata.normalize("NFKC", text or "").casefold())
     counts = {name: len(pattern.findall(text)) for name, pattern in CLASS_CHAR.items()}
     letters = len(LETTER_OR_MARK.findall(text))
     top = max(counts, key=lambda k: counts[k])
