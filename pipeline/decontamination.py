@@ -1,7 +1,8 @@
 """Evaluation-set overlap primitives ("decontamination"): which of our rows share an n-gram with an item of
 an evaluation set (this module) or are near copies of one (pipeline/decontamination_near.py). Pure numpy /
 Arrow functions of their inputs, like pipeline/minhash.py, whose vectorized hashing they reuse; what to do
-with a matched row is the caller's business.
+with a matched row is the caller's business. (Over 500 lines: normalization, the three match rules, the
+index they share and the verification of every hit are one algorithm, kept in one place.)
 
 **Normalization** (both sides alike, as GPT-3 and NeMo Curator's task decontamination): casefold,
 punctuation and symbols (Unicode P* and S*) deleted, whitespace collapsed; tokens are the words left.
