@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
 
         with tempfile.TemporaryDirectory() as folder:
             # Started before the clock, as the executors start the fork server when a run starts; each
-            # worker maps the saved index and builds its NFKC character class on a first small job.
+            # worker maps the saved index and builds its NFKC character class on warm-up jobs.
             mark = time.perf_counter()
             start_worker_server()
             pool = worker_pool(args.workers)
