@@ -146,7 +146,7 @@ class DecontaminationSummary(Summary):
 
     mode: str  # ngram | near | both
     fields: list[str]  # our fields compared
-    settings: dict[str, Any]  # the decontaminate section as run (pipeline.eval_sets.Config)
+    settings: dict[str, Any]  # the decontaminate section as run (pipeline.sources.eval_sets.Config)
     rows_checked: int
     rows_removed: int
     eval_sets: list[EvalSetFigures]

@@ -7,7 +7,7 @@ or Japanese, 54 code points of Thai; a short item whole — or, in `near` mode, 
 one verified by Jaccard, goes to `rejected.parquet` with reason `contaminated` and `details` naming the
 eval set, the item's id, both fields, how it matched and the overlapping n-gram (or the Jaccard). Eval
 sets are read in any format collect reads; reading them, the index and the matching are
-`pipeline.eval_sets` (over the engines `pipeline.decontamination` and `pipeline.decontamination_near`),
+`pipeline.sources.eval_sets` (over the engines `pipeline.decontamination` and `pipeline.decontamination_near`),
 shared with the quality gate, which re-checks the published rows.
 
 Where it runs: after clean, before dedupe. After clean, so the texts compared are those that will be
@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from pipeline import eval_sets
+from pipeline.sources import eval_sets
 from pipeline.errors import UserError
 from pipeline.sources import records
 from pipeline.sources.files import check_source

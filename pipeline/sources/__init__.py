@@ -5,6 +5,8 @@ Modules: `config` (`SourceConfig`: a source's files, format, encoding and field 
 `inputs_within` keys), `files` (finding, checking, digesting and opening a source's files), `readers`
 (one reader per format: each yields (line number, fields, error, raw text) per record), `records` (an
 Alpaca / ShareGPT / messages / two-field record onto a `generation` or `chat` payload, with a reason for
-every malformed record). Moved unchanged from `stages/collect/` (so edits made there in parallel branches
+every malformed record), `eval_sets` (evaluation sets: a source plus the fields compared, read into one
+index that rows are matched against — the decontaminate stage and the gate's re-check). The first four
+moved unchanged from `stages/collect/` (so edits made there in parallel branches
 follow the rename); classification's mapping (`text_field` / `label_field`) stays collect's own.
 """

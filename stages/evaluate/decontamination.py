@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import schemas
-from pipeline import eval_sets
+from pipeline.sources import eval_sets
 from pipeline.errors import UserError
 from schemas.summaries import DecontaminationSummary
 from stages.evaluate.candidate import Candidate
