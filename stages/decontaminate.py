@@ -58,12 +58,16 @@ class DecontaminateStage(Stage):
 
     @classmethod
     def check_section(cls, section: eval_sets.Config, config_dir: Path, config: Any) -> None:
+        """Our fields exist for the kind; each eval set's files exist, hold the fields it names and, where the
+        config sets `inputs_within`, resolve inside that folder (as the sources must)."""
         section.fields_for(config.record_kind)
+        within = getattr(config, "inputs_within", None)
+        within = config_dir / within if within is not None else None
         for i, eval_set in enumerate(section.eval_sets):
             try:
                 source = eval_sets.resolved(eval_set)
                 required = records.required_columns(source) if source.record_format else None
-                check_source(source, config_dir, None, required)
+                check_source(source, config_dir, within, required)
             except (UserError, ValueError) as exc:
                 raise UserError(f"decontaminate.eval_sets[{i}] ({eval_set.name}): {exc}") from None
 

@@ -196,6 +196,11 @@ def test_config_errors_name_the_key(tmp_path):
         load({"eval_sets": [good, good]})
     with pytest.raises(UserError, match=r"need 1 <= min_ngram \(20\) <= ngram \(13\)"):
         load({"eval_sets": [good], "min_ngram": 20})
+    (tmp_path / "inside").mkdir()
+    shutil.copy(tmp_path / "ours.jsonl", tmp_path / "inside" / "ours.jsonl")
+    base = {**base, "inputs_within": "inside", "sources": [{**base["sources"][0], "path": "inside/ours.jsonl"}]}
+    with pytest.raises(UserError, match=r"decontaminate.eval_sets\[0\] \(e\): .*eval.jsonl resolves to .*, outside .*inside"):
+        load({"eval_sets": [good]})
 
 
 # -- what is found and what is not ---------------------------------------------------------------------------
