@@ -278,6 +278,49 @@ def test_responses_are_compared_when_asked(tmp_path):
     assert summary.fields == ["prompt", "completion"] and summary.eval_sets[0].fields == ["user", "completion"]
 
 
+def test_chat_rows_compare_user_turns_not_a_shared_system_prompt(tmp_path):
+    """Conversations (glaive_toolcall, ShareGPT) on both sides, every one opened by the same 20-word system
+    prompt: by default the user turns are compared, so only the conversations that share a question with an
+    eval conversation go; comparing `prompt` (every turn before the last answer, the system turn included)
+    flags them all."""
+    from pipeline.sources import records
+    from pipeline.sources.config import SourceConfig
+
+    glaive = json.loads((SAMPLES / "glaive_toolcall" / "glaive_toolcall_en_demo.json").read_text(encoding="utf-8"))
+    system = ("You are a helpful assistant with access to the following functions. Use them if required, and "
+              "answer the user briefly.")
+    with_system = [{**r, "system": system} for r in glaive]
+    (tmp_path / "eval.json").write_text(json.dumps(with_system[:40]))
+    asked = [k for k, r in enumerate(glaive[:40]) if n_tokens(r["conversations"][0]["value"]) >= 13][:2]
+    planted = [{"conversations": [{"from": "human", "value": glaive[k]["conversations"][0]["value"]},
+                                  {"from": "gpt", "value": ANSWER}], "system": system} for k in asked]
+    source = SourceConfig(name="ours", path="x", format="json", record_format="sharegpt")
+    ours = with_system[100:160] + planted
+    rows = []
+    for k, record in enumerate(ours):
+        error, payload = records.map_record(source, record, "chat")
+        assert error is None, error
+        rows.append({"id": f"row{k:05d}", "source": "ours", "source_file": "x", "source_line": k + 1, **payload,
+                     "meta": None})
+    table = pa.Table.from_pylist(rows, schema=KINDS["chat"].schema())
+    eval_set = {"name": "glaive-eval", "path": "eval.json", "format": "json", "record_format": "sharegpt"}
+    _, rejected, summary, _ = run_stage({"eval_sets": [eval_set]}, table, tmp_path, kind="chat")
+    # Glaive repeats template questions ("Hi, I need a new password. Can you generate one for me?"): what the
+    # user turns really share with the eval conversations is the reference's to say.
+    user = KINDS["chat"].view("user")
+    eval_rows = [records.map_record(source, r, "chat")[1] for r in with_system[:40]]
+    eval_users = user(pa.RecordBatch.from_pylist(eval_rows, schema=pa.schema(KINDS["chat"].payload))).to_pylist()
+    expected = reference(eval_users, dict(zip(table.column("id").to_pylist(), user(table.to_batches()[0]).to_pylist())))
+    assert {"row00060", "row00061"} <= set(rejected) and set(rejected) == set(expected) and len(rejected) < len(ours) / 2
+    assert summary.fields == ["user"]
+    d = rejected["row00060"]["details"]
+    assert (d["field"], d["eval_field"], d["eval_id"]) == ("user", "user", f"eval.json:{asked[0] + 1}")
+    assert rejected["row00060"]["record"] is not None  # a chat row keeps its whole record in rejected.parquet
+    _, everything, _, _ = run_stage({"eval_sets": [{**eval_set, "compare": ["prompt"]}], "compare": ["prompt"]},
+                                    table, tmp_path, kind="chat")
+    assert len(everything) == len(ours)
+
+
 def test_a_row_matching_two_sets_is_removed_once_for_the_first_listed(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(ITEMS[:10]))
     (tmp_path / "b.json").write_text(json.dumps(ITEMS[5:20]))
