@@ -2,11 +2,13 @@
 contamination, generate.py) as a dataset, its evaluation set as the stage's eval set, run end to end —
 once without the `decontaminate` section and once with it — in child processes.
 
-    python benchmarks/decontaminate/pipeline.py --records 100000 --items 10000
-    python benchmarks/decontaminate/pipeline.py --records 100000 --items 10000 --gate   # also the gate's re-check
+    python benchmarks/decontaminate/end_to_end.py --records 100000 --items 10000
+    python benchmarks/decontaminate/end_to_end.py --records 100000 --items 10000 --gate   # also the gate's re-check
 
 Prints the stage's own time from the manifest (rows in, seconds, rows/s), the whole run's wall time with and
-without the stage, the load average before each run, and what the stage removed per planted kind (as
+without the stage, the load average before each run, the stage alone again in this process on one core
+over the clean stage's output (wall and CPU seconds: the steadier figure on a shared machine), and what
+the stage removed per planted kind (as
 generate.py planted them; clean runs first and may drop or change a row). Records are read as a
 classification dataset without labels (`text`, ids from the file), the eval set with `text_field: text`
 and `id_field: id`. The quality gate is off unless `--gate` (it then re-checks the published rows; its
@@ -66,6 +68,34 @@ def run(cfg: dict, folder: Path, workers: int) -> tuple[dict, float, float]:
     return manifest, wall, load
 
 
+def stage_alone(run_folder: Path, eval_path: Path) -> None:
+    """The decontaminate stage in this process (one worker) over the clean stage's output of a run: index
+    build and scan, wall and CPU seconds."""
+    import pipeline.cli.project  # noqa: F401 (installs the project)
+    from pipeline.stage import StageContext
+    from pipeline.stage_io import ParquetInput
+    from schemas.kinds import KINDS
+    from stages.decontaminate import DecontaminateStage
+
+    clean = sorted((run_folder / "data" / "runs" / "decontaminate-bench" / "stages").glob("*-clean-*"))[-1]
+    inputs = ParquetInput(sorted(clean.glob("part-*.parquet")), 10_000)
+    section = DecontaminateStage.Config.model_validate({"eval_sets": [
+        {"name": "bench", "path": str(eval_path), "format": "parquet", "text_field": "text", "id_field": "id"}]})
+    ctx = StageContext(dataset="bench", config_dir=run_folder, work_dir=run_folder, batch_size=10_000, workers=1,
+                       kind=KINDS["classification"])
+    stage = DecontaminateStage(section, ctx)
+    load = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    stage.fingerprint_inputs()
+    stage._index()
+    t1, c1 = time.perf_counter(), time.process_time()
+    removed = sum(out.rejected.num_rows for out in stage.run(inputs) if out.rejected is not None)
+    t2, c2 = time.perf_counter(), time.process_time()
+    print(f"\nthe stage alone, one process (load before {load:.1f}): eval files digested and index built "
+          f"{t1 - t0:.2f} s wall / {c1 - c0:.2f} CPU-s; {inputs.num_rows:,} rows scanned {t2 - t1:.2f} s wall / "
+          f"{c2 - c1:.2f} CPU-s ({inputs.num_rows / max(c2 - c1, 1e-9):,.0f} rows per CPU-second); {removed:,} removed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
@@ -98,6 +128,8 @@ def main() -> None:
             block = manifest["decontamination"]
             print(f"  removed {block['rows_removed']:,} of {block['rows_checked']:,} rows checked; "
                   f"stage {stages['decontaminate']['seconds']:.2f} s")
+
+    stage_alone(args.out / "with", eval_path)
 
     # What the stage removed, per planted kind.
     records = pq.read_table(records_path, columns=["id", "meta"]).to_pylist()
