@@ -195,8 +195,8 @@ class Rule(BaseModel, extra="forbid"):
         code = np.zeros(n, dtype=np.int8)
         valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
         if self.allowed is not None:
-            ok = pc.fill_null(pc.is_in(values, value_set=pa.array(self.allowed, values.type)), True)
-            code[~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)] = 3
+            ok = np.asarray(pc.is_in(values, value_set=pa.array(self.allowed, values.type)).to_numpy(zero_copy_only=False), dtype=bool)
+            code[valid & ~ok] = 3  # is_in says False, not null, for a null: a null passes, as documented
         if self.min is not None or self.max is not None:
             v = np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
             if self.max is not None:
