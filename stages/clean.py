@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections import Counter
 from dataclasses import replace
 from functools import partial
 from typing import Iterator
@@ -36,8 +35,23 @@ def _f64(values) -> pa.Array:
     return pa.array(values, pa.float64())
 
 
+# Python's str.split() whitespace (Unicode's separators, the C0 controls it counts, NEL), as RE2 reads it.
+# Not pc.utf8_split_whitespace: it yields an empty "word" after trailing whitespace, and on non-ASCII text
+# its last word sometimes keeps the trailing space, depending on what ran before in the process (pyarrow 26).
+_WHITESPACE = r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{1f}\x{85}\p{Z}]+"
+
+
+def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Every word of the batch, in order, and the index of the text it belongs to (str.split's words)."""
+    lists = pc.split_pattern_regex(texts, _WHITESPACE)
+    flat = pc.list_flatten(lists)
+    doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    nonempty = pc.greater(pc.utf8_length(flat), 0)
+    return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
+
+
 def _word_counts(texts: pa.Array) -> np.ndarray:
-    return pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False).astype(np.float64)
+    return np.bincount(_words(texts)[1], minlength=len(texts)).astype(np.float64)
 
 
 def _lines(texts: pa.Array) -> np.ndarray:
@@ -74,10 +88,8 @@ def n_words(texts):
 def gopher_quality(texts):
     """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
     share of words containing a letter. One whitespace split serves all three."""
-    words = pc.utf8_split_whitespace(texts)
-    n = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.float64)
-    flat = pc.list_flatten(words)
-    doc = pc.list_parent_indices(words).to_numpy(zero_copy_only=False)
+    flat, doc = _words(texts)
+    n = np.bincount(doc, minlength=len(texts)).astype(np.float64)
     chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
     alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
                         minlength=len(texts))
@@ -97,32 +109,67 @@ def ellipsis_line_share(texts):
     return {"ellipsis_line_share": _ratio(ending.astype(np.float64), np.where(lines >= _MIN_LINES, lines, 0))}
 
 
+def _groups(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group items by (doc, key): (order that sorts them, start of each group in it, size of each group).
+    Groups come out sorted by doc, so each doc's groups are contiguous."""
+    order = np.lexsort((key, doc))
+    d, k = doc[order], key[order]
+    starts = np.flatnonzero(np.r_[len(d) > 0, (d[1:] != d[:-1]) | (k[1:] != k[:-1])])
+    return order, starts, np.diff(np.r_[starts, len(order)])
+
+
+def _codes(strings: pa.Array) -> np.ndarray:
+    """An integer per distinct string (equal strings, equal codes)."""
+    return pc.dictionary_encode(strings).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 @signal("dup_line_share")
 def dup_line_share(texts):
-    """Gopher: share of non-empty lines that repeat an earlier line (texts of 3+ lines)."""
-    eligible = _lines(texts) >= _MIN_LINES
-    out: list[float | None] = [None] * len(texts)
-    for i in np.flatnonzero(eligible):
-        lines = [ln.strip() for ln in texts[int(i)].as_py().split("\n") if ln.strip()]
-        if len(lines) >= _MIN_LINES:
-            out[i] = 1.0 - len(set(lines)) / len(lines)
-    return {"dup_line_share": _f64(out)}
+    """Gopher: share of non-empty lines that repeat an earlier line (texts of 3+ lines).
+
+    Whole-batch Arrow and numpy (a per-text Python loop before; benchmarks/clean_signals/ compares them)."""
+    out = np.full(len(texts), np.nan)
+    eligible = np.flatnonzero(_lines(texts) >= _MIN_LINES)
+    if len(eligible):
+        lines = pc.split_pattern(texts.take(pa.array(eligible)), "\n")
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(lines))
+        nonempty = pc.greater(pc.utf8_length(flat), 0)
+        doc = pc.list_parent_indices(lines).to_numpy(zero_copy_only=False)[nonempty.to_numpy(zero_copy_only=False)]
+        order, starts, _ = _groups(doc, _codes(flat.filter(nonempty)))
+        total = np.bincount(doc, minlength=len(eligible))
+        distinct = np.bincount(doc[order][starts], minlength=len(eligible))
+        ok = total >= _MIN_LINES
+        out[eligible[ok]] = 1.0 - distinct[ok] / total[ok]
+    return {"dup_line_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
 
 
 @signal("top_2gram_share")
 def top_2gram_share(texts):
-    """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
+    """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words); of the
+    bigrams tied for most frequent, the longest counts. Words are lower-cased with Arrow (Unicode's simple
+    case mapping: "İ" becomes "i", where Python's str.lower gives "i̇"; a word-final "Σ" becomes "σ", not "ς").
+
+    Whole-batch Arrow and numpy (a per-text Python loop before; benchmarks/clean_signals/ compares them)."""
+    out = np.full(len(texts), np.nan)
     eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
-    out: list[float | None] = [None] * len(texts)
-    # A Counter per text measured faster than dictionary-encoding every bigram of the batch with Arrow.
-    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
-        words = text.lower().split()
-        counts = Counter(zip(words, words[1:]))
-        top = max(counts.values())
-        chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
-        total = sum(map(len, words))
-        out[i] = top * chars / total if total else None
-    return {"top_2gram_share": _f64(out)}
+    if len(eligible):
+        flat, doc = _words(texts.take(pa.array(eligible)))
+        flat = pc.utf8_lower(flat)
+        length = pc.utf8_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
+        code = _codes(flat)
+        total = np.bincount(doc, weights=length, minlength=len(eligible))
+        pair = doc[1:] == doc[:-1]  # word i and i+1 of the same text form a bigram
+        bigram_doc = doc[1:][pair]
+        order, starts, counts = _groups(bigram_doc, code[:-1][pair] * (code.max() + 1) + code[1:][pair])
+        group_doc = bigram_doc[order][starts]
+        group_chars = (length[:-1] + length[1:])[pair][order][starts]
+        doc_starts = np.flatnonzero(np.r_[True, group_doc[1:] != group_doc[:-1]])
+        top = np.maximum.reduceat(counts, doc_starts)
+        chars = np.maximum.reduceat(np.where(counts == np.repeat(top, np.diff(np.r_[doc_starts, len(counts)])),
+                                             group_chars, 0), doc_starts)
+        # Every eligible text has 50+ words, so 49+ bigrams: one `top` per eligible text, in order.
+        out[eligible] = top * chars / total
+    return {"top_2gram_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
 
 
 @signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True)
