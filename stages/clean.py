@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from dataclasses import replace
 from functools import partial
 from typing import Iterator
@@ -35,18 +36,15 @@ def _f64(values) -> pa.Array:
     return pa.array(values, pa.float64())
 
 
-# Python's str.split() whitespace (Unicode's separators, the C0 controls it counts, NEL), as RE2 reads it.
-# Not pc.utf8_split_whitespace: it yields an empty "word" after trailing whitespace, and on non-ASCII text
-# its last word sometimes keeps the trailing space, depending on what ran before in the process (pyarrow 26).
-_WHITESPACE = r"[\t\n\x{0b}\x{0c}\r\x{1c}-\x{1f}\x{85}\p{Z}]+"
-
-
 def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Every word of the batch, in order, and the index of the text it belongs to (str.split's words)."""
-    lists = pc.split_pattern_regex(texts, _WHITESPACE)
+    """Every word of the batch, in order, and the index of the text it belongs to: str.split()'s words
+    (Arrow's whitespace is Python's). Trimmed first: after trailing whitespace pc.utf8_split_whitespace
+    yields an empty word, and on non-ASCII text its last word sometimes kept the trailing space, depending
+    on what ran before in the process (pyarrow 26; tests/test_clean.py holds it to the Python loops)."""
+    lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
     flat = pc.list_flatten(lists)
     doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    nonempty = pc.greater(pc.utf8_length(flat), 0)
+    nonempty = pc.greater(pc.utf8_length(flat), 0)  # a text of only whitespace splits into [""]
     return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
 
 
@@ -109,13 +107,11 @@ def ellipsis_line_share(texts):
     return {"ellipsis_line_share": _ratio(ending.astype(np.float64), np.where(lines >= _MIN_LINES, lines, 0))}
 
 
-def _groups(doc: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group items by (doc, key): (order that sorts them, start of each group in it, size of each group).
-    Groups come out sorted by doc, so each doc's groups are contiguous."""
-    order = np.lexsort((key, doc))
-    d, k = doc[order], key[order]
-    starts = np.flatnonzero(np.r_[len(d) > 0, (d[1:] != d[:-1]) | (k[1:] != k[:-1])])
-    return order, starts, np.diff(np.r_[starts, len(order)])
+def _first_seen_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal values by hashing (no sort): (group of each value, distinct values), groups numbered in
+    order of first appearance."""
+    encoded = pc.dictionary_encode(pa.array(values))
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_numpy(zero_copy_only=False)
 
 
 def _codes(strings: pa.Array) -> np.ndarray:
@@ -135,41 +131,31 @@ def dup_line_share(texts):
         flat = pc.utf8_trim_whitespace(pc.list_flatten(lines))
         nonempty = pc.greater(pc.utf8_length(flat), 0)
         doc = pc.list_parent_indices(lines).to_numpy(zero_copy_only=False)[nonempty.to_numpy(zero_copy_only=False)]
-        order, starts, _ = _groups(doc, _codes(flat.filter(nonempty)))
         total = np.bincount(doc, minlength=len(eligible))
-        distinct = np.bincount(doc[order][starts], minlength=len(eligible))
-        ok = total >= _MIN_LINES
-        out[eligible[ok]] = 1.0 - distinct[ok] / total[ok]
+        if len(doc):
+            line = _codes(flat.filter(nonempty))
+            _, distinct_pairs = _first_seen_groups(doc * (line.max() + 1) + line)
+            distinct = np.bincount(distinct_pairs // (line.max() + 1), minlength=len(eligible))
+            ok = total >= _MIN_LINES
+            out[eligible[ok]] = 1.0 - distinct[ok] / total[ok]
     return {"dup_line_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
 
 
 @signal("top_2gram_share")
 def top_2gram_share(texts):
-    """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words); of the
-    bigrams tied for most frequent, the longest counts. Words are lower-cased with Arrow (Unicode's simple
-    case mapping: "İ" becomes "i", where Python's str.lower gives "i̇"; a word-final "Σ" becomes "σ", not "ς").
-
-    Whole-batch Arrow and numpy (a per-text Python loop before; benchmarks/clean_signals/ compares them)."""
-    out = np.full(len(texts), np.nan)
+    """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
     eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
-    if len(eligible):
-        flat, doc = _words(texts.take(pa.array(eligible)))
-        flat = pc.utf8_lower(flat)
-        length = pc.utf8_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
-        code = _codes(flat)
-        total = np.bincount(doc, weights=length, minlength=len(eligible))
-        pair = doc[1:] == doc[:-1]  # word i and i+1 of the same text form a bigram
-        bigram_doc = doc[1:][pair]
-        order, starts, counts = _groups(bigram_doc, code[:-1][pair] * (code.max() + 1) + code[1:][pair])
-        group_doc = bigram_doc[order][starts]
-        group_chars = (length[:-1] + length[1:])[pair][order][starts]
-        doc_starts = np.flatnonzero(np.r_[True, group_doc[1:] != group_doc[:-1]])
-        top = np.maximum.reduceat(counts, doc_starts)
-        chars = np.maximum.reduceat(np.where(counts == np.repeat(top, np.diff(np.r_[doc_starts, len(counts)])),
-                                             group_chars, 0), doc_starts)
-        # Every eligible text has 50+ words, so 49+ bigrams: one `top` per eligible text, in order.
-        out[eligible] = top * chars / total
-    return {"top_2gram_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
+    out: list[float | None] = [None] * len(texts)
+    # A Counter per text: as fast as grouping the batch's bigrams with Arrow's hash kernels and numpy,
+    # measured side by side (benchmarks/clean_signals/run.py keeps that version as `top_2gram_share_arrow`).
+    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
+        words = text.lower().split()
+        counts = Counter(zip(words, words[1:]))
+        top = max(counts.values())
+        chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
+        total = sum(map(len, words))
+        out[i] = top * chars / total if total else None
+    return {"top_2gram_share": _f64(out)}
 
 
 @signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True)
