@@ -115,21 +115,17 @@ def main() -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
     seconds: Counter = Counter()
-    batches = []
-    for batch in table.select(["text"]).to_batches(args.batch):
-        texts = batch.column(0)
-        start = time.perf_counter()
-        for step in NORMALIZERS.values():
-            texts = step(texts)
-        seconds["normalize"] += time.perf_counter() - start
-        batches.append(texts)
-
     signals = {sig.name: sig for sig in SIGNALS.values()}
     # Each signal's other implementation: the loop dup_line_share replaced, the Arrow version top_2gram_share did not take.
     others = {"dup_line_share": ("per-text loop, before", dup_line_share_loop),
               "top_2gram_share": ("Arrow + numpy, not taken", top_2gram_share_arrow)}
     mismatches: Counter = Counter()
-    for texts in batches:
+    for batch in table.select(["text"]).to_batches(args.batch):  # one batch at a time, as the stage does
+        texts = batch.column(0)
+        start = time.perf_counter()
+        for step in NORMALIZERS.values():
+            texts = step(texts)
+        seconds["normalize"] += time.perf_counter() - start
         for name, sig in signals.items():
             start = time.perf_counter()
             values = sig(texts)
