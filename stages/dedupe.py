@@ -31,7 +31,8 @@ Python objects, only per-row numpy arrays):
 
 Everything is a function of the rows and their stream order, not of how the stream is cut into batches.
 Clusters whose members carry different labels are counted and exemplified in `stats`: label noise users
-need to see. Progress is reported during the first read, which is most of the time.
+need to see. Progress is reported during the first read, which is most of the time. What the quality gate
+needs — what "similar" meant, cluster sizes, the label conflicts — is handed on in a `DedupeSummary`.
 """
 from __future__ import annotations
 
@@ -46,8 +47,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 import schemas
-from pipeline.minhash import LocalNearDuplicates, SketchParams, bands_rows
+from pipeline.minhash import bands_rows
+from pipeline.near_duplicates import LocalNearDuplicates, SketchParams
 from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
+from schemas.summaries import ConflictRow, DedupeSummary, LabelConflict, Similarity
 
 
 class Config(BaseModel):
@@ -129,9 +132,10 @@ def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: n
 
 class DedupeStage(Stage):
     name = "dedupe"
-    output_schema = schemas.DEDUPED
-    whole_stream = True
     Config = Config
+    whole_stream = True
+    adds = (schemas.CLUSTER_ID,)
+    summary_type = DedupeSummary
 
     MAX_CONFLICT_EXAMPLES = 10
     MAX_EXAMPLE_ROWS = 10
@@ -141,6 +145,7 @@ class DedupeStage(Stage):
         if inputs is None or inputs.num_rows == 0:
             self.stats.update(exact_removed=0, near_removed=0, candidate_pairs=0, verified_pairs=0,
                               clusters=0, label_conflict_clusters=0, label_conflict_examples=[])
+            self._summary = self._summarize(np.zeros(0, np.int64), np.zeros(0, np.int8), 0, [])
             return
         bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
         params = SketchParams(cfg.shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows)
@@ -205,6 +210,7 @@ class DedupeStage(Stage):
         referenced_id = dict(zip(referenced.tolist(), ids.take(pa.array(referenced)).to_pylist()))
         del state
 
+        output = self.ctx.kind.schema(schemas.CLUSTER_ID)
         start = 0
         for batch in inputs.batches():
             m = batch.num_rows
@@ -214,7 +220,7 @@ class DedupeStage(Stage):
             if "cluster_id" in kept.schema.names:
                 kept = kept.drop_columns(["cluster_id"])
             kept = kept.append_column("cluster_id", pa.array(cluster_id[sl][keep], pa.int64()))
-            kept = schemas.conform(kept, schemas.DEDUPED)
+            kept = schemas.conform(kept, output)  # cluster_id beside the row's own fields, signals after
             rejected = None
             removed = np.flatnonzero(~keep)
             if len(removed):
@@ -239,6 +245,10 @@ class DedupeStage(Stage):
             yield StageOutput(kept=kept if kept.num_rows else None, rejected=rejected)
 
         sizes = np.bincount(cluster_id)
+        conflict_examples = [
+            {"cluster_id": int(cluster_id[ex[0]]), "rows": [example_rows[int(r)] for r in ex]} for ex in examples
+        ]
+        self._summary = self._summarize(cluster_id, reason, conflicts, conflict_examples)
         self.stats.update(
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),
@@ -249,9 +259,25 @@ class DedupeStage(Stage):
             rows_in_clusters=int(sizes[sizes > 1].sum()),
             lsh_bands_rows=list(cfg.bands_rows()) if cfg.near else None,
             label_conflict_clusters=conflicts,
-            label_conflict_examples=[
-                {"cluster_id": int(cluster_id[ex[0]]), "rows": [example_rows[int(r)] for r in ex]} for ex in examples
-            ],
+            label_conflict_examples=conflict_examples,
+        )
+
+    def summarize(self) -> DedupeSummary | None:
+        return getattr(self, "_summary", None)
+
+    def _summarize(self, cluster_id: np.ndarray, reason: np.ndarray, conflicts: int,
+                   examples: list[dict]) -> DedupeSummary:
+        cfg: Config = self.config
+        sizes = np.bincount(cluster_id) if len(cluster_id) else np.zeros(0, np.int64)
+        size, count = np.unique(sizes[sizes > 0], return_counts=True)
+        return DedupeSummary(
+            similarity=Similarity(shingle=cfg.shingle, ngram=cfg.ngram, threshold=cfg.threshold),
+            exact_removed=int((reason == 1).sum()),
+            near_removed=int((reason == 2).sum()),
+            cluster_sizes=dict(zip(size.tolist(), count.tolist())),
+            label_conflict_clusters=int(conflicts),
+            label_conflict_examples=[LabelConflict(cluster_id=ex["cluster_id"], rows=[ConflictRow(**r) for r in ex["rows"]])
+                                     for ex in examples],
         )
 
     # -- passes ------------------------------------------------------------------------------------------

@@ -58,9 +58,9 @@ def allocate(n: int, ratios: list[float], existing: list[int]) -> list[int]:
 
 class SplitStage(Stage):
     name = "split"
-    output_schema = schemas.SPLIT
-    whole_stream = True
     Config = Config
+    whole_stream = True
+    adds = (schemas.SPLIT_COLUMN,)
 
     def fingerprint_inputs(self) -> str:
         prev = self.ctx.previous_splits

@@ -152,7 +152,7 @@ def test_the_language_model_is_part_of_clean_s_fingerprint():
     def inputs(**config):
         return CleanStage(Config(**config), StageContext(dataset="t", config_dir=".", work_dir=".")).fingerprint_inputs()
 
-    assert inputs() == ""  # lang not computed: nothing to cover
-    assert inputs(signals=["lang"]).startswith("lid.176.ftz:")
-    assert inputs(filters=ENGLISH_ONLY) == inputs(signals=["lang"])
-    assert inputs(signals=["lang"], language={"identifier": "langdetect"}).startswith("langdetect:")
+    assert "lid.176" not in inputs() and "langdetect" not in inputs()  # lang not computed: no model
+    assert "+lid.176.ftz:" in inputs(signals=["lang"])
+    assert inputs(filters=ENGLISH_ONLY).split("+")[1] == inputs(signals=["lang"]).split("+")[1]
+    assert "+langdetect:" in inputs(signals=["lang"], language={"identifier": "langdetect"})

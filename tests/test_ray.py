@@ -177,3 +177,27 @@ def test_the_local_executor_never_imports_ray():
     code = ("import sys, pipeline.cli, pipeline.executor, pipeline.ray_executor; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@needs_ray
+def test_a_signal_defined_at_run_time_reaches_the_actors(tmp_path, ray_cluster):
+    """Ray's actors build the clean stage themselves: a signal registered in the driver only (a notebook's
+    `__main__`) travels to them by value, and the version equals the local executor's."""
+    from pipeline.filters import SIGNALS
+
+    cell = ("import pyarrow as pa\nfrom pipeline.filters import signal\n\n"
+            "@signal('digit_share_nb')\ndef digit_share_nb(texts):\n"
+            "    values = texts.to_pylist()\n"
+            "    return {'digit_share_nb': pa.array([sum(c.isdigit() for c in t) / max(len(t), 1) for t in values])}\n")
+    exec(compile(cell, "<notebook cell>", "exec"), {"__name__": "__main__"})
+    try:
+        config = write_config(tmp_path, sms_config(clean={"signals": [], "filters": {"digit_share_nb": {"max": 0.2}}},
+                                                   evaluate={"enabled": False}))
+        local = run_pipeline(config, tmp_path / "local")
+        on_ray, log = run_ray(config, tmp_path / "ray")
+        assert "clean: on Ray, 1 chunk(s)" in log
+        assert on_ray.manifest["content_fingerprint"] == local.manifest["content_fingerprint"]
+        clean = next(s for s in on_ray.stages if s.name == "clean")
+        assert clean.dropped.get("digit_share_nb_above_max", 0) > 10
+    finally:
+        SIGNALS.pop("digit_share_nb", None)

@@ -1,4 +1,6 @@
-"""Scores computed with scikit-learn (nothing hand-rolled) and the confusion-matrix plot."""
+"""Classification metrics computed with scikit-learn (nothing hand-rolled), and the confusion-matrix plot.
+
+All figures are fractions in 0-1 (the one convention of metrics.json, the CLI and the model card)."""
 from __future__ import annotations
 
 from pathlib import Path

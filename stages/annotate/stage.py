@@ -1,286 +1,49 @@
-"""annotate: send the rows that need a human to Label Studio and take their labels back.
+"""The annotate stage: select, push, wait for people, pull, aggregate, hand the labels on.
 
-The stage needs the whole stream. It selects the rows that need a human (unlabelled rows, an audit sample
-of source-labelled rows, or all rows), makes sure each is a task of the dataset's Label Studio project
-(bulk import, row id in the task data, never imported twice — the project is read back first, so an
-interrupted push run again imports only what is missing; an import whose answer is lost is checked against
-the project before anything is resent), then pulls an export snapshot and maps every
-non-cancelled annotation back to its row.
-
-Until the configured share of the selected rows is labelled (`min_coverage`) it stops the run cleanly with
-`PipelinePaused` ("N tasks awaiting annotation at URL — run again after labelling"). Once enough is
-labelled it aggregates (majority vote, ties left unresolved and listed, or Dawid–Skene), writes the raw
-annotations and the agreement figures into its work folder, and passes every row on with `label` filled
-or replaced by the aggregated human label and `label_source` saying where the label came from
-("annotation", "source" or null).
-
-Files in the stage's work folder (for the version): `annotations.parquet` (one row per annotation),
-`annotations_aside.parquet` (annotations whose choice is not in the label set — reported, not used),
-`labels.parquet` (per row: aggregated label, method, support, votes, unresolved) and `agreement.json`.
-The stage never trusts its own memory of the server: every run asks Label Studio for the project's state.
+See the package docstring (`stages/annotate/__init__.py`) for how a run goes and the files it leaves.
 Label Studio is reached only through `pipeline.labelstudio`.
 """
 from __future__ import annotations
 
 import hashlib
-import html
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Literal
-from xml.sax.saxutils import quoteattr
+from typing import Any, ClassVar, Iterator
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import schemas
-from pipeline import agreement
 from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import Stage, StageInput, StageOutput
+from schemas.summaries import Agreement, AnnotationSummary, Summary
+from stages.annotate import agreement
+from stages.annotate.config import Config
+from stages.annotate.export import annotations_from_export, write_annotations
+from stages.annotate.labelling import FROM_NAME, MULTI_SEP, TO_NAME, instructions_html, label_config
+from stages.annotate.selection import file_hash, read_table, select_rows
 
-FROM_NAME, TO_NAME = "label", "text"  # the control and object tag names of the generated labelling config
-MULTI_SEP = "|"  # a multi-choice answer as one nominal value: its sorted choices joined
-
-
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    select: Literal["unlabelled", "sample", "flagged", "all"] = Field(
-        "unlabelled",
-        description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
-        "listed in flagged_file (e.g. likely label errors found by evaluate), or all",
-    )
-    flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
-                                     "or one id per line (txt); relative to the config file")
-    sample_size: int | None = Field(None, ge=1, description="select: sample — number of rows")
-    sample_fraction: float | None = Field(None, gt=0, le=1, description="select: sample — share of the labelled rows")
-    stratify: bool = Field(False, description="select: sample — proportional to each source label")
-    seed: int = 0
-    annotators_per_task: int = Field(1, ge=1, le=20, description="Label Studio's overlap (maximum annotations per task)")
-    labels: list[str] | None = Field(None, min_length=2, description="the label set; default: the dataset's labels")
-    choice: Literal["single", "multiple"] = "single"
-    instructions: str = ""
-    min_coverage: float = Field(1.0, ge=0, le=1, description="share of selected rows fully annotated before the run goes on")
-    aggregation: Literal["majority", "dawid_skene"] = "majority"
-    prefill: bool = Field(True, description="send a pre-annotation (prediction) with each task")
-    model_version: str = Field("source-label", description="model_version of the source-label pre-annotations")
-    predictions_file: str | None = Field(
-        None, description="a model's predictions to pre-annotate with instead of the source label: columns id, label, "
-        "and optionally score and model_version (parquet, csv, jsonl); relative to the config file")
-    project_title: str | None = Field(None, description="default: 'sftpipe: <dataset>'")
-    url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
-    push_batch_size: int = Field(500, ge=1, le=10_000)
-
-    @model_validator(mode="after")
-    def _check(self) -> "Config":
-        if self.select == "sample" and (self.sample_size is None) == (self.sample_fraction is None):
-            raise ValueError("select: sample needs exactly one of sample_size or sample_fraction")
-        if self.select != "sample" and (self.sample_size is not None or self.sample_fraction is not None or self.stratify):
-            raise ValueError("sample_size / sample_fraction / stratify apply to select: sample only")
-        if (self.select == "flagged") != (self.flagged_file is not None):
-            raise ValueError("select: flagged and flagged_file go together")
-        if self.labels is not None and len(set(self.labels)) != len(self.labels):
-            raise ValueError("labels must be unique")
-        return self
-
-
-# -- the labelling config ------------------------------------------------------------------------------------
-
-
-def label_config(labels: list[str], choice: str = "single", instructions: str = "") -> str:
-    """Label Studio labelling config for text classification. The text is shown with the `Text` tag
-    (plain text, never interpreted as HTML); every value is XML-escaped."""
-    header = f"  <Header value={quoteattr(instructions)}/>\n" if instructions.strip() else ""
-    mode = "single-radio" if choice == "single" else "multiple"
-    options = "".join(f"    <Choice value={quoteattr(l)}/>\n" for l in labels)
-    return (
-        "<View>\n"
-        f"{header}"
-        f'  <Text name="{TO_NAME}" value="${TO_NAME}" saveTextResult="no"/>\n'
-        f'  <Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="{mode}" showInline="true" required="true">\n'
-        f"{options}"
-        "  </Choices>\n"
-        "</View>\n"
-    )
-
-
-def instructions_html(text: str) -> str:
-    """Label Studio shows project instructions as HTML: escape them and keep line breaks."""
-    return "<br/>".join(html.escape(line) for line in text.strip().splitlines())
-
-
-# -- choosing the rows ---------------------------------------------------------------------------------------
-
-
-def _rank(seed: int, ids: pd.Series) -> pd.Series:
-    """A stable pseudo-random order: a row's rank does not depend on batch order or on other rows."""
-    return ids.map(lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A small side input (flagged ids, predictions) by its suffix."""
-    if not path.is_file():
-        raise UserError(f"annotate: file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pq.read_table(path).to_pandas()
-        if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix in (".jsonl", ".json"):
-            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
-        if suffix == ".txt":
-            return pd.DataFrame({"id": [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]})
-    except (ValueError, OSError, pa.ArrowException) as exc:
-        raise UserError(f"annotate: cannot read {path}: {exc}".replace("\n", " ")) from None
-    raise UserError(f"annotate: {path}: expected .parquet, .csv, .jsonl or .txt")
-
-
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-
-
-def select_rows(rows: pd.DataFrame, cfg: Config, flagged: set[str] | None = None) -> pd.DataFrame:
-    """The rows (columns id, text, label) that need a human, in a stable order."""
-    has_label = rows["label"].notna() & (rows["label"].astype("string").str.len() > 0)
-    if cfg.select == "all":
-        chosen = rows
-    elif cfg.select == "flagged":
-        chosen = rows[rows["id"].isin(flagged or set())]
-    elif cfg.select == "unlabelled":
-        chosen = rows[~has_label]
-    else:
-        pool = rows[has_label].assign(_rank=_rank(cfg.seed, rows.loc[has_label, "id"]))
-        k = cfg.sample_size if cfg.sample_size is not None else round(cfg.sample_fraction * len(pool))
-        k = min(int(k), len(pool))
-        if not cfg.stratify or len(pool) == 0:
-            chosen = pool.sort_values("_rank").head(k)
-        else:
-            sizes = pool.groupby("label").size().sort_index()
-            exact = sizes * k / len(pool)
-            take = exact.apply(math.floor)
-            rest = k - int(take.sum())
-            order = (exact - take).sort_values(ascending=False, kind="stable").index[:rest]
-            take[order] += 1  # largest remainders, so the strata sum to k exactly
-            parts = [g.sort_values("_rank").head(int(take[lab])) for lab, g in pool.groupby("label")]
-            chosen = pd.concat(parts) if parts else pool.head(0)
-        chosen = chosen.drop(columns="_rank")
-    return chosen.sort_values("id", kind="stable").reset_index(drop=True)
-
-
-# -- export → annotations ------------------------------------------------------------------------------------
-
-ANNOTATION_COLUMNS = [
-    "row_id", "task_id", "annotation_id", "annotator", "annotator_id", "label", "labels",
-    "created_at", "updated_at", "lead_time",
-]  # fmt: skip
-
-
-def annotations_from_export(
-    export: list[dict[str, Any]], users: dict[int, str], labels: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(annotations, aside): one row per non-cancelled annotation with a choice; those with a choice
-    outside the label set (or no choice at all) go aside with their reason."""
-    allowed = set(labels)
-    kept, aside = [], []
-    for task in export:
-        row_id = (task.get("data") or {}).get("row_id")
-        for a in task.get("annotations") or []:
-            if a.get("was_cancelled"):
-                continue
-            choices: list[str] = []
-            for r in a.get("result") or []:
-                if r.get("from_name") == FROM_NAME and r.get("type") == "choices":
-                    choices.extend((r.get("value") or {}).get("choices") or [])
-            uid = a.get("completed_by")
-            uid = uid.get("id") if isinstance(uid, dict) else uid
-            choices = sorted(set(choices))
-            rec = {
-                "row_id": row_id,
-                "task_id": int(task["id"]),
-                "annotation_id": int(a["id"]),
-                "annotator": users.get(uid, f"user-{uid}"),
-                "annotator_id": uid,
-                "label": MULTI_SEP.join(choices) if choices else None,
-                "labels": choices,
-                "created_at": a.get("created_at"),
-                "updated_at": a.get("updated_at"),
-                "lead_time": a.get("lead_time"),
-            }
-            unknown = [c for c in choices if c not in allowed]
-            if row_id is None:
-                aside.append({**rec, "reason": "task has no row_id (not imported by sftpipe)"})
-            elif not choices:
-                aside.append({**rec, "reason": "no choice in the annotation"})
-            elif unknown:
-                aside.append({**rec, "reason": f"choice not in the label set: {', '.join(unknown)}"})
-            else:
-                kept.append(rec)
-    return _annotation_frame(kept), _annotation_frame(aside, extra=["reason"])
-
-
-def _annotation_frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
-    df = pd.DataFrame(records, columns=ANNOTATION_COLUMNS + list(extra))
-    for c in ("created_at", "updated_at"):
-        df[c] = pd.to_datetime(df[c], utc=True, errors="coerce")
-    df["lead_time"] = pd.to_numeric(df["lead_time"], errors="coerce")
-    df["annotator_id"] = pd.to_numeric(df["annotator_id"], errors="coerce").astype("Int64")
-    return df.sort_values(["row_id", "annotator", "annotation_id"], kind="stable").reset_index(drop=True)
-
-
-ANNOTATIONS_SCHEMA = pa.schema(
-    [
-        pa.field("row_id", pa.string()),
-        pa.field("task_id", pa.int64()),
-        pa.field("annotation_id", pa.int64()),
-        pa.field("annotator", pa.string()),
-        pa.field("annotator_id", pa.int64()),
-        pa.field("label", pa.string()),
-        pa.field("labels", pa.list_(pa.string())),
-        pa.field("created_at", pa.timestamp("us", tz="UTC")),
-        pa.field("updated_at", pa.timestamp("us", tz="UTC")),
-        pa.field("lead_time", pa.float64()),
-    ]
-)
-
-
-def write_annotations(df: pd.DataFrame, path: Path, extra: dict[str, pa.DataType] | None = None) -> None:
-    schema = ANNOTATIONS_SCHEMA
-    for name, typ in (extra or {}).items():
-        schema = schema.append(pa.field(name, typ))
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    pq.write_table(table, path)
-
-
-def aggregate(ann: pd.DataFrame, labels: list[str], method: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Per row: the aggregated label (None when unresolved), support, votes. Plus method details."""
-    frame = ann.rename(columns={"row_id": "item"})[["item", "annotator", "label"]]
-    if frame.empty:
-        return pd.DataFrame(columns=["item", "label", "support", "n", "votes", "unresolved"]), {}
-    if method == "dawid_skene":
-        result, accuracy = agreement.dawid_skene(frame, labels)
-        return result, {"annotator_accuracy": accuracy}
-    return agreement.majority(frame), {}
-
-
-# -- the stage -----------------------------------------------------------------------------------------------
+# Files the stage leaves in its work folder; a published version keeps them under annotations/.
+VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json")
 
 
 class AnnotateStage(Stage):
     name = "annotate"
-    output_schema = schemas.ANNOTATED
-    whole_stream = True
     Config = Config
+    whole_stream = True
+    optional = True  # runs when the config has an `annotate:` section, unless skipped (--no-annotate)
+    adds = (schemas.LABEL_SOURCE,)
+    summary_type = AnnotationSummary
+    version_files = {f: f"annotations/{f}" for f in VERSION_FILES}
     # "run": push, then pull and go on once coverage is reached. "push": push and stop (sftpipe annotate push).
     mode: ClassVar[str] = "run"
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
         self._client = None
+        self._agreement: dict[str, Any] = {}  # every agreement figure of the last aggregation
 
     # -- Label Studio ----------------------------------------------------------------------------------------
 
@@ -449,7 +212,7 @@ class AnnotateStage(Stage):
         cfg = self.config
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
-        table = pa.Table.from_batches(batches) if batches else schemas.DEDUPED.empty_table()
+        table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
         rows = table.select(["id", "text", "label", "source"]).to_pandas()
         selected = select_rows(rows, cfg, self.flagged_ids())
 
@@ -505,7 +268,7 @@ class AnnotateStage(Stage):
             )
 
         source_of = dict(zip(rows["id"], rows["label"]))
-        resolved = self.summarize(ann, aside, source_of, Path(self.ctx.work_dir))
+        resolved = self.aggregate_labels(ann, aside, source_of, Path(self.ctx.work_dir))
         human = dict(zip(resolved["item"], resolved["label"]))
         for batch in batches:
             ids = batch.column("id").to_pylist()
@@ -524,7 +287,7 @@ class AnnotateStage(Stage):
             else:
                 out = out.append_column("label_source", pa.array(source, pa.string()))
             self.ctx.progress(out.num_rows)
-            yield StageOutput(kept=schemas.conform(out, schemas.ANNOTATED))
+            yield StageOutput(kept=out)
 
     def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """(annotations, aside, source label per row id from the task data) from an export snapshot."""
@@ -534,12 +297,13 @@ class AnnotateStage(Stage):
         source_of = {(t.get("data") or {}).get("row_id"): (t.get("data") or {}).get("source_label") for t in export}
         return ann, aside, source_of
 
-    def summarize(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
+    def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
         """Aggregate, measure agreement, write the files and the stats; return the resolved rows
         (columns item, label, ...)."""
         cfg, labels = self.config, self.labels()
-        agg, details = aggregate(ann, labels, cfg.aggregation)
+        agg, details = agreement.aggregate(ann, labels, cfg.aggregation)
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
+        self._agreement = report
         unresolved = sorted(agg.loc[agg["unresolved"].astype(bool), "item"].tolist()) if len(agg) else []
         resolved = agg[~agg["unresolved"].astype(bool)] if len(agg) else agg
         changed = [
@@ -597,21 +361,35 @@ class AnnotateStage(Stage):
         (work / "agreement.json").write_text(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
         return resolved
 
+    # -- what it hands on ---------------------------------------------------------------------------------
 
-# -- what the executor publishes ----------------------------------------------------------------------------
+    def summarize(self) -> AnnotationSummary | None:
+        """The outcome of a run that went through (None while paused)."""
+        s = self.stats
+        if "aggregation" not in s:
+            return None
+        report = self._agreement
+        return AnnotationSummary(
+            **{k: s[k] for k in ("url", "project_id", "project_title", "select", "annotators_per_task", "selected",
+                                 "done", "coverage", "annotations", "annotations_aside", "annotators", "aggregation",
+                                 "labelled_rows", "unresolved", "changed_from_source")},
+            agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
+            annotator_accuracy=s.get("annotator_accuracy"),
+            warnings=s.get("warnings", []),
+        )
 
-# Files the stage leaves in its work folder, for the version (copy them into <version>/annotations/).
-VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json")
-
-
-def manifest_summary(stats: dict[str, Any] | None, skipped_reason: str | None = None) -> dict[str, Any]:
-    """The manifest's `annotation` block from the stage's stats (never a token: stats hold none)."""
-    if skipped_reason is not None or not stats:
-        return {"status": "skipped", "reason": skipped_reason or "no annotate section", "labels": "source labels only"}
-    keys = ("url", "project_id", "project_title", "select", "annotators_per_task", "selected", "done", "coverage",
-            "annotations", "annotations_aside", "annotators", "aggregation", "labelled_rows", "unresolved",
-            "changed_from_source", "agreement", "annotator_accuracy", "warnings")
-    return {"status": "annotated", **{k: stats[k] for k in keys if k in stats}, "files": [f"annotations/{f}" for f in VERSION_FILES]}
+    @classmethod
+    def manifest_entries(cls, summary: Summary | None, skipped: str | None) -> dict[str, Any]:
+        """`label_origin` and the manifest's `annotation` block (never a token: the summary holds none)."""
+        if summary is None:
+            return {"label_origin": "source labels only",
+                    "annotation": {"status": "skipped", "reason": skipped or "no annotate section",
+                                   "labels": "source labels only"}}
+        block = summary.model_dump(mode="json", exclude_none=True)
+        if not block.get("warnings"):
+            block.pop("warnings", None)
+        return {"label_origin": "source labels and human annotation",
+                "annotation": {"status": "annotated", **block, "files": list(cls.version_files.values())}}
 
 
 def _str_or_none(value: Any) -> str | None:

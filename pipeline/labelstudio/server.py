@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.errors import UserError
-from pipeline.labelstudio import CREDENTIALS_FILE, read_credentials_file
+from pipeline.labelstudio.credentials import CREDENTIALS_FILE, read_credentials_file
 
 LABEL_STUDIO_SPEC = os.environ.get("SFTPIPE_LABELSTUDIO_SPEC", "label-studio==1.23.2")
 VENV_ENV = "SFTPIPE_LABELSTUDIO_VENV"

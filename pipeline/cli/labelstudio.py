@@ -1,6 +1,6 @@
 """`sftpipe labelstudio start|stop|status` and `sftpipe annotate push|status|pull`.
 
-`register(app)` adds both groups to the main Typer app (pipeline/cli.py calls it). Text that comes from the
+`register(app)` adds both groups to the main Typer app (pipeline/cli/app.py calls it). Text that comes from the
 server or its annotators (names, labels, messages) is printed escaped: it is never read as console markup.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ def ls_start(
     timeout: float = typer.Option(300, help="seconds to wait for /health (the first start runs migrations)"),
 ) -> None:
     """Start Label Studio in the background (installing it into its own virtualenv on first use)."""
-    from pipeline import labelstudio_server as srv
+    from pipeline.labelstudio import server as srv
 
     before = srv.status(data_dir)
     info = srv.start(data_dir, port=port, timeout_s=timeout, say=lambda m: console.print(f"[dim]{m}[/dim]"))
@@ -53,7 +53,7 @@ def ls_start(
 @labelstudio_app.command("stop")
 def ls_stop(data_dir: Path = ServerDir) -> None:
     """Stop the local Label Studio started for this data folder."""
-    from pipeline import labelstudio_server as srv
+    from pipeline.labelstudio import server as srv
 
     if srv.stop(data_dir):
         console.print("Label Studio stopped")
@@ -64,7 +64,7 @@ def ls_stop(data_dir: Path = ServerDir) -> None:
 @labelstudio_app.command("status")
 def ls_status(data_dir: Path = ServerDir) -> None:
     """Is the local Label Studio running, where, and where are its credentials."""
-    from pipeline import labelstudio_server as srv
+    from pipeline.labelstudio import server as srv
 
     info = srv.status(data_dir)
     if not info.running:
@@ -79,16 +79,16 @@ def ls_status(data_dir: Path = ServerDir) -> None:
 
 
 def _stage(config: Path, work_dir: Path | None = None):
-    from pipeline.config import load_config
+    from pipeline.cli.project import PROJECT
     from pipeline.stage import StageContext
     from stages.annotate import AnnotateStage
 
-    cfg = load_config(config, check_sources=False)
+    cfg = PROJECT.load_config(config, check_sources=False)
     section = getattr(cfg, "annotate", None)
     if section is None:
         raise UserError(f"{config}: no `annotate` section — nothing is sent to Label Studio for this dataset")
     ctx = StageContext(dataset=cfg.dataset, config_dir=cfg.config_dir, work_dir=work_dir or Path(tempfile.mkdtemp()),
-                       labels=cfg.labels)
+                       labels=cfg.labels, kind=cfg.record_kind)
     return cfg, AnnotateStage(section, ctx)
 
 
@@ -106,17 +106,17 @@ def annotate_push(
     """Run the stages before annotate (reusing unchanged outputs) and import the rows that need a human.
 
     Rows already in the project are not imported again, however often this runs."""
-    from pipeline.config import load_config
-    from pipeline.executor import LocalExecutor, stage_plan
+    from pipeline.cli.project import PROJECT
+    from pipeline.executor import LocalExecutor
     from stages.annotate import AnnotateStage
 
-    cfg = load_config(config)
+    cfg = PROJECT.load_config(config)
     if review_label_issues:
         cfg.annotate = _label_issue_review(cfg, data_dir, version, top)
     if getattr(cfg, "annotate", None) is None:
         raise UserError(f"{config}: no `annotate` section — nothing is sent to Label Studio for this dataset")
-    if not any(cls.name == "annotate" for cls, _ in stage_plan(cfg)):
-        raise UserError("this executor does not run the annotate stage yet (pipeline/executor.py stage_plan)")
+    if AnnotateStage.name not in PROJECT.plan(cfg).names:
+        raise UserError("the plan does not run the annotate stage (stages/__init__.py STAGES)")
     AnnotateStage.mode = "push"
     try:
         LocalExecutor(cfg, data_dir=data_dir, log=lambda m: console.print(f"[dim]{m}[/dim]")).run()
@@ -206,7 +206,7 @@ def annotate_pull(
     if pid is None:
         raise UserError(f"no Label Studio project {stage.title!r} at {stage.client().url} yet — run `sftpipe annotate push {config}`")
     ann, aside, source_of = stage.pull(pid)
-    stage.summarize(ann, aside, source_of, folder)
+    stage.aggregate_labels(ann, aside, source_of, folder)
     s = stage.stats
     console.print(f"{len(ann)} annotation(s) of {ann['row_id'].nunique()} row(s) by {len(s['annotators'])} annotator(s); "
                   f"{s['labelled_rows']} labelled by {s['aggregation']}, {s['unresolved']} unresolved (ties), "

@@ -228,3 +228,14 @@ def report(ann: pd.DataFrame, labels: list[str], consensus: pd.DataFrame) -> dic
         "confusion": conf,
         "per_label_agreement": per_label_agreement(conf),
     }
+
+
+def aggregate(ann: pd.DataFrame, labels: list[str], method: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per row: the aggregated label (None when unresolved), support, votes. Plus method details."""
+    frame = ann.rename(columns={"row_id": "item"})[["item", "annotator", "label"]]
+    if frame.empty:
+        return pd.DataFrame(columns=["item", "label", "support", "n", "votes", "unresolved"]), {}
+    if method == "dawid_skene":
+        result, accuracy = dawid_skene(frame, labels)
+        return result, {"annotator_accuracy": accuracy}
+    return majority(frame), {}

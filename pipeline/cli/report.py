@@ -1,6 +1,6 @@
 """`sftpipe report DATASET VERSION`: where a version's quality report is, and its summary in the terminal.
 
-`register(app)` adds the command to the main Typer app (pipeline/cli.py calls it).
+`register(app)` adds the command to the main Typer app (pipeline/cli/app.py calls it).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""report.html and the terminal summary for the evaluate stage (a helper of stages/evaluate.py, not a stage).
+"""report.html: the quality gate's evidence for a person who never read the code, drawn from one
+`EvaluationResult` (the candidate's rows, each check's result, every expectation result).
 
 The page is self-contained: inline CSS, no script, every plot a matplotlib PNG embedded as base64, so it
 opens from a copied folder, an archive or an e-mail attachment alike.
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 import schemas
+from stages.evaluate.result import EvaluationResult
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1100px;padding:1.5em;color:#222;line-height:1.4}
@@ -252,10 +254,11 @@ def _clusters(sizes: Counter, conflicts: dict[str, Any], manifest: dict) -> str:
         if len(ks) > 25:
             ax.set_xticks(range(0, len(ks), max(1, len(ks) // 20)))
         parts.append(_img(_png(fig), "duplicate cluster sizes"))
-    parts.append(f"<p>Clusters whose rows carry different labels: <b>{conflicts.get('clusters', 0):,}</b>.</p>")
-    if conflicts.get("reported_by_dedupe"):
-        parts.append("<p>As counted by the dedupe stage: " +
-                     ", ".join(f"{_e(k)} = {_num(v)}" for k, v in conflicts["reported_by_dedupe"].items()) + "</p>")
+    if conflicts.get("ran", True):
+        parts.append(f"<p>Clusters whose rows carry different labels (as the dedupe stage counted them, over kept "
+                     f"and removed rows): <b>{conflicts.get('clusters', 0):,}</b>.</p>")
+    else:
+        parts.append(f'<p class="muted">Label conflicts not checked: {_e(conflicts.get("skipped"))}.</p>')
     if conflicts.get("examples"):
         parts.append(_table(["cluster", "labels", "text (a kept row)"],
                             [[ex["cluster_id"], ", ".join(ex["labels"]), f'<div class="text">{_e(ex.get("text"))}</div>']
@@ -377,11 +380,13 @@ def _expectations(table: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_report(path: Path, dataset: str, manifest: dict, splits: dict[str, pd.DataFrame],
-                 rejected: pd.DataFrame | None, summary: dict[str, Any], issues: list[dict[str, Any]],
-                 results_table: list[dict[str, Any]], config, agreement: dict[str, Any]) -> None:
-    from stages import evaluate as ev
-
+def write_report(path: Path, result: EvaluationResult) -> None:
+    """Write report.html for an evaluation (its candidate, checks, expectation results and config)."""
+    candidate, summary, checks = result.candidate, result.summary, result.checks
+    dataset, manifest, splits, rejected = candidate.dataset, candidate.manifest, candidate.splits, candidate.rejected
+    issues = checks["label_noise"].evidence if "label_noise" in checks else []
+    cluster_sizes = checks["label_conflicts"].evidence if "label_conflicts" in checks else Counter()
+    agreement = checks["agreement"].evidence if "agreement" in checks else {}
     passed = summary["passed"]
     badge = '<span class="badge pass">PASSED</span>' if passed else '<span class="badge fail">FAILED GATES</span>'
     version = manifest.get("version") or "candidate"
@@ -411,74 +416,18 @@ def write_report(path: Path, dataset: str, manifest: dict, splits: dict[str, pd.
         '<h2 id="lengths">Text length</h2>', _lengths(splits),
         '<h2 id="languages">Language mix</h2>', _languages(splits),
         '<h2 id="duplicates">Duplicate clusters and label conflicts</h2>',
-        _clusters(ev._cluster_sizes(splits, rejected), summary["label_conflicts"], manifest),
+        _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),
-        '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues, config.report_label_issues),
+        '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues or [], result.config.report_label_issues),
         '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
         '<h2 id="expectations">Expectation results</h2>',
         "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
         f'<code>{_e(summary["files"]["suites"])}</code>, <code>{_e(summary["files"]["results"])}</code>, ' +
         ", ".join(f'<a href="{_e(p)}">{_e(scope)}</a>' for scope, p in summary["files"]["pages"].items()) +
         ". ✓ all passed, ✗ a blocking expectation failed, ! a warning.</p>",
-        _expectations(results_table),
+        _expectations(result.results_table),
     ]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_e(dataset)} {_e(version)} — quality report</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
-
-
-def summarize_report(version_dir: Path | str) -> str:
-    """A terminal summary of a version's evaluation: status, splits, failures, leakage, label issues, paths."""
-    version_dir = Path(version_dir)
-    manifest = _read_json(version_dir / "manifest.json")
-    from stages.evaluate import QUALITY_DIR, SUMMARY_FILE
-
-    ev = manifest.get("evaluation") or _read_json(version_dir / QUALITY_DIR / SUMMARY_FILE)
-    lines = [f"{manifest.get('dataset', version_dir.parent.name)} {manifest.get('version', version_dir.name)}"]
-    report = version_dir / "report.html"
-    lines.append(f"report: {report.resolve()}" if report.exists() else "report: (none — this version was not evaluated)")
-    if manifest.get("gates") == "failed-gates" or manifest.get("failed_gates"):
-        lines.append("published with --allow-failed-gates")
-    if not ev:
-        return "\n".join(lines)
-    n = ev.get("expectations", {})
-    lines.append(f"status: {ev.get('status', 'passed' if ev.get('passed') else 'failed-gates')} — "
-                 f"{n.get('evaluated', 0)} expectations, {n.get('failed', 0)} failed "
-                 f"({ev.get('blocking_failures', 0)} blocking)")
-    splits = manifest.get("splits") or {}
-    for s in schemas.SPLITS:
-        if s in splits:
-            labs = splits[s].get("labels") or {}
-            dist = ", ".join(f"{k} {v:,}" for k, v in sorted(labs.items(), key=lambda kv: -kv[1])[:8])
-            lines.append(f"  {s:<10} {splits[s].get('rows', 0):>8,} rows  {dist}")
-    for f in ev.get("failures", []):
-        kind = "BLOCKING" if f.get("blocking") else "warning "
-        obs = f.get("observed")
-        obs = f"{obs:.4g}" if isinstance(obs, float) else obs
-        col = f".{f['column']}" if f.get("column") else ""
-        lines.append(f"  {kind} {f.get('check')}: {f.get('expectation')} on {f.get('split')}{col}: "
-                     f"observed {obs}, expected {f.get('expected')}")
-    leak = ev.get("leakage") or {}
-    if leak.get("ran"):
-        lines.append("leakage: " + (", ".join(f"{k} {v}" for k, v in leak.get("leaked", {}).items()) or "none checked"))
-    noise = ev.get("label_noise") or {}
-    if noise.get("ran"):
-        lines.append(f"label issues: {noise.get('flagged', 0):,} of {noise.get('labelled_rows', 0):,} labelled rows "
-                     f"({noise.get('share', 0):.2%}) → {version_dir / 'label_issues.parquet'}")
-    elif noise.get("skipped"):
-        lines.append(f"label issues: not checked ({noise['skipped']})")
-    conf = ev.get("label_conflicts") or {}
-    lines.append(f"label conflicts in duplicate clusters: {conf.get('clusters', 0)}")
-    agr = ev.get("agreement") or {}
-    figs = ", ".join(f"{k} {v:.3f}" for k, v in agr.items() if isinstance(v, (int, float)))
-    if figs:
-        lines.append(f"agreement: {figs}")
-    return "\n".join(lines)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

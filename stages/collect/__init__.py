@@ -1,0 +1,14 @@
+"""collect: read the configured sources into rows {id, source, source_file, source_line, text, label, meta}.
+
+A row that cannot be read (a line that is not JSON, bytes that do not decode, no text) is rejected with
+its reason and location; the run goes on. Ids are stable: the source's own id where the config names an
+id field, else a hash of the source name, the text and its occurrence number in that source — so a row
+keeps its id (and its split) when other rows are added, removed or reordered.
+
+Modules: `config` (the `sources` / `inputs_within` keys), `files` (finding, checking, digesting and opening
+a source's files), `readers` (one reader per format), `stage` (records → rows). The mapping of a record
+onto a row is classification's (`text_field`, `label_field`); the next record kinds map onto their payload.
+"""
+from stages.collect.config import Config, SourceConfig  # noqa: F401 (the package's public names)
+from stages.collect.files import check_source, file_digest, open_input, peek_columns, resolve_files  # noqa: F401
+from stages.collect.stage import CollectStage, CollectSummary  # noqa: F401

@@ -1,0 +1,73 @@
+"""The config of collect: the top-level `sources` (one `SourceConfig` each) and `inputs_within`."""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config "
+                                              "file; or an fsspec URL (s3://bucket/*.jsonl) where its filesystem "
+                                              "package is installed")
+    format: Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_disk"]
+    encoding: str = "utf-8"  # utf-8 also accepts a byte-order mark
+    # csv / tsv
+    delimiter: str | None = None  # default "," for csv, tab for tsv
+    quoting: Literal["minimal", "none", "all"] = "minimal"
+    quotechar: str = '"'
+    header: bool = True
+    column_names: list[str] | None = Field(None, description="names of the columns when the file has no header")
+    # text
+    unit: Literal["line", "file"] = "line"  # one document per line, or per file
+    pattern: str | None = Field(None, description="regex with named groups (text, label, id, ...) applied to each line")
+    # field mapping
+    text_field: str = "text"
+    label_field: str | None = None
+    id_field: str | None = None
+    meta_fields: list[str] = Field(default_factory=list)
+    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SourceConfig":
+        if self.pattern is not None:
+            if self.format != "text":
+                raise ValueError("pattern applies to format: text only")
+            try:
+                groups = re.compile(self.pattern).groupindex
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regex: {exc}") from None
+            if self.text_field not in groups:
+                raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
+        if self.column_names is not None and self.header:
+            raise ValueError("column_names is for files without a header: set header: false")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+def _unique_source_names(sources: list[SourceConfig]) -> list[SourceConfig]:
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+    return sources
+
+
+Sources = Annotated[list[SourceConfig], Field(min_length=1), AfterValidator(_unique_source_names)]
+InputsWithin = Annotated[str | None, Field(
+    None, description="folder (relative to the config) every source file must resolve inside; `..` or a symlink out is an error")]
+
+
+class Config(BaseModel):
+    """collect has no section of its own: its settings are the config's `sources` and `inputs_within`."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceConfig]
+    inputs_within: str | None = None
