@@ -1,4 +1,4 @@
-"""Language identification (stages/language.py) through the real clean stage, on the shipped samples.
+"""Language identification (stages/clean/language.py) through the real clean stage, on the shipped samples.
 
 The full figures (both identifiers, per length bucket, docs/s) are benchmarks/langid/run.py's; these tests
 hold the rule's promises on the samples that ship with the project, in seconds.
@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.errors import UserError
-from stages.language import FastText, LanguageConfig, identify
+from stages.clean.language import FastText, LanguageConfig, identify
 
 from .conftest import REPO, SAMPLES, write_config
 from .test_clean import clean, rows

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks" / "dedupe"))
 
 import generate  # noqa: E402  (the dedupe benchmark's seeded corpus)
 from pipeline.filters import SIGNALS  # noqa: E402
-import stages.clean as C  # noqa: E402
+import stages.clean.stage as C  # noqa: E402
 from stages.clean import NORMALIZERS  # noqa: E402
 
 

@@ -8,7 +8,7 @@ Data (../shared/data, or $SFTPIPE_SHARED_DATA), each text first normalized as th
 - Tatoeba, 2,712 sentences in 17 languages with gold labels, 678 per length bucket (Kevers' buckets:
   ≤ 50 characters, 51–300, 301–3,000, > 3,000): accuracy of the top label, per bucket.
 - SMS Spam Collection (5,574, all English): share called another language.
-- Under an English-only rule `lang: {allowed: [en]}` (our identifiers: the rule of stages/language.py):
+- Under an English-only rule `lang: {allowed: [en]}` (our identifiers: the rule of stages/clean/language.py):
   share of the SMS dropped, of Tatoeba's non-English sentences dropped, and of held-out English that no
   setting was chosen on — TREC questions (5,952), Alpaca instructions (999), tests/fixtures/short_english.txt.
 - docs/s: one process, one core, the identifier alone (normalization not timed), best of --repeat runs.
@@ -33,7 +33,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO))
 
 from stages.clean import NORMALIZERS  # noqa: E402
-from stages.language import LanguageConfig, identify  # noqa: E402
+from stages.clean.language import LanguageConfig, identify  # noqa: E402
 
 DATA = Path(os.environ.get("SFTPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
 ISO = dict(bul="bg", ces="cs", dan="da", deu="de", ell="el", eng="en", fin="fi", fra="fr", hun="hu", ita="it",

@@ -27,8 +27,8 @@ from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_p
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
 from schemas.summaries import CleanSummary
-from stages.language import LanguageConfig, check_allowed, identify
-from stages.language import fingerprint as language_fingerprint
+from stages.clean.language import LanguageConfig, check_allowed, identify
+from stages.clean.language import fingerprint as language_fingerprint
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -162,7 +162,7 @@ def top_2gram_share(texts):
 
 @signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True)
 def lang(texts, language: LanguageConfig = LanguageConfig(), allowed: tuple[str, ...] | None = None):
-    """Language and its probability (stages/language.py). The stage binds `language` to the config's
+    """Language and its probability (stages/clean/language.py). The stage binds `language` to the config's
     `clean.language` and `allowed` to the `lang` rule's languages (`_BoundLang`): an allowed language that
     is plausible is taken as the row's language, so the rule drops only rows confidently in another one."""
     return identify(texts, language, allowed)
