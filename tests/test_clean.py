@@ -144,7 +144,7 @@ def test_a_new_filter_is_one_function_and_one_config_line():
 # The per-text loops that `dup_line_share` and `top_2gram_share` replaced (commit 2437180), kept as the
 # reference the whole-batch versions must equal. One change: a text's words are str.split()'s for the
 # 50-word test too (the loop's own words always were; its test counted pc.utf8_split_whitespace's, which
-# adds an empty word after trailing whitespace — see stages/clean/stage.py `_words`).
+# adds an empty word after trailing whitespace — see stages/clean/__init__.py `_words`).
 def _dup_line_share_loop(texts: list[str]) -> list[float | None]:
     out = []
     for text in texts:

@@ -24,7 +24,7 @@ from pipeline.imports import closure
 
 from .conftest import REPO, run_pipeline, sms_config, write_config
 
-STAGE_MODULES = ["stages.collect.stage", "stages.clean.stage", "stages.dedupe", "stages.annotate.stage", "stages.split"]
+STAGE_MODULES = ["stages.collect.stage", "stages.clean", "stages.dedupe", "stages.annotate.stage", "stages.split"]
 
 
 @pytest.mark.parametrize("stage", STAGE_MODULES)
@@ -39,7 +39,7 @@ def test_a_stage_fingerprint_covers_its_code_and_not_the_cli_report_or_other_sta
 
 def test_the_near_duplicate_code_is_in_dedupe_and_the_gate_not_in_clean():
     assert "pipeline.minhash" in closure("stages.dedupe") and "pipeline.minhash" in closure("stages.evaluate.gate")
-    assert "pipeline.minhash" not in closure("stages.clean.stage")
+    assert "pipeline.minhash" not in closure("stages.clean")
     assert "stages.evaluate.report" in closure("stages.evaluate.gate")
 
 
@@ -81,7 +81,7 @@ def test_editing_the_cli_recomputes_nothing_and_editing_a_signal_recomputes_clea
     assert "nothing new: the output is identical to sms-spam v1" in second
 
     # The code of a signal: clean and what follows it are recomputed, collect is not.
-    edit(code / "stages" / "clean" / "stage.py", '    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}',
+    edit(code / "stages" / "clean" / "__init__.py", '    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}',
          '    # counted in code points\n    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}')
     third = sftpipe(code, *run, cwd=tmp_path)
     assert "collect: unchanged since an earlier run" in third

@@ -156,3 +156,40 @@ def test_the_language_model_is_part_of_clean_s_fingerprint():
     assert "+lid.176.ftz:" in inputs(signals=["lang"])
     assert inputs(filters=ENGLISH_ONLY).split("+")[1] == inputs(signals=["lang"]).split("+")[1]
     assert "+langdetect:" in inputs(signals=["lang"], language={"identifier": "langdetect"})
+    # Instruction data: a field's `lang`, or `lang_mismatch`, which needs both fields' languages.
+    from schemas.kinds import KINDS
+
+    def generation(**config):
+        ctx = StageContext(dataset="t", config_dir=".", work_dir=".", kind=KINDS["generation"])
+        return CleanStage(Config(**config), ctx).fingerprint_inputs()
+
+    assert "lid.176" not in generation()
+    assert "+lid.176.ftz:" in generation(filters={"completion.lang": {"allowed": ["en"]}})
+    assert "+lid.176.ftz:" in generation(signals=["lang_mismatch"])
+
+
+# -- instruction and chat records: language per field ----------------------------------------------------------
+
+
+def test_a_rule_on_a_field_takes_a_plausible_allowed_language_of_that_field(tmp_path):
+    """`prompt.lang: {allowed: [en]}` is the plausible-language rule on the prompt alone: an English
+    instruction lid.176 reads as German (0.24) is kept as English, a Chinese one dropped; the completion,
+    with no rule of its own, keeps its most probable language."""
+    from .test_records_clean import clean as clean_records, rows as record_rows
+
+    english = "Write a function to convert Fahrenheit to Celsius"
+    answer = "Sie können die Formel (F - 32) * 5 / 9 verwenden, um die Temperatur umzurechnen."
+    payloads = [{"prompt": english, "completion": answer},
+                {"prompt": "请用三句话介绍一下长城的历史和它在中国文化中的地位。", "completion": answer}]
+    kept, _, _ = clean_records(record_rows("generation", payloads), "generation", tmp_path,
+                               signals=["prompt.lang", "completion.lang"])
+    assert kept.column("prompt_lang").to_pylist() == ["de", "zh"]  # no rule: the most probable language
+    kept, rejected, _ = clean_records(record_rows("generation", payloads), "generation", tmp_path,
+                                      filters={"prompt.lang": {"allowed": ["en"]}}, signals=["completion.lang"])
+    assert kept.column("prompt_lang").to_pylist() == ["en"] and kept.column("completion_lang").to_pylist() == ["de"]
+    assert rejected.column("reason").to_pylist() == ["prompt_lang_not_allowed"]
+    with pytest.raises(ValueError, match="'eng' not a language code"):
+        from stages.clean import Config
+
+        Config(filters={"completion.lang": {"allowed": ["eng"]}})
+

@@ -4,7 +4,7 @@
 
 The corpus is the dedupe benchmark's (benchmarks/dedupe/generate.py: real SMS, TREC and Tatoeba text,
 short and long, with planted near duplicates), made on first use and cached there. Texts are normalized
-as the clean stage does (timed as "normalize"), then every registered signal runs over the same batches
+as the clean stage does (timed as "normalize"), then every registered text signal runs over the same batches
 the stage would give it (`--batch`, the executor's default 10,000), on all rows. Beside
 `dup_line_share` runs the per-text loop it replaced, beside `top_2gram_share` (a per-text Counter loop)
 a whole-batch Arrow + numpy version; each pair's values are checked equal. Seconds are one core's; the load average is printed before and after.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "benchmarks" / "dedupe"))
 
 import generate  # noqa: E402  (the dedupe benchmark's seeded corpus)
 from pipeline.filters import SIGNALS  # noqa: E402
-import stages.clean.stage as C  # noqa: E402
+import stages.clean as C  # noqa: E402
 from stages.clean import NORMALIZERS  # noqa: E402
 
 
@@ -115,7 +115,8 @@ def main() -> None:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
     seconds: Counter = Counter()
-    signals = {sig.name: sig for sig in SIGNALS.values()}
+    # Text signals only: record signals (n_turns, lang_mismatch, ...) read instruction and chat records.
+    signals = {sig.name: sig for sig in SIGNALS.values() if sig.reads == "text"}
     # Each signal's other implementation: the loop dup_line_share replaced, the Arrow version top_2gram_share did not take.
     others = {"dup_line_share": ("per-text loop, before", dup_line_share_loop),
               "top_2gram_share": ("Arrow + numpy, not taken", top_2gram_share_arrow)}

