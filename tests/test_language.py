@@ -171,6 +171,21 @@ def test_the_language_model_is_part_of_clean_s_fingerprint():
 # -- instruction and chat records: language per field ----------------------------------------------------------
 
 
+def test_chinese_is_not_read_as_japanese_or_korean():
+    """A language with a script of its own needs that script: lid.176 calls ~6 % of alpaca_zh's short Chinese
+    instructions Japanese (none has kana), langdetect ~7 % Korean (none has Hangul)."""
+    from .test_records_clean import alpaca
+
+    prompts = pa.array([r["prompt"] for r in alpaca("zh")])
+    for identifier in ("fasttext", "langdetect"):
+        langs = pd.Series(identify(prompts, LanguageConfig(identifier=identifier))["lang"].to_pylist()).value_counts()
+        assert "ja" not in langs.index and "ko" not in langs.index, (identifier, langs.head())
+        assert langs["zh"] >= (0.95 if identifier == "fasttext" else 0.9) * len(prompts), (identifier, langs.head())
+    # Japanese with kana and Korean with Hangul are still themselves; the first line alone is Japanese to lid.176.
+    assert identify(pa.array(["建议饮食改变以降低胆固醇水平。", "今日は雨が降っているので家にいます",
+                              "오늘은 비가 와서 집에 있을 거예요"]))["lang"].to_pylist() == ["zh", "ja", "ko"]
+
+
 def test_a_rule_on_a_field_takes_a_plausible_allowed_language_of_that_field(tmp_path):
     """`prompt.lang: {allowed: [en]}` is the plausible-language rule on the prompt alone: an English
     instruction lid.176 reads as German (0.24) is kept as English, a Chinese one dropped; the completion,
