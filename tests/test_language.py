@@ -208,3 +208,25 @@ def test_a_rule_on_a_field_takes_a_plausible_allowed_language_of_that_field(tmp_
 
         Config(filters={"completion.lang": {"allowed": ["eng"]}})
 
+
+def test_lang_mismatch_flags_swapped_answers_and_no_english_pair(tmp_path):
+    """MISMATCH_CONFIDENCE is set for lid.176's probabilities: none of alpaca_en's 999 records is a
+    mismatch, and most of 600 real records with their answer swapped for one in the other language are."""
+    import random
+
+    from .test_records_clean import alpaca, clean as clean_records, rows as record_rows
+
+    def mismatches(payloads):
+        kept, _, _ = clean_records(record_rows("generation", payloads), "generation", tmp_path,
+                                   filters={"completion.refusal": None, "completion.placeholders": None,
+                                            "completion.unclosed_code_fence": None}, signals=["lang_mismatch"])
+        return pd.Series(kept.column("lang_mismatch").to_pylist()).value_counts(dropna=False)
+
+    en, zh = alpaca("en"), alpaca("zh")
+    assert mismatches(en).get(1.0, 0) == 0
+    rng = random.Random(0)
+    swapped = [{"prompt": z["prompt"], "completion": e["completion"]} for z, e in zip(rng.sample(zh, 300), rng.sample(en, 300))]
+    swapped += [{"prompt": e["prompt"], "completion": z["completion"]} for z, e in zip(rng.sample(zh, 300), rng.sample(en, 300))]
+    found = mismatches(swapped)
+    # 358 of the 600 have 40+ letters of prose on both sides (code answers and one-line prompts have not).
+    assert found.get(1.0, 0) >= 290 and found.get(0.0, 0) <= 6, found
