@@ -36,10 +36,11 @@ from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
 from schemas.record import RecordKind
 from schemas.summaries import CleanSummary
-from stages.clean import fields
+from stages.clean import fields, junk  # noqa: F401  (junk registers the short-junk signals)
 from stages.clean.instruction import GENERATIVE_FILTERS
 from stages.clean.language import LanguageConfig, check_allowed, identify
 from stages.clean.language import fingerprint as language_fingerprint
+from stages.clean.words import split_words, word_counts
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -47,22 +48,6 @@ from stages.clean.language import fingerprint as language_fingerprint
 
 def _f64(values) -> pa.Array:
     return pa.array(values, pa.float64())
-
-
-def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Every word of the batch, in order, and the index of the text it belongs to: str.split()'s words
-    (Arrow's whitespace is Python's). Trimmed first: after trailing whitespace pc.utf8_split_whitespace
-    yields an empty word, and on non-ASCII text its last word sometimes kept the trailing space, depending
-    on what ran before in the process (pyarrow 26; tests/test_clean.py holds it to the Python loops)."""
-    lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
-    flat = pc.list_flatten(lists)
-    doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    nonempty = pc.greater(pc.utf8_length(flat), 0)  # a text of only whitespace splits into [""]
-    return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
-
-
-def _word_counts(texts: pa.Array) -> np.ndarray:
-    return np.bincount(_words(texts)[1], minlength=len(texts)).astype(np.float64)
 
 
 def _lines(texts: pa.Array) -> np.ndarray:
@@ -92,14 +77,15 @@ def n_chars(texts):
 
 @signal("n_words")
 def n_words(texts):
-    return {"n_words": _f64(_word_counts(texts))}
+    return {"n_words": _f64(word_counts(texts))}
 
 
 @signal("mean_word_length", "symbol_word_ratio", "alpha_word_share")
 def gopher_quality(texts):
     """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
-    share of words containing a letter. One whitespace split serves all three."""
-    flat, doc = _words(texts)
+    share of words containing a letter. One split into words (`stages/clean/words.py`: standalone
+    punctuation is no word) serves all three."""
+    flat, doc = split_words(texts)
     n = np.bincount(doc, minlength=len(texts)).astype(np.float64)
     chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
     alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
@@ -157,12 +143,15 @@ def dup_line_share(texts):
 @signal("top_2gram_share")
 def top_2gram_share(texts):
     """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
-    eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
+    eligible = np.flatnonzero(word_counts(texts) >= GOPHER_MIN_WORDS)
     out: list[float | None] = [None] * len(texts)
+    flat, doc = split_words(pc.utf8_lower(texts.take(pa.array(eligible, pa.int64()))))
+    starts = np.searchsorted(doc, np.arange(len(eligible) + 1))
+    tokens = flat.to_pylist()
     # A Counter per text: as fast as grouping the batch's bigrams with Arrow's hash kernels and numpy,
     # measured side by side (benchmarks/clean_signals/run.py keeps that version as `top_2gram_share_arrow`).
-    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
-        words = text.lower().split()
+    for k, i in enumerate(eligible):
+        words = tokens[starts[k]:starts[k + 1]]
         counts = Counter(zip(words, words[1:]))
         top = max(counts.values())
         chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
@@ -195,9 +184,12 @@ class _BoundLang:
 # Normalizers: each maps a string array to a string array; the stage counts rows each one changed.
 
 _MOJIBAKE_HINT = r"[ÃÂ][\x{80}-\x{bf}]|â€|ï»¿|\x{fffd}"  # UTF-8 read as cp1252 / latin-1 (RE2 syntax)
-_HTML_HINT = r"<[A-Za-z/!]|&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);"
+_HTML_HINT = r"<[A-Za-z/!]|&(#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);"
 _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.S)
+# A tag: a comment, or `<` + a letter (or `/` + a letter) up to the next `>` with no `<` inside. Not a tag:
+# `a < b`, `I <3 you`, `<#>` (an SMS placeholder), and the masks mask_pii writes (`<EMAIL>`, `<PHONE>`,
+# `<IP_ADDRESS>`), so that normalizing a masked text again leaves it as it is.
+_TAG = re.compile(r"<!--.*?-->|</?(?!(?:EMAIL|PHONE|IP_ADDRESS)>)[A-Za-z][^<>]*>", re.S)
 _BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.I)
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{2028}\x{2029}\x{feff}]"  # RE2 syntax
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
@@ -222,11 +214,31 @@ def fix_mojibake(texts):
     return _per_row(texts, _MOJIBAKE_HINT, ftfy.fix_encoding)
 
 
+def _until_stable(fn, text: str) -> str:
+    """Apply `fn` until the text stops changing (each step shortens it, so this ends)."""
+    while True:
+        new = fn(text)
+        if new == text:
+            return text
+        text = new
+
+
 def strip_html(texts):
+    """Markup is markup whether it arrived as tags or escaped as entities: entities are decoded first
+    (until none is left: a feed's double-escaped `&amp;lt;b&amp;gt;` is `<b>`), then comments, scripts,
+    styles and tags are removed (block-level tags become a line break, others a space, so two words never
+    run together and a removal never joins the pieces around it into a new tag or entity), again until
+    none is left. So `Fish &amp; chips &lt;b&gt;bold&lt;/b&gt;` → `Fish & chips bold`, a news feed's
+    escaped `&lt;A HREF="...">` links leave their text only, and `a &lt; b`, `I <3 you`, `<#>` keep their
+    `<` (not a tag: no letter after it). The output holds no tag and no entity, so stripping it again
+    changes nothing (issue #16, item 1: tags were removed first and entities decoded after, which turned
+    escaped markup into live tags)."""
+
     def strip(text: str) -> str:
+        text = _until_stable(html.unescape, text)
         text = _SCRIPT_STYLE.sub(" ", text)
         text = _BLOCK_TAG.sub("\n", text)
-        return html.unescape(_TAG.sub(" ", text))
+        return _until_stable(lambda t: _TAG.sub(" ", t), text)
 
     return _per_row(texts, _HTML_HINT, strip)
 
@@ -264,6 +276,40 @@ NORMALIZERS = {
     "remove_control": remove_control,
     "collapse_whitespace": collapse_whitespace,
 }
+# A step can make work for an earlier one: NFKC turns a full-width `＜ｂ＞` into the tag `<b>`, removing a
+# zero-width space can close one up, and decoding `&Atilde;&copy;` yields mojibake. Normalization runs the
+# chain again over the rows the last pass changed until none changes, so that normalizing a normalized text
+# changes nothing (tests/test_clean.py checks it over the shared data and hostile cases).
+MAX_NORMALIZE_PASSES = 5
+
+
+def normalize_until_stable(texts: pa.Array, steps: list[str]) -> tuple[pa.Array, dict[str, np.ndarray]]:
+    """The classification normalizers `steps`, in order, repeated on the rows the previous pass changed
+    (at most MAX_NORMALIZE_PASSES passes); per step, which rows it changed in any pass."""
+    changed = {step: np.zeros(len(texts), dtype=bool) for step in steps}
+    rows = np.arange(len(texts))
+    current = texts
+    for _ in range(MAX_NORMALIZE_PASSES):
+        if not len(rows):
+            break
+        start = current.take(pa.array(rows, pa.int64())) if len(rows) < len(texts) else current
+        part = start
+        for step in steps:
+            new = NORMALIZERS[step](part)
+            changed[step][rows] |= np.asarray(pc.fill_null(pc.not_equal(new, part), False).to_numpy(zero_copy_only=False), dtype=bool)
+            part = new
+        moved = np.asarray(pc.fill_null(pc.not_equal(part, start), False).to_numpy(zero_copy_only=False), dtype=bool)
+        if len(rows) == len(texts):
+            current = part
+        elif moved.any():
+            values = current.to_pylist()
+            for i, v in zip(rows[moved], part.filter(pa.array(moved)).to_pylist()):
+                values[i] = v
+            current = pa.array(values, pa.string())
+        rows = rows[moved]
+    return current, changed
+
+
 # On generative kinds the same steps run on each field's prose (stages/clean/fields.py), two of them in
 # variants that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
 GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": fields.remove_control,
@@ -320,6 +366,17 @@ DEFAULT_FILTERS: dict[str, dict] = {
     "ellipsis_line_share": {"max": 0.3},
     "dup_line_share": {"max": 0.3},
     "top_2gram_share": {"max": 0.2},
+    # Short junk (stages/clean/junk.py, issue #21): placeholders, a URL alone, markup, one word repeated, and
+    # a text surely not in English. Measured on planted junk and every real SMS / TREC row (benchmarks/clean/).
+    "placeholder_only": {"max": 0},
+    "url_only": {"max": 0},
+    "markup_share": {"max": 0.5},
+    "top_token_share": {"max": 0.5},
+    # Last: the slowest signal, computed only for rows the cheap rules kept. Looser than a rule a user writes
+    # (clean.language.plausible, 0.04): a default runs unasked on every data set, and at 0.04 it would drop
+    # 0.84 % of the English SMS collection (texting language, romanized Hindi); at 0.01, 0.30 %. A data set
+    # in another language names its own (`lang: {allowed: [de]}`) or switches it off (`lang: null`).
+    "lang": {"allowed": ["en"], "plausible": 0.01},
 }
 
 
@@ -346,7 +403,12 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _known_languages(self):
-        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives."""
+        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives;
+        only a `lang` rule says how probable an allowed language must be (`plausible`)."""
+        misplaced = [k for k, r in self.filters.items() if r is not None and r.plausible is not None
+                     and k.rpartition(".")[2] != "lang"]
+        if misplaced:
+            raise ValueError(f"{', '.join(map(repr, misplaced))}: `plausible` applies to lang rules only")
         allowed = [c for k, r in self.filters.items() if r is not None and r.allowed and k.rpartition(".")[2] == "lang"
                    for c in r.allowed]
         if allowed:
@@ -362,6 +424,16 @@ class Config(BaseModel):
             if rule.allowed is not None and key.rpartition(".")[2] == "lang":
                 t = target(key, kind)
                 out[t.field] = tuple(dict.fromkeys([*out.get(t.field, ()), *rule.allowed]))
+        return out
+
+    def plausible_by_field(self, kind: RecordKind | None = None) -> dict[str, float]:
+        """The `plausible` cut-off a field's `lang` rules set (the lowest where several do); a field whose
+        rules set none is absent (it gets `clean.language.plausible`)."""
+        out: dict[str, float] = {}
+        for key, rule in self.rules(kind).items():
+            if rule.plausible is not None and key.rpartition(".")[2] == "lang":
+                field = target(key, kind).field
+                out[field] = min(out.get(field, 1.0), rule.plausible)
         return out
 
     def rules(self, kind: RecordKind | None = None) -> dict[str, Rule]:
@@ -429,6 +501,7 @@ class CleanStage(Stage):
         rules = self.config.rules(kind)
         signals = self.config.signals
         allowed = self.config.allowed_languages(kind)
+        plausible = self.config.plausible_by_field(kind)
         generative = kind.default_view is None
         if generative:
             plan = fields.resolve(self.config.normalize.model_dump(), kind)
@@ -453,7 +526,7 @@ class CleanStage(Stage):
                                                              details, kind=kind))
                     keep = pa.array(~empty)
                     batch, original = batch.filter(keep), original.filter(keep)
-                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed),
+                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed, plausible),
                                   map_signal=lambda sig, t: self._map_signal(pool, sig, t), original=original, kind=kind)
                 self.ctx.progress(batch.num_rows + int(empty.sum()))
                 yield out
@@ -466,13 +539,9 @@ class CleanStage(Stage):
 
     def _normalize_text(self, batch: pa.RecordBatch, steps: list[str], changed: dict[str, int], pii: dict[str, int]):
         """Classification: the normalizers over the `text` column, as always; empty texts found."""
-        texts = batch.column("text")
-        for step in steps:
-            if step == "mask_pii":
-                continue
-            new = NORMALIZERS[step](texts)
-            changed[step] += pc.sum(pc.not_equal(new, texts)).as_py() or 0
-            texts = new
+        texts, per_step = normalize_until_stable(batch.column("text"), [s for s in steps if s != "mask_pii"])
+        for step, mask in per_step.items():
+            changed[step] += int(mask.sum())
         for kind_, (pattern, placeholder) in PII_PATTERNS.items() if pii else ():
             pii[kind_] += pc.sum(pc.count_substring_regex(texts, pattern)).as_py() or 0
             texts = pc.replace_substring_regex(texts, pattern, placeholder)
@@ -480,12 +549,16 @@ class CleanStage(Stage):
         empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
         return batch, empty, None
 
-    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]]) -> Signal:
+    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]], plausible: dict[str, float]) -> Signal:
         """The signal to compute for a rule key: `lang` bound to this config's identifier and to the languages
-        allowed on the field it reads (none: the most probable language); any other signal as it is."""
+        allowed on the field it reads (none: the most probable language) with the rule's `plausible` cut-off
+        where it sets one; any other signal as it is."""
         if t.signal.fn is not lang:
             return t.signal
-        return replace(t.signal, fn=_BoundLang(self.config.language, allowed.get(t.field)))
+        language = self.config.language
+        if t.field in plausible:
+            language = language.model_copy(update={"plausible": plausible[t.field]})
+        return replace(t.signal, fn=_BoundLang(language, allowed.get(t.field)))
 
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
         """Spread slow per-text signals (language identification) over worker processes; each worker gets
