@@ -14,12 +14,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.cli.console import typer_app
 from pipeline.errors import PipelinePaused, UserError
 
 console = Console()
 
-labelstudio_app = typer.Typer(help="A local Label Studio server for annotation (127.0.0.1 only).", no_args_is_help=True)
-annotate_app = typer.Typer(help="Send rows to Label Studio, follow the labelling, take the labels back.", no_args_is_help=True)
+labelstudio_app = typer_app(help="A local Label Studio server for annotation (127.0.0.1 only).")
+annotate_app = typer_app(help="Send rows to Label Studio, follow the labelling, take the labels back.")
 
 ServerDir = typer.Option(Path("data/labelstudio"), "--data-dir", help="the server's data folder (SQLite, media, credentials)")
 

@@ -157,7 +157,8 @@ class LabelStudioClient:
         tries = f" after {tried} attempts" if tried > 1 else ""
         if answered:
             raise LabelStudioUnreachable(f"Label Studio at {self.url} keeps failing{tries} ({what}: {last})")
-        raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})")
+        raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})"
+                                     f"{self.credentials.down_hint()}")
 
     def backoff(self, attempt: int) -> None:
         """Wait before retry number `attempt + 1`: exponential, capped at 8 s, with jitter."""
