@@ -116,13 +116,30 @@ class Agreement(Summary):
     confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs
 
 
-class AnnotationSummary(Summary):
-    """The annotate stage's outcome: where the labels came from, coverage, aggregation and agreement.
-    Never a token: the server is named by its URL."""
+class ReviewSummary(Summary):
+    """One label review's outcome (`stages.annotate.review`): its rows, the decisions, where they applied."""
 
-    url: str
+    version: str  # the version whose label issues were reviewed
+    url: str  # the review project's page
     project_id: int
-    project_title: str
+    rows: int
+    done: int
+    decided: int
+    unresolved: int  # ties: no decision
+    applied: int  # decisions applied to a row whose text is what the reviewer saw
+    relabelled: int  # of those, rows whose label changed
+    stale: int  # not applied: the row's text changed since it was reviewed
+    absent: int  # not applied: the row is no longer in the data
+
+
+class AnnotationSummary(Summary):
+    """The annotate stage's outcome: where the labels came from, coverage, aggregation and agreement, and
+    the label reviews applied. Never a token: the server is named by its URL. The project fields are None
+    where the section selects no rows of its own (only reviews)."""
+
+    url: str | None
+    project_id: int | None
+    project_title: str | None
     select: str
     annotators_per_task: int
     selected: int
@@ -137,4 +154,6 @@ class AnnotationSummary(Summary):
     changed_from_source: int
     agreement: Agreement
     annotator_accuracy: dict[str, float | None] | None = None
+    relabelled: int = 0  # rows whose label the stage changed (people's labels and review decisions)
+    reviews: list[ReviewSummary] = []
     warnings: list[str] = []

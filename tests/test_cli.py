@@ -146,6 +146,26 @@ def test_versions_diff_of_a_version_with_itself_and_backwards(two_versions):
     assert f["splits"]["train"]["removed"] > 0 and f["splits"]["train"]["removed"] == b["splits"]["train"]["added"]
 
 
+def test_annotate_with_the_local_server_down_says_how_to_start_it(tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    server_dir = tmp_path / "labelstudio"
+    server_dir.mkdir()
+    (server_dir / "credentials.json").write_text(json.dumps({"url": f"http://127.0.0.1:{port}", "api_key": "k" * 40}))
+    config = write_config(tmp_path, sms_config(annotate={"select": "all"}))
+    argv, env = sftpipe_command("annotate", "status", str(config))
+    env = {k: v for k, v in env.items() if not k.startswith("LABEL_STUDIO_")}
+    out = subprocess.run(argv, cwd=tmp_path, env={**env, "SFTPIPE_LABELSTUDIO_DIR": str(server_dir)}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    err = one_error_line(out)
+    assert f"Label Studio at http://127.0.0.1:{port} is not reachable after 5 attempts" in err
+    assert f"Start it with `sftpipe labelstudio start --data-dir {server_dir}`" in err
+
+
 # -- Ctrl-C --------------------------------------------------------------------------------------------------
 
 

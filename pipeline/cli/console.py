@@ -52,12 +52,18 @@ def print_funnel(reports, title: str = "funnel") -> None:
 
 
 def print_funnel_dicts(stages: list[dict], title: str = "funnel") -> None:
-    table = Table("stage", "rows in", "rows out", "dropped", "reasons", "rows/s", title=title)
+    """One row per stage: rows in, out, dropped (by reason), and, where a stage changed labels (annotate:
+    people's labels, review decisions), how many rows it relabelled."""
+    relabels = any("relabelled" in (s.get("stats") or {}) for s in stages)
+    table = Table("stage", "rows in", "rows out", "dropped", "reasons", *(["relabelled"] if relabels else []), "rows/s",
+                  title=title)
     for s in stages:
         dropped = sum(s["dropped"].values())
         reasons = ", ".join(f"{k}: {v}" for k, v in s["dropped"].items())
         speed = "cached" if s.get("cached") else (f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "")
-        table.add_row(s["name"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", reasons, speed)
+        relabelled = (s.get("stats") or {}).get("relabelled")
+        table.add_row(escape(s["name"]), f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", escape(reasons),
+                      *([f"{relabelled:,}" if relabelled is not None else ""] if relabels else []), speed)
     console.print(table)
 
 

@@ -46,6 +46,7 @@ def run(
     code 75; run it again once they are labelled. A blocking failed quality check stops publication (exit
     code 1). Ctrl-C stops it with exit code 130: nothing is published and the next run resumes.
     """
+    from pipeline.cli.annotate import with_reviews
     from pipeline.cli.project import PROJECT
     from pipeline.errors import PipelinePaused
     from pipeline.executor import GateFailed, LocalExecutor
@@ -54,11 +55,15 @@ def run(
         raise UserError(f"--executor {executor_name!r}: choose local or ray")
     if ray_address is not None and executor_name != "ray":
         raise UserError("--ray-address needs --executor ray")
-    cfg = PROJECT.load_config(config)
+    cfg = with_reviews(PROJECT.load_config(config), data_dir)  # label reviews pushed for the dataset apply
     folder = Path(data_dir if data_dir is not None else cfg.store.data_dir).absolute()
     # Said first, on every run: a run started from another folder writes to another `data/`.
     console.print(f"data folder: {folder} (versions go to {folder / 'versions' / cfg.dataset})", highlight=False,
                   soft_wrap=True)
+    reviews = cfg.annotate.reviews if getattr(cfg, "annotate", None) is not None else []
+    if reviews and not no_annotate:
+        console.print("label reviews applied: " + ", ".join(f"{r.version} ({r.project_title!r})" for r in reviews),
+                      highlight=False, soft_wrap=True)
     with _progress() as progress:
         def track(name: str, total: int | None):
             # A stage's bar starts when the stage does: the one before it is finished (its clock stops,
