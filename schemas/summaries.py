@@ -113,7 +113,26 @@ class Agreement(Summary):
     cohen_kappa: list[dict[str, Any]] = []  # per annotator pair: a, b, n, observed_agreement, kappa
     annotator_consensus: dict[str, dict[str, Any]] = {}
     per_label_agreement: dict[str, float | None] = {}
-    confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs
+    confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs (symmetric)
+    pairs: int | None = None  # pairs of annotations of the same item
+    pair_confusion: dict[str, dict[str, int]] = {}  # each pair once: first annotator's label → the other's
+    pair_axes: list[str] = []  # who the rows and the columns of pair_confusion are
+
+
+class Tie(Summary):
+    """A row whose annotators' votes tied: no label decided, its source label kept."""
+
+    id: str
+    votes: dict[str, int]
+
+
+class LabelChange(Summary):
+    """A row whose label the annotate stage changed: from the source label to people's."""
+
+    id: str
+    before: str | None
+    after: str
+    by: str  # "annotation", or "review of vN"
 
 
 class ReviewSummary(Summary):
@@ -155,5 +174,7 @@ class AnnotationSummary(Summary):
     agreement: Agreement
     annotator_accuracy: dict[str, float | None] | None = None
     relabelled: int = 0  # rows whose label the stage changed (people's labels and review decisions)
+    relabelled_rows: list[LabelChange] = []  # the first 100 of them
+    ties: list[Tie] = []  # the first 100 unresolved rows (all of them: annotations/agreement.json)
     reviews: list[ReviewSummary] = []
     warnings: list[str] = []

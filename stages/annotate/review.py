@@ -78,6 +78,7 @@ class Outcome:
     """What the reviews decided, for the rows of one run."""
 
     labels: dict[str, str] = field(default_factory=dict)  # row id → decision, for rows it applies to
+    by: dict[str, str] = field(default_factory=dict)  # row id → the version whose review decided it
     waiting: list[str] = field(default_factory=list)  # one phrase per review still being labelled
     summaries: list[dict[str, Any]] = field(default_factory=list)  # per review (schemas.summaries.ReviewSummary)
     warnings: list[str] = field(default_factory=list)
@@ -127,6 +128,7 @@ def collect(stage, rows: pd.DataFrame, work: Path) -> Outcome:
                 else:
                     status = "applied"
                     outcome.labels[r.item] = r.label  # a later review of the same row wins (reviews in order)
+                    outcome.by[r.item] = review.version
                     if label_of.get(r.item) != r.label:
                         counts["relabelled"] += 1
             counts[status] += 1

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import schemas
 from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import Stage, StageInput, StageOutput
-from schemas.summaries import Agreement, AnnotationSummary, ReviewSummary, Summary
+from schemas.summaries import Agreement, AnnotationSummary, LabelChange, ReviewSummary, Summary, Tie
 from stages.annotate import agreement, review
 from stages.annotate.config import Config
 from stages.annotate.export import annotations_from_export, write_annotations
@@ -44,6 +44,8 @@ class AnnotateStage(Stage):
         super().__init__(config, ctx)
         self._client = None
         self._agreement: dict[str, Any] = {}  # every agreement figure of the last aggregation
+        self._ties: list[dict[str, Any]] = []  # the first 100 unresolved rows of it, with their votes
+        self._changes: list[dict[str, Any]] = []  # the first 100 rows whose label the run changed
 
     # -- Label Studio ----------------------------------------------------------------------------------------
 
@@ -249,6 +251,7 @@ class AnnotateStage(Stage):
                     raise  # pushed: nothing is pulled
                 waiting = paused
         reviewed: dict[str, str] = {}
+        reviewed_by: dict[str, str] = {}
         if self.config.reviews and self.mode != "push":
             outcome = review.collect(self, rows, Path(self.ctx.work_dir))
             self.stats["reviews"] = outcome.summaries
@@ -259,11 +262,11 @@ class AnnotateStage(Stage):
                 if waiting is not None:  # both: annotate's own message first, the reviews after it
                     message = f"{waiting}; " + "; ".join(outcome.waiting)
                 waiting = PipelinePaused(message, stage=self.name, url=waiting.url if waiting else "")
-            reviewed = outcome.labels
+            reviewed, reviewed_by = outcome.labels, outcome.by
         if waiting is not None:
             raise waiting
 
-        relabelled = 0
+        relabelled, changes = 0, []
         for batch in batches:
             ids = batch.column("id").to_pylist()
             old = batch.column("label").to_pylist()
@@ -278,7 +281,11 @@ class AnnotateStage(Stage):
                 else:
                     new_label.append(l)
                     source.append("source" if l else None)
-                relabelled += new_label[-1] != l
+                if new_label[-1] != l:
+                    relabelled += 1
+                    if len(changes) < 100:
+                        by = f"review of {reviewed_by[i]}" if i in reviewed else "annotation"
+                        changes.append({"id": i, "before": l, "after": new_label[-1], "by": by})
             out = batch.set_column(batch.schema.get_field_index("label"), "label", pa.array(new_label, pa.string()))
             if "label_source" in out.schema.names:
                 out = out.set_column(out.schema.get_field_index("label_source"), "label_source", pa.array(source, pa.string()))
@@ -288,6 +295,7 @@ class AnnotateStage(Stage):
             yield StageOutput(kept=out)
         # Rows whose label this stage changed (people's labels and review decisions): the funnel shows them.
         self.stats["relabelled"] = relabelled
+        self._changes = changes  # for the summary (not the stats: the manifest would hold them twice)
 
     def _own_rows(self, rows: pd.DataFrame) -> dict[str, str]:
         """The section's own selection: push it, pull it, and once enough is labelled, aggregate; the human
@@ -365,6 +373,8 @@ class AnnotateStage(Stage):
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
         self._agreement = report
         unresolved = sorted(agg.loc[agg["unresolved"].astype(bool), "item"].tolist()) if len(agg) else []
+        tied = agg[agg["unresolved"].astype(bool)].sort_values("item") if len(agg) else agg
+        self._ties = [{"id": i, "votes": v} for i, v in zip(tied["item"][:100], tied["votes"][:100])]
         resolved = agg[~agg["unresolved"].astype(bool)] if len(agg) else agg
         changed = [
             {"row_id": i, "source_label": source_of.get(i), "label": l}
@@ -442,6 +452,8 @@ class AnnotateStage(Stage):
             agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
             annotator_accuracy=s.get("annotator_accuracy"),
             relabelled=s["relabelled"],
+            relabelled_rows=[LabelChange(**c) for c in self._changes],
+            ties=[Tie(**t) for t in self._ties],
             reviews=[ReviewSummary(**r) for r in s.get("reviews", [])],
             warnings=s.get("warnings", []),
         )

@@ -297,45 +297,105 @@ def _noise(noise: dict[str, Any], issues: list[dict[str, Any]], top: int) -> str
     return "\n".join(parts)
 
 
-def _agreement(agreement: dict[str, Any]) -> str:
+def _agreement(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]) -> str:
+    """The agreement figures, the label pairs as a heat map (each pair counted once), the ties and the rows
+    whose label people or a label review changed (with their texts)."""
     plt = _plt()
-    if not agreement:
-        return '<p class="muted">No annotation in this version (no agreement figures).</p>'
     figures = []
     for key, name in (("krippendorff_alpha", "Krippendorff's alpha (nominal)"), ("fleiss_kappa", "Fleiss' kappa")):
         if agreement.get(key) is not None:
             figures.append([name, agreement[key]])
-    for k in ("items", "annotations"):
+    for k, name in (("items", "rows annotated"), ("annotations", "annotations"), ("pairs", "pairs of annotations of a row")):
         if agreement.get(k) is not None:
-            figures.append([k, agreement[k]])
+            figures.append([name, agreement[k]])
     if agreement.get("annotators"):
         a = agreement["annotators"]
         figures.append(["annotators", len(a) if isinstance(a, list) else a])
+    for k, name in (("unresolved", "ties (no label decided; the source label kept)"),
+                    ("relabelled", "rows relabelled (people's label or a review's decision differs from the source label)")):
+        if agreement.get(k) is not None:
+            figures.append([name, agreement[k]])
+    if not figures:
+        return '<p class="muted">No annotation in this version (no agreement figures).</p>'
     parts = [_table(["figure", "value"], figures)]
     pairs = agreement.get("cohen_kappa")
     if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict):
         keys = list(pairs[0].keys())
         parts.append("<h3>Cohen's kappa per annotator pair</h3>" + _table(keys, [[p.get(k) for k in keys] for p in pairs]))
-    conf = agreement.get("confusion")
-    if isinstance(conf, dict) and conf:
-        labs = list(conf.keys())
-        import numpy as np
-
-        m = np.array([[float(conf[a].get(b, 0) or 0) for b in labs] for a in labs])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labs), 1 + 0.55 * len(labs)))
-        im = ax.imshow(m, cmap="Blues")
-        ax.set_xticks(range(len(labs)), labs, rotation=45, ha="right")
-        ax.set_yticks(range(len(labs)), labs)
-        for i in range(len(labs)):
-            for j in range(len(labs)):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
-        ax.set_xlabel("label from another annotator")
-        ax.set_ylabel("label from one annotator")
-        ax.set_title("Annotator confusion (pairs of labels on the same item)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        parts.append(_img(_png(fig), "annotator confusion matrix"))
+    parts.append(_pair_heat_map(agreement, plt))
+    text_of = {i: t for df in splits.values() if "id" in df and "text" in df for i, t in zip(df["id"], df["text"])}
+    ties = agreement.get("ties") or []
+    if ties:
+        shown = f"the first {len(ties)} of {agreement.get('unresolved', len(ties)):,}" if agreement.get("unresolved", 0) > len(ties) else "all"
+        parts.append(f"<h3>Ties ({shown}; every one in <code>annotations/agreement.json</code>)</h3>" + _table(
+            ["id", "votes", "text"],
+            [[t["id"], ", ".join(f"{k}: {v}" for k, v in sorted(t["votes"].items())),
+              f'<div class="text">{_e(text_of.get(t["id"]))}</div>'] for t in ties], raw={2}))
+    changes = agreement.get("relabelled_rows") or []
+    if changes:
+        shown = f"the first {len(changes)} of {agreement.get('relabelled', len(changes)):,}" if agreement.get("relabelled", 0) > len(changes) else "all"
+        parts.append(f"<h3>Rows relabelled ({shown})</h3>" + _table(
+            ["id", "source label", "label now", "by", "text"],
+            [[c["id"], c["before"] or "(none)", c["after"], c["by"], f'<div class="text">{_e(text_of.get(c["id"]))}</div>']
+             for c in changes], raw={4}))
+    for r in agreement.get("reviews") or []:
+        parts.append(f"<p>Label review of {_e(r['version'])} (<a href=\"{_e(r['url'])}\">its project</a>): {r['rows']:,} "
+                     f"rows, {r.get('decided', 0):,} decided, {r.get('applied', 0):,} applied ({r.get('relabelled', 0):,} "
+                     f"relabelled), {r.get('unresolved', 0):,} ties, {r.get('stale', 0):,} not applied because the text "
+                     f"changed since, {r.get('absent', 0):,} no longer in the data.</p>")
     return "\n".join(parts)
+
+
+def pair_figure(conf: dict[str, dict[str, int]], rows_are: str, cols_are: str, plt):
+    """The heat map of label pairs, sized for its labels so that the title, the tick labels and the axis
+    labels fit in the figure (a test checks every text's extent); (figure, matrix)."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    labs = list(conf.keys())
+    m = np.array([[float(conf[a].get(b, 0) or 0) for b in labs] for a in labs])
+    n = len(labs)
+    longest = max((len(str(l)) for l in labs), default=1)
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.6 + 0.55 * n + 0.06 * longest), max(4.0, 1.9 + 0.5 * n + 0.05 * longest)))
+    im = ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(n), labs, rotation=45 if n > 3 or longest > 8 else 0,
+                  ha="right" if n > 3 or longest > 8 else "center")
+    ax.set_yticks(range(n), labs)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(m[i, j]):,}", ha="center", va="center", fontsize=9,
+                    color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_ylabel(f"label from {rows_are}")
+    ax.set_xlabel(f"label from {cols_are}")
+    ax.set_title("Label pairs on the same row")
+    fig.colorbar(im, ax=ax, shrink=0.8, ticks=MaxNLocator(integer=True))
+    return fig, m
+
+
+def _pair_heat_map(agreement: dict[str, Any], plt) -> str:
+    """Each pair of annotations of the same row counted once (rows: one annotator's label, columns: the
+    other's), so that the cells add up to the number of pairs. A version from before pairs were kept shows
+    the symmetric matrix, where a disagreement is counted in both of its cells, and says so."""
+    conf, axes = agreement.get("pair_confusion"), agreement.get("pair_axes") or []
+    symmetric = not conf
+    if symmetric:
+        conf = agreement.get("confusion")
+    if not isinstance(conf, dict) or not conf:
+        return ""
+    rows_are, cols_are = (axes + ["one annotator", "another annotator"])[:2] if not symmetric else ("one annotator", "another")
+    fig, m = pair_figure(conf, _short(rows_are), _short(cols_are), plt)
+    total = int(m.sum())
+    if symmetric:
+        note = (f"Counted both ways: a disagreement is in both of its cells, so the cells add up to {total:,}, more "
+                f"than the {agreement.get('pairs') or 'number of'} pairs (this version was made before pairs were kept).")
+    else:
+        note = (f"Each pair of annotations of the same row is counted once: the cells add up to the {total:,} pairs; "
+                f"the diagonal is agreement. Rows: the label from {rows_are}; columns: from {cols_are}.")
+    return _img(_png(fig), "annotator label pairs") + f'<p class="muted">{_e(note)}</p>'
+
+
+def _short(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _expectations(table: list[dict[str, Any]]) -> str:
@@ -418,7 +478,7 @@ def write_report(path: Path, result: EvaluationResult) -> None:
         _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),
         '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues or [], result.config.report_label_issues),
-        '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
+        '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement, splits),
         '<h2 id="expectations">Expectation results</h2>',
         "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
         f'<code>{_e(summary["files"]["suites"])}</code>, <code>{_e(summary["files"]["results"])}</code>, ' +
