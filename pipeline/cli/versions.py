@@ -45,7 +45,7 @@ def versions_show(
     if as_json:
         print(json.dumps(m, indent=2, ensure_ascii=False))
         return
-    console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name)}")
+    console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name).absolute()}")
     console.print(f"created {m.get('created_at')}, parent {m.get('parent_version') or '—'}, "
                   f"fingerprint {m.get('content_fingerprint', '')[:16]}, code {m.get('code_version')}")
     print_funnel_dicts(m.get("stages", []))
