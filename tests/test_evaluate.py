@@ -355,7 +355,8 @@ def test_agreement_floor_and_confusion(tmp_path, sms_rows):
         ("fleiss_kappa", 0.3, True), ("krippendorff_alpha", 0.31, True)]
     assert result.summary["agreement"]["krippendorff_alpha"] == 0.31
     page = (folder / "report.html").read_text()
-    assert "annotator confusion matrix" in page and "Krippendorff" in page and "Cohen" in page
+    assert "annotator label pairs" in page and "Krippendorff" in page and "Cohen" in page
+    assert "Counted both ways" in page  # a summary with only the symmetric matrix says how it counts
     assert {f.check for f in result.failures} == {"agreement"}
 
 
