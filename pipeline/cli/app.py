@@ -26,7 +26,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from pipeline.cli import annotate, labelstudio, report, run, versions
+from pipeline.cli import annotate, export, labelstudio, report, run, versions
 from pipeline.cli.console import EXIT_PAUSED, Interrupted, err_console, typer_app
 from pipeline.errors import PipelinePaused, UserError
 from train import cli as train_cli
@@ -70,6 +70,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 run.register(app)  # validate CONFIG, run CONFIG
 versions.register(app)  # versions list|show|diff
 report.register(app)  # report DATASET VERSION
+export.register(app)  # export DATASET VERSION --format alpaca|sharegpt|messages
 labelstudio.register(app)  # labelstudio start|stop|status
 annotate.register(app)  # annotate push|status|pull|forget-review
 train_cli.register(app)  # train, score, runs list

@@ -52,6 +52,31 @@ def _read_jsonl(source, file, batch_size):
             yield i, obj, None, None
 
 
+def _read_json(source, file, batch_size):
+    """A JSON array of objects, read whole (JSON Lines streams; a JSON array is parsed in one piece). The
+    position in the array is the record's line number."""
+    with open_input(file, "r", encoding=encoding_of(source), errors="surrogateescape") as fh:
+        raw = fh.read()
+    if has_surrogates(raw):
+        yield 1, None, ("undecodable", {"encoding": source.encoding}), safe(raw[:2000])
+        return
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        yield exc.lineno, None, ("invalid_json", {"error": exc.msg, "line": exc.lineno, "column": exc.colno}), raw[:2000]
+        return
+    if isinstance(data, dict):
+        data = [data]  # one record
+    if not isinstance(data, list):
+        yield 1, None, ("json_not_an_array", {"type": type(data).__name__}), raw[:2000]
+        return
+    for i, obj in enumerate(data, start=1):
+        if not isinstance(obj, dict):
+            yield i, None, ("json_not_an_object", {"type": type(obj).__name__}), json.dumps(obj, ensure_ascii=False)[:2000]
+            continue
+        yield i, obj, None, None
+
+
 def _read_csv(source, file, batch_size):
     with open_input(file, "r", encoding=encoding_of(source), errors="surrogateescape", newline="") as fh:
         reader = csv.reader(strip_nul(fh), **csv_dialect(source))
@@ -124,7 +149,7 @@ def _read_hf_disk(source, file, batch_size):
                 yield line, rec, None, None
 
 
-_READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "text": _read_text,
+_READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv, "text": _read_text,
             "parquet": _read_parquet, "hf_disk": _read_hf_disk}
 
 

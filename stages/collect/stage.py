@@ -19,6 +19,7 @@ from schemas.summaries import Summary
 from stages.collect.config import Config, InputsWithin, SourceConfig, Sources
 from stages.collect.files import check_encoding, check_source, file_digest, is_url, resolve_files
 from stages.collect.readers import has_surrogates, read_records
+from stages.collect import records
 
 
 class InputFile(Summary):
@@ -52,9 +53,12 @@ class CollectStage(Stage):
     @classmethod
     def check_section(cls, section: Config, config_dir: Path, config: Any) -> None:
         within = config_dir / section.inputs_within if section.inputs_within is not None else None
+        kind = config.record_kind.name
         for i, source in enumerate(section.sources):
             try:
-                check_source(source, config_dir, within)
+                source = _resolved(source, kind)
+                required = records.required_columns(source) if source.record_format else None
+                check_source(source, config_dir, within, required)
             except UserError as exc:
                 raise UserError(f"sources[{i}] ({source.name}): {exc}") from None
 
@@ -65,7 +69,8 @@ class CollectStage(Stage):
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
         within = ctx.config_dir / config.inputs_within if config.inputs_within is not None else None
-        self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in config.sources]
+        sources = [_resolved(s, ctx.kind.name) for s in config.sources]
+        self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in sources]
         for s, files in self._files:
             for f in files:
                 check_encoding(s, f)
@@ -105,16 +110,22 @@ class CollectStage(Stage):
                 for line_no, fields, error, raw in read_records(source, file, self.ctx.batch_size):
                     row = {"source": source.name, "source_file": relpath, "source_line": line_no}
                     if error is None:
-                        error, row = self._map(source, fields, row, labels)
+                        if source.record_format is None:
+                            error, row = self._map(source, fields, row, labels)
+                        else:
+                            error, row = self._map_payload(source, fields, row)
                     if error is not None:
+                        if raw is None and source.record_format is not None:
+                            raw = json.dumps(fields, ensure_ascii=False, default=str)  # the record as read
                         rejects.append({**row, "id": _hash_id(source.name, relpath, str(line_no)), "reason": error[0],
                                         "details": error[1], "text": raw if raw is not None else row.get("text")})
                     else:
                         if row["id"] is None:
-                            key = hashlib.sha1(row["text"].encode("utf-8", "surrogatepass")).digest()
+                            content = row["text"] if source.record_format is None else _canonical(row, self.ctx.kind)
+                            key = hashlib.sha1(content.encode("utf-8", "surrogatepass")).digest()
                             k = occurrences.get(key, 0)
                             occurrences[key] = k + 1
-                            row["id"] = _hash_id(source.name, row["text"], str(k))
+                            row["id"] = _hash_id(source.name, content, str(k))
                         rows.append(row)
                     if len(rows) + len(rejects) >= self.ctx.batch_size:
                         yield self._emit(rows, rejects)
@@ -131,7 +142,8 @@ class CollectStage(Stage):
                 [{k: r.get(k) for k in ("id", "source", "source_file", "source_line", "text", "label")} for r in rejects],
                 schema=pa.schema([schemas.REJECTED.field(n) for n in ("id", "source", "source_file", "source_line", "text", "label")]),
             )
-            rejected = rejected_rows(batch, self.name, [r["reason"] for r in rejects], [r["details"] for r in rejects])
+            rejected = rejected_rows(batch, self.name, [r["reason"] for r in rejects], [r["details"] for r in rejects],
+                                     kind=self.ctx.kind)
         return StageOutput(kept=kept, rejected=rejected)
 
     # -- mapping a record to a row ------------------------------------------------------------------------
@@ -171,7 +183,37 @@ class CollectStage(Stage):
         row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
         return None, row
 
-    # -- readers: each yields (line number, fields, error, raw text) ----------------------------------------
+    def _map_payload(self, source: SourceConfig, fields: dict[str, Any], row: dict[str, Any]):
+        """A generative record (stages/collect/records.py), its id field and meta fields."""
+        error, payload = records.map_record(source, fields, self.ctx.kind.name)
+        if error is not None:
+            return error, row
+        for value in payload.values():
+            texts = [m["content"] for m in value] if isinstance(value, list) else [value]
+            if any(isinstance(t, str) and has_surrogates(t) for t in texts):
+                return ("undecodable", {"encoding": source.encoding}), row
+        row.update(payload)
+        rid = records.get_path(fields, source.id_field) if source.id_field else None
+        if source.id_field is not None:
+            if rid is records._MISSING or rid is None or str(rid).strip() == "":
+                return ("missing_id", {"field": source.id_field}), row
+            rid = str(rid)
+        row["id"] = rid
+        meta = {m: (None if (v := records.get_path(fields, m)) is records._MISSING else v) for m in source.meta_fields}
+        row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
+        return None, row
+
+
+def _resolved(source: SourceConfig, kind: str) -> SourceConfig:
+    try:
+        return records.resolved(source, kind)
+    except ValueError as exc:
+        raise UserError(f"source {source.name!r}: {exc}") from None
+
+
+def _canonical(row: dict[str, Any], kind) -> str:
+    """A record's payload as canonical JSON: what its id hashes (with the source and its occurrence)."""
+    return json.dumps({k: row[k] for k in kind.payload_names}, ensure_ascii=False, sort_keys=True)
 
 
 def _hash_id(*parts: str) -> str:

@@ -8,8 +8,11 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import schemas
+from schemas.kinds import DEFAULT_KIND, KINDS
+from schemas.record import RecordKind
 from schemas.summaries import CleanSummary, Summaries
 from stages.evaluate.evidence import read_json, read_parquet
 
@@ -25,15 +28,36 @@ class Candidate:
     parent: Path | None  # the parent version's folder (leakage against its test split)
     summaries: Summaries = field(default_factory=Summaries)
     schema: pa.Schema = schemas.SPLIT  # the published rows' schema (the plan's last boundary)
+    kind: RecordKind = KINDS[DEFAULT_KIND]
 
-    def default_languages(self) -> list[str] | None:
-        """The languages clean's `lang` rule allowed, if it had one (the `language` check's default)."""
+    def default_languages(self, column: str = "lang") -> list[str] | None:
+        """The languages clean's rule on a language column allowed, if it had one (the `language` check's
+        default)."""
         clean = self.summaries.get(CleanSummary)
-        return clean.allowed("lang") if clean is not None else None
+        return clean.allowed(column) if clean is not None else None
+
+    def view(self, split: str, view: str, key: bool = False, folder: Path | None = None) -> list[str]:
+        """One text per row of a split, in row order: a field view of the record kind (`key`: a dedupe
+        key), read from the split's Parquet file (`folder`: another version's)."""
+        if self.kind.default_view == view or (key and view in (None, "text") and self.kind.default_view):
+            df = self.splits[split] if folder is None else _read(folder / f"{split}.parquet")
+            return [] if df is None or "text" not in df else df["text"].fillna("").tolist()
+        path = (folder or self.folder) / f"{split}.parquet"
+        if not path.exists():
+            return []
+        table = pq.read_table(path)
+        if any(c not in table.column_names for c in self.kind.payload_names):
+            return []
+        fn = self.kind.key(view) if key else self.kind.view(view)
+        return [t for b in table.to_batches() for t in fn(b).to_pylist()]
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    return pq.read_table(path).to_pandas() if path.exists() else None
 
 
 def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, parent: Path | None,
-                   summaries: Summaries | None, schema: pa.Schema | None) -> Candidate:
+                   summaries: Summaries | None, schema: pa.Schema | None, kind: RecordKind | str | None = None) -> Candidate:
     manifest = read_json(folder / "manifest.json")
     schema = schema if schema is not None else schemas.SPLIT
     splits = {}
@@ -52,4 +76,6 @@ def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, 
         parent=parent,
         summaries=summaries if summaries is not None else Summaries(),
         schema=schema,
+        kind=KINDS[kind] if isinstance(kind, str) else kind or KINDS.get(manifest.get("kind") or DEFAULT_KIND,
+                                                                          KINDS[DEFAULT_KIND]),
     )

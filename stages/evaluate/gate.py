@@ -17,16 +17,17 @@ import pyarrow as pa
 
 from pipeline.gate import GateRequest
 from schemas.summaries import Summaries
-from stages.evaluate import agreement, label_conflicts, label_noise, leakage, split_overlap
+from stages.evaluate import agreement, label_conflicts, label_noise, leakage, refusals, split_overlap
 from stages.evaluate.candidate import read_candidate
 from stages.evaluate.config import Config
 from stages.evaluate.evidence import LABEL_ISSUES_FILE, QUALITY_DIR, REPORT_FILE, SUMMARY_FILE, jsonable
 from stages.evaluate.expectations import run_expectations
+from stages.evaluate import report_records
 from stages.evaluate.report import write_report
 from stages.evaluate.result import CheckResult, EvaluationResult
 
 # The dataset-level checks, in the order their figures and expectations appear.
-CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement)
+CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals)
 
 
 def evaluate_candidate(
@@ -53,7 +54,8 @@ def evaluate_candidate(
     quality = candidate_dir / QUALITY_DIR
     quality.mkdir(parents=True, exist_ok=True)
     candidate = read_candidate(candidate_dir, getattr(dataset_config, "dataset", None),
-                               getattr(dataset_config, "labels", None), previous_version_dir, summaries, schema)
+                               getattr(dataset_config, "labels", None), previous_version_dir, summaries, schema,
+                               getattr(dataset_config, "kind", None))
 
     timings: dict[str, float] = {}
     checks: dict[str, CheckResult] = {}
@@ -67,7 +69,8 @@ def evaluate_candidate(
 
     t = time.perf_counter()
     ge = run_expectations(candidate.dataset, candidate.splits, metrics, bounds, candidate.labels,
-                          config.allowed_languages or candidate.default_languages(), config, quality, candidate.schema)
+                          config.allowed_languages or candidate.default_languages(), config, quality, candidate.schema,
+                          candidate)
     timings["expectations"] = round(time.perf_counter() - t, 3)
     failures = ge["failures"]
 
@@ -95,7 +98,7 @@ def evaluate_candidate(
                               report_path=candidate_dir / REPORT_FILE, candidate=candidate, checks=checks,
                               results_table=ge["results_table"], config=config)
     t = time.perf_counter()
-    write_report(result.report_path, result)
+    write_report(result.report_path, result, *report_records.sections(result))
     timings["report"] = round(time.perf_counter() - t, 3)
     timings["total"] = round(time.perf_counter() - t0, 3)
     result.summary = jsonable(summary)

@@ -1,5 +1,8 @@
 """leakage: near duplicates of train rows in validation, test, and the previous version's test split.
 
+What is compared is what dedupe compared: the record kind's dedupe key (classification's text, a
+generation record's prompt, a conversation), with the same shingling.
+
 MinHash candidates (LSH bands tuned at `leakage.lsh_threshold`), each verified by the exact Jaccard of
 shingle sets — the dedupe stage's own primitives (`pipeline.minhash`). Shingling and threshold default to
 what dedupe called similar (its `Similarity`, handed on in `DedupeSummary`), so a version the dedupe stage
@@ -36,7 +39,7 @@ LEAKAGE_SCHEMA = pa.schema(
 def check(candidate: Candidate, config: Config) -> CheckResult:
     dedupe = candidate.summaries.get(DedupeSummary)
     cfg = config.leakage.resolved(dedupe.similarity if dedupe is not None else None)
-    out = leakage(candidate.splits, candidate.parent, cfg)
+    out = leakage(candidate, cfg)
     write_table(out.pop("pairs"), candidate.folder / QUALITY_DIR / "leakage.parquet", LEAKAGE_SCHEMA)
     metrics = {f"leaked_{against}_rows": n for against, n in out["leaked"].items()}
     bounds = [Bound("leakage", column, max_value=config.leakage.max_leaked) for column in metrics]
@@ -55,7 +58,8 @@ def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> lis
     same = right is left
     texts = pa.array([t or "" for t in (left if same else [*left, *right])], pa.string())
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
-    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows)
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows,
+                                           cfg.char_ngram)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     lo, hi, _ = minhash.candidate_pairs(keys, np.arange(len(texts)))
     shift = 0 if same else len(left)
@@ -76,23 +80,28 @@ def near_duplicates(left: list[str], right: list[str], cfg: Leakage) -> list[tup
     return [(j, i, jac) for j, (i, jac) in sorted(best.items())]
 
 
-def leakage(splits: dict[str, pd.DataFrame], previous_dir: Path | None, cfg: Leakage) -> dict[str, Any]:
+def leakage(candidate: Candidate, cfg: Leakage) -> dict[str, Any]:
     leaked: dict[str, int] = {}
     pairs: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"ran": cfg.enabled, "threshold": cfg.threshold, "shingle": f"{cfg.shingle} {cfg.ngram}-grams"}
+    key = cfg.key or candidate.kind.default_key
+    out: dict[str, Any] = {"ran": cfg.enabled, "threshold": cfg.threshold, "key": key,
+                           "shingle": f"{cfg.shingle} {cfg.ngram}-grams" if cfg.shingle != "auto" else
+                           f"auto: word {cfg.ngram}-grams, character {cfg.char_ngram}-grams for CJK / Thai"}
     if not cfg.enabled:
         out.update(leaked=leaked, pairs=pairs)
         return out
+    splits, previous_dir = candidate.splits, candidate.parent
     train = splits["train"]
-    train_texts = train["text"].fillna("").tolist()
-    others: list[tuple[str, pd.DataFrame]] = [("validation", splits["validation"]), ("test", splits["test"])]
+    train_texts = candidate.view("train", key, key=True)
+    others: list[tuple[str, pd.DataFrame, list[str]]] = [
+        ("validation", splits["validation"], candidate.view("validation", key, key=True)),
+        ("test", splits["test"], candidate.view("test", key, key=True))]
     if cfg.previous_version and previous_dir is not None:
         prev = read_parquet(Path(previous_dir) / "test.parquet")
         if prev is not None:
-            others.append(("previous_test", prev))
+            others.append(("previous_test", prev, candidate.view("test", key, key=True, folder=Path(previous_dir))))
             out["previous_version"] = str(previous_dir)
-    for against, df in others:
-        texts = df["text"].fillna("").tolist() if "text" in df else []
+    for against, df, texts in others:
         found = near_duplicates(train_texts, texts, cfg)
         if against == "previous_test":
             # A row that is in this version's test split and was in the previous one is no leak by itself;

@@ -439,8 +439,11 @@ def _expectations(table: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def write_report(path: Path, result: EvaluationResult) -> None:
-    """Write report.html for an evaluation (its candidate, checks, expectation results and config)."""
+def write_report(path: Path, result: EvaluationResult,
+                 kind_sections: list[tuple[str, str, str]] = (), added_sections: list[tuple[str, str, str]] = ()) -> None:
+    """Write report.html for an evaluation (its candidate, checks, expectation results and config).
+    `kind_sections` ((anchor, title, html)) replace the label, text-length and language sections (a record
+    kind without labels has its own); `added_sections` come after the funnel."""
     candidate, summary, checks = result.candidate, result.summary, result.checks
     dataset, manifest, splits, rejected = candidate.dataset, candidate.manifest, candidate.splits, candidate.rejected
     issues = checks["label_noise"].evidence if "label_noise" in checks else []
@@ -456,10 +459,16 @@ def write_report(path: Path, result: EvaluationResult) -> None:
         f"{_e((manifest.get('content_fingerprint') or '—')[:16])} · {summary['expectations']['evaluated']} expectations, "
         f"{summary['expectations']['failed']} failed ({summary['blocking_failures']} blocking)</p>",
         "<nav>" + " ".join(f'<a href="#{a}">{t}</a>' for a, t in [
-            ("gates", "Gates"), ("funnel", "Funnel"), ("labels", "Labels"), ("lengths", "Text length"),
-            ("languages", "Languages"), ("duplicates", "Duplicates"), ("leakage", "Leakage"),
+            ("gates", "Gates"), ("funnel", "Funnel"), *[(a, t.split(" ")[0]) for a, t, _ in added_sections],
+            *([(a, t) for a, t, _ in kind_sections] or [("labels", "Labels"), ("lengths", "Text length"),
+                                                        ("languages", "Languages")]),
+            ("duplicates", "Duplicates"), ("leakage", "Leakage"),
             ("label-issues", "Label issues"), ("agreement", "Agreement"), ("expectations", "Expectations")]) + "</nav>",
     ]
+    own = [part for a, t, h in kind_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)] or [
+        '<h2 id="labels">Label distribution per split</h2>', _labels(splits),
+        '<h2 id="lengths">Text length</h2>', _lengths(splits),
+        '<h2 id="languages">Language mix</h2>', _languages(splits)]
     if fails:
         gates = _table(["", "check", "split", "expectation", "column", "observed", "expected", "details"],
                        [["BLOCKING" if f["blocking"] else "warning", f["check"], f["split"], f["expectation"],
@@ -471,9 +480,8 @@ def write_report(path: Path, result: EvaluationResult) -> None:
     body = head + [
         '<h2 id="gates">Gates</h2>', gates,
         '<h2 id="funnel">Funnel</h2>', _funnel(manifest, rejected, splits),
-        '<h2 id="labels">Label distribution per split</h2>', _labels(splits),
-        '<h2 id="lengths">Text length</h2>', _lengths(splits),
-        '<h2 id="languages">Language mix</h2>', _languages(splits),
+        *[part for a, t, h in added_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)],
+        *own,
         '<h2 id="duplicates">Duplicate clusters and label conflicts</h2>',
         _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),
