@@ -425,7 +425,8 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
 def test_annotator_heat_map_fits_its_figure(labels):
     """Nothing of the label-pair heat map is cut off: after the layout report.html's images get, every text
     (title, tick labels, axis labels, cell counts, colour-bar ticks) lies inside the figure."""
-    from stages.evaluate.report import _plt, pair_figure
+    from stages.evaluate.report_agreement import pair_figure
+    from stages.evaluate.report_html import _plt
 
     plt = _plt()
     conf = {a: {b: (i * 7 + j * 3) % 11 for j, b in enumerate(labels)} for i, a in enumerate(labels)}
@@ -448,7 +449,7 @@ def test_annotator_heat_map_fits_its_figure(labels):
 def test_agreement_section_shows_pairs_ties_and_relabelled_rows():
     import pandas as pd
 
-    from stages.evaluate.report import _agreement
+    from stages.evaluate.report_agreement import agreement_section as _agreement
 
     evidence = {"krippendorff_alpha": 0.6, "fleiss_kappa": 0.58, "items": 10, "annotations": 20, "pairs": 10,
                 "annotators": ["ann.a", "ann.b"], "pair_axes": ["ann.a", "ann.b"],
