@@ -39,7 +39,8 @@ from stages.clean import fields, junk  # noqa: F401  (junk registers the short-j
 from stages.clean.instruction import GENERATIVE_FILTERS
 from stages.clean.language import LanguageConfig, check_allowed, identify
 from stages.clean.language import fingerprint as language_fingerprint
-from stages.clean.normalize import (_HTML_HINT, _TAG, GENERATIVE_NORMALIZERS, NORMALIZERS, PII_PATTERNS,  # noqa: F401
+from stages.clean.fields import GENERATIVE_NORMALIZERS
+from stages.clean.normalize import (_HTML_HINT, _TAG, NORMALIZERS, PII_PATTERNS,  # noqa: F401  (public here, as before)
                                     collapse_whitespace, fix_mojibake, mask_pii, nfkc, normalize_until_stable,
                                     remove_control, strip_html)
 from stages.clean.words import split_words, word_counts
