@@ -57,7 +57,7 @@ class StageReport:
         return {"name": self.name, "fingerprint": self.fingerprint, "code": self.code, "rows_in": self.rows_in,
                 "rows_out": self.rows_out, "dropped": self.dropped, "seconds": round(self.seconds, 3),
                 "rows_per_second": round(self.rows_in / self.seconds, 1) if self.seconds > 0 else None,
-                "stats": self.stats}
+                "stats": self.stats, "notes": self.summary.notes() if self.summary is not None else []}
 
 
 @dataclass
@@ -199,6 +199,7 @@ class LocalExecutor:
         dropped: dict[str, int] = {}
         start = time.perf_counter()
         try:
+            stage.prepare(inputs)  # on the whole input, here, before any worker gets a part of it
             for out in self._outputs(stage, inputs):
                 kept.write(out.kept)
                 if out.rejected is not None and out.rejected.num_rows:

@@ -30,7 +30,7 @@ import hashlib
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 import cloudpickle
 import numpy as np
@@ -166,7 +166,9 @@ class Rule(BaseModel, extra="forbid"):
 
     min: float | None = None
     max: float | None = None
-    allowed: list[str] | None = None  # for string signals (lang)
+    # For string signals (lang). "auto": the stage that computes the signal resolves it from the data before
+    # the stream (clean: the data set's own languages, `Stage.prepare`); `check` only ever sees a list.
+    allowed: list[str] | Literal["auto"] | None = None
     # lang rules only: an allowed language at least this probable is taken as the row's language (the
     # stage's default when left out: clean.language.plausible). Read by the stage that computes `lang`.
     plausible: float | None = Field(None, gt=0.0, le=1.0)
@@ -177,6 +179,8 @@ class Rule(BaseModel, extra="forbid"):
         n = len(values)
         code = np.zeros(n, dtype=np.int8)
         valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        if self.allowed == "auto":
+            raise ValueError("allowed: auto must be resolved to a list by the stage before its rows are checked")
         if self.allowed is not None:
             ok = pc.is_in(values, value_set=pa.array(self.allowed, values.type))  # false (not null) for a null
             code[valid & ~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)] = 3

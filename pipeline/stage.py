@@ -127,6 +127,13 @@ class Stage:
         hashes, a Label Studio project's state, user code the stage calls)."""
         return ""
 
+    def prepare(self, inputs: StageInput | None) -> None:
+        """Settle what depends on the data before the stream is processed (clean: the languages of
+        `lang: {allowed: auto}`, from a sample of `inputs`). The executor calls it once, on the whole input,
+        before `run`; what it settles must be written into `self.config`, which is what workers (the Ray
+        executor's actors, each given one chunk) receive. Deterministic for the same input: the stage's
+        fingerprint covers the input, not what this finds."""
+
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         raise NotImplementedError
 

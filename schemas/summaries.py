@@ -20,6 +20,11 @@ class Summary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def notes(self) -> list[str]:
+        """Lines a person should read beside the stage's row in the funnel (what the stage decided from the
+        data, not from the config): `sftpipe run`, `versions show` and the report print them."""
+        return []
+
 
 S = TypeVar("S", bound=Summary)
 
@@ -51,10 +56,33 @@ class Summaries:
 # -- clean ------------------------------------------------------------------------------------------------
 
 
+class FoundLanguages(Summary):
+    """What `lang: {allowed: auto}` found: the languages making up at least `min_share` of the sampled rows
+    that have a language (share of those rows, most first), from `sample_rows` evenly spaced input rows."""
+
+    languages: dict[str, float]
+    sample_rows: int  # input rows read
+    identified_rows: int  # of those, rows that reached the rule and have a language (the shares' base)
+    min_share: float
+
+    def line(self, column: str) -> str:
+        base = f"of {self.identified_rows:,} sampled rows with a language"
+        if not self.languages:
+            return (f"{column} auto: no language makes up {self.min_share:.0%} {base}; the rule is off"
+                    if self.identified_rows else f"{column} auto: no sampled row has a language; the rule is off")
+        found = ", ".join(f"{code} {share:.0%}" for code, share in self.languages.items())
+        return f"{column} auto: {found} ({base}, {self.sample_rows:,} rows read)"
+
+
 class CleanSummary(Summary):
-    """The rules clean applied, by signal column: `{"lang": {"allowed": ["en"]}, "n_chars": {"min": 1, ...}}`."""
+    """The rules clean applied, by signal column: `{"lang": {"allowed": ["en"]}, "n_chars": {"min": 1, ...}}`
+    (a `lang: {allowed: auto}` rule with the languages it found), and what each auto rule found."""
 
     rules: dict[str, dict[str, Any]]
+    auto_languages: dict[str, FoundLanguages] = {}  # by signal column (`lang`, `completion_lang`)
+
+    def notes(self) -> list[str]:
+        return [found.line(column) for column, found in self.auto_languages.items()]
 
     def allowed(self, column: str) -> list[str] | None:
         """The values a string rule allows (the gate's default languages), or None without such a rule."""

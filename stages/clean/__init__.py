@@ -34,10 +34,10 @@ from pipeline.filters import (SIGNALS, Rule, Signal, Target, apply_rules, portab
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
 from schemas.record import RecordKind
-from schemas.summaries import CleanSummary
+from schemas.summaries import CleanSummary, FoundLanguages
 from stages.clean import fields, junk  # noqa: F401  (junk registers the short-junk signals)
 from stages.clean.instruction import GENERATIVE_FILTERS
-from stages.clean.language import LanguageConfig, check_allowed, identify
+from stages.clean.language import LanguageConfig, check_allowed, dominant, identify, sample
 from stages.clean.language import fingerprint as language_fingerprint
 from stages.clean.fields import GENERATIVE_NORMALIZERS
 from stages.clean.normalize import (_HTML_HINT, _TAG, NORMALIZERS, PII_PATTERNS,  # noqa: F401  (public here, as before)
@@ -238,11 +238,13 @@ DEFAULT_FILTERS: dict[str, dict] = {
     "url_only": {"max": 0},
     "markup_share": {"max": 0.5},
     "top_token_share": {"max": 0.5},
-    # Last: the slowest signal, computed only for rows the cheap rules kept. Looser than a rule a user writes
-    # (clean.language.plausible, 0.04): a default runs unasked on every data set, and at 0.04 it would drop
-    # 0.84 % of the English SMS collection (texting language, romanized Hindi); at 0.01, 0.30 %. A data set
-    # in another language names its own (`lang: {allowed: [de]}`) or switches it off (`lang: null`).
-    "lang": {"allowed": ["en"], "plausible": 0.01},
+    # Last: the slowest signal, computed only for rows the cheap rules kept. `auto`: the data set's own
+    # languages, found from a sample of the stage's input before the stream (`CleanStage.prepare`; a German
+    # set keeps German, an English one drops the foreign rows planted in it). Looser than a rule a user
+    # writes (clean.language.plausible, 0.04): a default runs unasked on every data set, and at 0.04 it would
+    # drop 0.84 % of the English SMS collection (texting language, romanized Hindi); at 0.01, 0.34 %. A list
+    # (`lang: {allowed: [de, fr]}`) names the languages instead; `lang: null` switches the rule off.
+    "lang": {"allowed": "auto", "plausible": 0.01},
 }
 
 
@@ -275,8 +277,8 @@ class Config(BaseModel):
                      and k.rpartition(".")[2] != "lang"]
         if misplaced:
             raise ValueError(f"{', '.join(map(repr, misplaced))}: `plausible` applies to lang rules only")
-        allowed = [c for k, r in self.filters.items() if r is not None and r.allowed and k.rpartition(".")[2] == "lang"
-                   for c in r.allowed]
+        allowed = [c for k, r in self.filters.items()
+                   if r is not None and isinstance(r.allowed, list) and k.rpartition(".")[2] == "lang" for c in r.allowed]
         if allowed:
             check_allowed(self.language, list(dict.fromkeys(allowed)))
         return self
@@ -284,10 +286,11 @@ class Config(BaseModel):
     def allowed_languages(self, kind: RecordKind | None = None) -> dict[str, tuple[str, ...]]:
         """The languages the `lang` rules allow, by the field they read (`completion.lang: {allowed: [en]}`
         → {"completion": ("en",)}; classification's `lang` → {"text": ...}); several rules on one field
-        allow their union. A field without such a rule is absent."""
+        allow their union. A field without such a rule is absent, and so is one whose rule is still `auto`
+        (not yet resolved: the stage's sample reads its most probable language)."""
         out: dict[str, tuple[str, ...]] = {}
         for key, rule in self.rules(kind).items():
-            if rule.allowed is not None and key.rpartition(".")[2] == "lang":
+            if isinstance(rule.allowed, list) and key.rpartition(".")[2] == "lang":
                 t = target(key, kind)
                 out[t.field] = tuple(dict.fromkeys([*out.get(t.field, ()), *rule.allowed]))
         return out
@@ -359,32 +362,61 @@ class CleanStage(Stage):
     def summarize(self) -> CleanSummary:
         kind = self.ctx.kind
         return CleanSummary(rules={target(k, kind).column: r.model_dump(exclude_none=True)
-                                   for k, r in self.config.rules(kind).items()})
+                                   for k, r in self.config.rules(kind).items()},
+                            auto_languages=getattr(self, "_found", {}))
+
+    def prepare(self, inputs) -> None:
+        """Resolve every `lang: {allowed: auto}` rule to the data set's own languages: sample
+        `clean.language.auto_sample` evenly spaced input rows, normalize them and apply the stage's other
+        rules as the stream would (junk does not vote), identify the language of the rest (the most probable
+        one), and allow those making up at least `auto_min_share` of them. The config is rewritten with the
+        list (what workers receive); none found switches the rule off. Idempotent: nothing left to resolve."""
+        kind = self.ctx.kind
+        auto = [k for k, r in self.config.rules(kind).items() if r.allowed == "auto"]
+        if not auto:
+            return
+        self.config.check_kind(kind)
+        language = self.config.language
+        rows = sample(inputs, language.auto_sample, kind.payload_names) if inputs is not None else None
+        read = 0 if rows is None else rows.num_rows
+        codes: dict[str, pa.Array] = {}
+        if read:
+            original = rows.combine_chunks().to_batches()[0]
+            pii = dict.fromkeys(PII_PATTERNS, 0) if kind.default_view and self.config.normalize.mask_pii else {}
+            batch, empty, _ = self._normalized(original, dict.fromkeys(self._steps(), 0), pii)
+            keep = pa.array(~empty)
+            others = {k: r for k, r in self.config.rules(kind).items() if k not in auto}
+            out = apply_rules(batch.filter(keep), others, self.name, auto, original=original.filter(keep), kind=kind,
+                              bind=lambda t: self._bind(t, self.config.allowed_languages(kind), {}))
+            codes = {k: out.kept.column(target(k, kind).column) for k in auto}
+        filters = dict(self.config.filters)
+        self._found: dict[str, FoundLanguages] = {}
+        for key in auto:
+            column = target(key, kind).column
+            found, identified = dominant(codes[key], language.auto_min_share) if key in codes else ({}, 0)
+            self._found[column] = FoundLanguages(languages=found, sample_rows=read, identified_rows=identified,
+                                                 min_share=language.auto_min_share)
+            rule = self.config.rules(kind)[key]
+            filters[key] = rule.model_copy(update={"allowed": list(found)}) if found else None
+        self.config = self.config.model_copy(update={"filters": filters})
 
     def run(self, inputs) -> Iterator[StageOutput]:
         kind = self.ctx.kind
         self.config.check_kind(kind)
+        self.prepare(inputs)  # the executor has done so already; a direct caller (a test, a benchmark) has not
         rules = self.config.rules(kind)
         signals = self.config.signals
         allowed = self.config.allowed_languages(kind)
         plausible = self.config.plausible_by_field(kind)
         generative = kind.default_view is None
-        if generative:
-            plan = fields.resolve(self.config.normalize.model_dump(), kind)
-            steps = [name for name, _ in plan]
-        else:
-            steps = [n for n in self.config.normalize.classification() if n in NORMALIZERS]
+        steps = self._steps()
         changed = dict.fromkeys(steps, 0)
         pii = dict.fromkeys(PII_PATTERNS, 0) if not generative and self.config.normalize.mask_pii else {}
         pool = worker_pool(self.ctx.workers)
         try:
             for batch in inputs.batches():
                 original = batch
-                if generative:
-                    batch = fields.normalize(batch, kind, plan, GENERATIVE_NORMALIZERS, changed)
-                    empty, where = fields.empty_texts(batch, kind)
-                else:
-                    batch, empty, where = self._normalize_text(batch, steps, changed, pii)
+                batch, empty, where = self._normalized(batch, changed, pii)
                 if empty.any():
                     idx = pa.array(np.flatnonzero(empty))
                     details = [{"field": where[i]} for i in np.flatnonzero(empty)] if generative else None
@@ -402,6 +434,23 @@ class CleanStage(Stage):
         self.stats["normalized_rows"] = changed
         if pii:
             self.stats["pii_masked"] = pii
+
+    def _steps(self) -> list[str]:
+        if self.ctx.kind.default_view is None:
+            return [name for name, _ in fields.resolve(self.config.normalize.model_dump(), self.ctx.kind)]
+        return [n for n in self.config.normalize.classification() if n in NORMALIZERS]
+
+    def _normalized(self, batch: pa.RecordBatch, changed: dict[str, int], pii: dict[str, int]):
+        """(normalized batch, empty-text mask, which field is empty per row): the rows as the rules see them.
+        Counts the rows each normalizer changed into `changed` and the PII masked into `pii` (masking is on
+        when `pii` has its keys)."""
+        kind = self.ctx.kind
+        if kind.default_view is None:
+            plan = fields.resolve(self.config.normalize.model_dump(), kind)
+            batch = fields.normalize(batch, kind, plan, GENERATIVE_NORMALIZERS, changed)
+            empty, where = fields.empty_texts(batch, kind)
+            return batch, empty, where
+        return self._normalize_text(batch, self._steps(), changed, pii)
 
     def _normalize_text(self, batch: pa.RecordBatch, steps: list[str], changed: dict[str, int], pii: dict[str, int]):
         """Classification: the normalizers over the `text` column, as always; empty texts found."""

@@ -50,6 +50,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +69,13 @@ class LanguageConfig(BaseModel):
         0.04, gt=0.0, le=1.0,
         description="an allowed language at least this probable is taken as the row's language (see `lang` rule)")
     max_chars: int = Field(500, ge=1, description="identify from this many leading characters")
+    # `lang: {allowed: auto}` (classification's default rule): the data set's own languages, found before the
+    # stream from this many evenly spaced input rows; a language is the data set's when it makes up at least
+    # `auto_min_share` of the sampled rows that have a language. Measured: benchmarks/clean/lang_auto.py.
+    auto_sample: int = Field(10_000, ge=100, description="lang: {allowed: auto}: input rows sampled to find the data set's languages")
+    auto_min_share: float = Field(
+        0.05, gt=0.0, le=1.0,
+        description="lang: {allowed: auto}: a language making up this share of the sampled rows is allowed")
 
 
 # Letters and combining marks (Devanagari, Thai vowel signs) make words; anything else separates them.
@@ -224,3 +232,31 @@ def identify(texts: pa.Array, config: LanguageConfig = LanguageConfig(),
                 lang, prob = plausible[0]
         codes[i], scores[i] = lang, round(float(prob), 6)
     return {"lang": pa.array(codes, pa.string()), "lang_score": pa.array(scores, pa.float64())}
+
+
+def sample(inputs, rows: int, columns: list[str] | None = None) -> pa.Table | None:
+    """Up to `rows` rows spread evenly over a stage input (all of it when smaller): the same rows for the same
+    input, whatever its batch size; one pass reading only `columns`. None for an empty input."""
+    total = inputs.num_rows
+    if not total:
+        return None
+    positions = np.arange(total) if total <= rows else (np.arange(rows, dtype=np.int64) * total) // rows
+    parts, start = [], 0
+    for batch in inputs.batches(columns=columns):
+        lo, hi = np.searchsorted(positions, [start, start + batch.num_rows])
+        if hi > lo:
+            parts.append(batch.take(pa.array(positions[lo:hi] - start)))
+        start += batch.num_rows
+        if hi == len(positions):
+            break
+    return pa.Table.from_batches(parts) if parts else None
+
+
+def dominant(codes: pa.Array, min_share: float) -> tuple[dict[str, float], int]:
+    """({language: share} of the languages making up at least `min_share` of the rows that have one, most
+    first; how many rows have one). Ties in share are ordered by code, so the answer never depends on order."""
+    counts = pc.value_counts(codes.drop_null())
+    pairs = sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()),
+                   key=lambda kv: (-kv[1], kv[0]))
+    total = sum(n for _, n in pairs)
+    return {code: round(n / total, 4) for code, n in pairs if n / total >= min_share}, total
