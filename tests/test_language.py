@@ -132,13 +132,146 @@ def test_langdetect_is_a_documented_choice():
 
 
 def test_language_is_computed_by_the_default_rule_and_not_once_it_is_switched_off():
-    """Classification's default rule `lang: {allowed: [en], plausible: 0.01}` (issue #21's foreign junk);
-    `lang: null` switches it off, and then nothing computes the slowest signal."""
-    kept, rejected, _ = clean(rows(["this sentence is clearly written in English", "Der Hund schläft im Garten"]))
-    assert kept.column("lang").to_pylist() == ["en"]
+    """Classification's default rule `lang: {allowed: auto, plausible: 0.01}` (issue #21's foreign junk): in
+    an English set a German sentence goes; `lang: null` switches it off, and then nothing computes the
+    slowest signal."""
+    english = short_english()
+    kept, rejected, _ = clean(rows(english + ["Der Hund schläft heute im Garten unter dem Baum."]))
+    assert rejected.column("text").to_pylist() == ["Der Hund schläft heute im Garten unter dem Baum."]
     assert rejected.column("reason").to_pylist() == ["lang_not_allowed"]
+    assert kept.num_rows == len(english) and "lang" in kept.column_names
     kept, _, _ = clean(rows(["this sentence is clearly written in English"]), filters={"lang": None})
     assert "lang" not in kept.column_names and "lang_score" not in kept.column_names
+
+
+# -- the default rule follows the data (`allowed: auto`) ----------------------------------------------------
+
+
+def tatoeba(code: str) -> list[str]:
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    return frame[frame.label.map(ISO) == code].text.tolist()
+
+
+def default_stage(batch_size: int = 1000, **config):
+    from pipeline.stage import StageContext
+    from stages.clean import CleanStage, Config
+
+    return CleanStage(Config(**config), StageContext(dataset="t", config_dir=".", work_dir=".", batch_size=batch_size))
+
+
+def run_stage(stage, table: pa.Table, batch_size: int = 1000):
+    from .test_clean import TableInput
+
+    kept, rejected = [], []
+    for out in stage.run(TableInput(table, batch_size)):
+        kept += [out.kept] if out.kept is not None and out.kept.num_rows else []
+        rejected += [out.rejected] if out.rejected is not None and out.rejected.num_rows else []
+    reasons = [r for b in rejected for r in b.column("reason").to_pylist()]
+    texts = [t for b in rejected for t in b.column("text").to_pylist()]
+    return sum(b.num_rows for b in kept), dict(zip(texts, reasons))
+
+
+def test_a_german_set_keeps_its_rows_with_the_default_config():
+    """The former default (`allowed: [en]`) dropped 164 of Tatoeba's 168 German sentences; `auto` finds
+    German and keeps them, and says what it found."""
+    german = tatoeba("de")
+    stage = default_stage()
+    kept, dropped = run_stage(stage, rows(german))
+    assert "lang_not_allowed" not in dropped.values()  # (one text goes for Gopher's repetition rule: a parable)
+    assert kept == len(german) - len(dropped) >= len(german) - 1
+    found = stage.summarize().auto_languages["lang"]
+    assert list(found.languages) == ["de"] and found.languages["de"] > 0.99 and found.sample_rows == len(german)
+    assert stage.summarize().allowed("lang") == ["de"]  # what the gate's language check defaults to
+    assert stage.summarize().notes() == [f"lang auto: de 100% (of {found.identified_rows} sampled rows with a "
+                                         f"language, {len(german)} rows read)"]
+    # An explicit list still decides: English only drops nearly all of them.
+    kept, dropped = run_stage(default_stage(filters=ENGLISH_ONLY), rows(german))
+    assert list(dropped.values()).count("lang_not_allowed") > 0.9 * len(german)
+
+
+def test_a_mostly_german_set_drops_its_minority_languages():
+    """90 % German + 10 % sentences in 16 other languages (about 1 % each, under `auto_min_share` 5 %): the
+    German stays, the others go as `lang_not_allowed`."""
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    others = frame[frame.label.map(ISO) != "de"].groupby("label").head(2).text.tolist()[:18]
+    german = tatoeba("de")
+    stage = default_stage()
+    kept, dropped = run_stage(stage, rows(german + others))
+    assert set(stage.summarize().auto_languages["lang"].languages) == {"de"}
+    assert {t for t, why in dropped.items() if why == "lang_not_allowed"} == set(others)
+    assert kept >= len(german) - 1
+
+
+def test_a_bilingual_set_keeps_both_languages_and_a_many_language_set_switches_the_rule_off():
+    english, german = tatoeba("en"), tatoeba("de")
+    stage = default_stage()
+    kept, dropped = run_stage(stage, rows(english + german))
+    assert set(stage.summarize().auto_languages["lang"].languages) == {"en", "de"}
+    assert "lang_not_allowed" not in dropped.values()
+    # Tatoeba's 17 languages, none much above 6 %: each is the data set's, nothing is dropped for language.
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    stage = default_stage(language={"auto_min_share": 0.1})
+    kept, dropped = run_stage(stage, rows(frame.text.tolist()))
+    assert "lang_not_allowed" not in dropped.values()
+    assert stage.summarize().auto_languages["lang"].languages == {}
+    assert "lang" not in stage.summarize().rules  # off: no language was found, so none is a reason to drop
+    assert stage.summarize().notes()[0].startswith("lang auto: no language makes up 10% of 2,7")
+
+
+def test_auto_languages_are_the_same_for_the_same_input_whatever_the_batch_size():
+    """The sample is evenly spaced over the input's row positions: batch size does not move it; it reads at
+    most `auto_sample` rows, spread over the whole input (a source sorted by language is still seen whole)."""
+    from stages.clean.language import sample
+
+    from .test_clean import TableInput
+
+    german, english = tatoeba("de"), short_english()
+    table = rows(english + german)  # sorted by language: a head-of-file sample would see English only
+    picked = {b: sample(TableInput(table, b), 100, ["text"]).column("text").to_pylist() for b in (7, 64, 1000)}
+    assert picked[7] == picked[64] == picked[1000] and len(picked[7]) == 100
+    assert set(picked[7]) & set(german) and set(picked[7]) & set(english)
+    results = []
+    for batch_size in (7, 1000):
+        stage = default_stage(batch_size=batch_size, language={"auto_sample": 100})
+        run_stage(stage, table, batch_size)
+        results.append(stage.summarize().model_dump())
+    assert results[0] == results[1] and results[0]["auto_languages"]["lang"]["sample_rows"] == 100
+
+
+def test_prepare_writes_the_languages_into_the_config_workers_receive():
+    """The executor calls `prepare` once on the whole input; the Ray executor then hands `stage.config` to
+    its actors, each of which sees one chunk: the list must already be there (and `run` must not resample)."""
+    from .test_clean import TableInput
+
+    stage = default_stage()
+    stage.prepare(TableInput(rows(tatoeba("de")), 1000))
+    assert stage.config.rules()["lang"].allowed == ["de"] and stage.config.rules()["lang"].plausible == 0.01
+    chunk = default_stage()
+    chunk.config = stage.config  # what an actor is built from
+    kept, dropped = run_stage(chunk, rows(tatoeba("fr")[:20]))  # a chunk of French rows: still not allowed
+    assert list(dropped.values()).count("lang_not_allowed") >= 18
+
+
+def test_a_run_shows_the_languages_found_in_the_funnel_and_the_manifest(tmp_path):
+    """Through the real executor and version store: the note is in the manifest's stage entry (what `sftpipe
+    run` and `versions show` print under the funnel) and the gate's language check defaults to them."""
+    from .conftest import run_pipeline
+
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    german = frame[frame.label == "deu"].assign(label="de")
+    others = frame[frame.label != "deu"].groupby("label").head(1).assign(label="de")
+    csv_path = tmp_path / "german.csv"
+    pd.concat([german, others])[["text", "label"]].to_csv(csv_path, index=False)
+    config = write_config(tmp_path, {
+        "dataset": "german", "labels": ["de"],
+        "sources": [{"name": "s", "path": str(csv_path), "format": "csv", "text_field": "text",
+                     "label_field": "label"}],
+    })
+    result = run_pipeline(config, tmp_path / "data", allow_failed_gates=True)
+    clean_entry = next(s for s in result.manifest["stages"] if s["name"] == "clean")
+    assert clean_entry["notes"] and clean_entry["notes"][0].startswith("lang auto: de 9")
+    assert clean_entry["dropped"].get("lang_not_allowed", 0) >= len(others) - 2
+    assert clean_entry["rows_out"] >= len(german) - 2
 
 
 def test_a_language_code_the_identifier_never_gives_is_a_config_error(tmp_path):

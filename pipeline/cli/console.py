@@ -53,7 +53,8 @@ def print_funnel(reports, title: str = "funnel") -> None:
 
 def print_funnel_dicts(stages: list[dict], title: str = "funnel") -> None:
     """One row per stage: rows in, out, dropped (by reason), and, where a stage changed labels (annotate:
-    people's labels, review decisions), how many rows it relabelled."""
+    people's labels, review decisions), how many rows it relabelled; then each stage's notes (what it
+    decided from the data, `Summary.notes`)."""
     relabels = any("relabelled" in (s.get("stats") or {}) for s in stages)
     table = Table("stage", "rows in", "rows out", "dropped", "reasons", *(["relabelled"] if relabels else []), "rows/s",
                   title=title)
@@ -65,6 +66,9 @@ def print_funnel_dicts(stages: list[dict], title: str = "funnel") -> None:
         table.add_row(escape(s["name"]), f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", escape(reasons),
                       *([f"{relabelled:,}" if relabelled is not None else ""] if relabels else []), speed)
     console.print(table)
+    for s in stages:  # what a stage decided from the data (clean: "lang auto: en 97 % ...")
+        for note in s.get("notes") or []:
+            console.print(f"{escape(s['name'])}: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def print_evaluation(evaluation, folder: Path | None = None) -> None:

@@ -59,6 +59,8 @@ def _funnel(manifest: dict, rejected: pd.DataFrame | None, splits: dict[str, pd.
         parts.append(_table(["stage", "rows in", "rows out", "dropped", "dropped by reason", "seconds"],
                             [[r[0], r[1] if r[1] is not None else "", r[2] if r[2] is not None else "", r[3], r[4],
                               r[5] if r[5] is not None else ""] for r in rows]))
+        # What a stage decided from the data (clean: the languages `lang: {allowed: auto}` found).
+        parts += [f"<p>{_e(st.get('name'))}: {_e(note)}</p>" for st in stages for note in st.get("notes") or []]
         names = [str(r[0]) for r in rows if r[2] is not None]
         if names:
             fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
