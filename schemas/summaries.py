@@ -88,7 +88,7 @@ class CleanSummary(Summary):
         """The values a string rule allows (the gate's default languages), or None without such a rule."""
         rule = self.rules.get(column) or {}
         allowed = rule.get("allowed")
-        return list(allowed) if allowed else None
+        return list(allowed) if isinstance(allowed, list) and allowed else None  # never "auto": clean resolves it
 
 
 # -- dedupe -----------------------------------------------------------------------------------------------

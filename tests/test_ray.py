@@ -248,3 +248,27 @@ def test_decontaminate_on_ray_publishes_the_local_version(tmp_path, ray_cluster)
     assert stage.dropped == {"contaminated": stage.stats["rows_removed"]} and stage.stats["rows_removed"] >= 11
     assert on_ray.manifest["decontamination"] == local.manifest["decontamination"]
     assert on_ray.manifest["evaluation"]["decontamination"]["contaminated_rows"] == 0
+
+
+@needs_ray
+def test_auto_languages_are_resolved_once_for_all_chunks(tmp_path, ray_cluster):
+    """`lang: {allowed: auto}` is resolved on the driver from the whole input (`Stage.prepare`), and the actors
+    get the list: the first chunk, a fifth French, still drops the French (4.5 % of the whole input, under
+    the 5 % share), as the local run does. (An actor resolving from its own chunk would allow French there.)"""
+    import pandas as pd
+
+    frame = pd.read_csv(SAMPLES / "tatoeba" / "test.csv")
+    german = frame[frame.label == "deu"]
+    others = frame[frame.label == "fra"].head(8)
+    path = tmp_path / "german.csv"
+    pd.concat([others, german]).assign(label="de")[["text", "label"]].to_csv(path, index=False)  # French first
+    config = write_config(tmp_path, {
+        "dataset": "german", "labels": ["de"],
+        "sources": [{"name": "s", "path": str(path), "format": "csv", "text_field": "text", "label_field": "label"}],
+    })
+    local = run_pipeline(config, tmp_path / "local", batch_size=40, allow_failed_gates=True)
+    on_ray, log = run_ray(config, tmp_path / "ray", batch_size=40, allow_failed_gates=True)
+    assert "clean: on Ray, 5 chunk(s)" in log
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", "german")
+    clean = next(s for s in on_ray.stages if s.name == "clean")
+    assert clean.summary.allowed("lang") == ["de"] and clean.dropped.get("lang_not_allowed", 0) == len(others)
