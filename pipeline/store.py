@@ -278,6 +278,11 @@ def render_card(m: dict[str, Any]) -> str:
     ]
     for name, s in m.get("splits", {}).items():
         lines.append(f"| {name} | {s['rows']} |" + "".join(f" {s['labels'].get(lab, 0)} |" for lab in labels))
+    own = next((st.get("stats", {}).get("source_split") for st in m.get("stages", []) if st.get("name") == "split"), None)
+    if own:
+        taken = ", ".join(f"{s} {n}" for s, n in own.items() if n)
+        lines += ["", f"Rows whose source names its own split are in that split ({taken or 'none'}; column "
+                      "`source_split`); the others were split by ratio, stable per row id."]
     lines += ["", "## How the rows got here", "", "| stage | rows in | rows out | dropped (reason: rows) |", "|---|---|---|---|"]
     for st in m.get("stages", []):
         dropped = ", ".join(f"{k}: {v}" for k, v in st.get("dropped", {}).items()) or "—"

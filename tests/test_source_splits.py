@@ -58,6 +58,8 @@ def test_trec_keeps_its_test_questions_and_splits_its_training_questions(shared_
     stats = split_stats(result)
     assert stats["source_split"] == {"train": 0, "validation": 0, "test": len(splits["test"])}
     assert stats["moved_to_source_split"] == 0
+    card = (VersionStore(tmp_path / "data").path("trec-own", result.version) / "README.md").read_text()
+    assert f"Rows whose source names its own split are in that split (test {len(splits['test'])}; column" in card
 
 
 def trec_jsonl(shared_data, path, values):
@@ -172,3 +174,19 @@ def test_alpaca_records_with_a_nested_split_field(tmp_path):
     assert batch.num_rows == 40 and batch.column("prompt").to_pylist()[0].startswith(records[0]["instruction"])
     (plain,) = collect()
     assert "source_split" not in plain.schema.names
+
+
+def test_numeric_split_codes_are_mapped(tmp_path):
+    """Split codes written as numbers (`{0: train, 1: test}` in YAML, integers in the records) are mapped."""
+    from pipeline.config import load_config
+
+    trec_jsonl_path = tmp_path / "q.jsonl"
+    rows = [{"question": f"What is question {k} about ?", "coarse": "DESC", "part": k % 2} for k in range(6)]
+    trec_jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: d\nlabels: [DESC]\nsources: [{name: q, path: q.jsonl, format: jsonl, text_field: question,"
+                      " label_field: coarse, split_field: part, split_map: {0: train, 1: test}}]\n")
+    from stages.collect.stage import _source_split
+
+    (source,) = load_config(config).sources
+    assert [_source_split(source, r)[1] for r in rows] == ["train", "test"] * 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import SPLITS
 
@@ -62,6 +62,12 @@ class SourceConfig(BaseModel):
                           "allowed: {prompt: document, completion: summary} or {prompt: translation.en, ...}")
     roles: dict[str, str] | None = Field(
         None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
+
+    @field_validator("split_map", mode="before")
+    @classmethod
+    def _split_codes_as_text(cls, value):
+        # split codes are often numbers ({0: train, 1: test} in YAML); the values read are compared as text
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
