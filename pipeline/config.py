@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from pipeline.errors import UserError
+from schemas.classification import LabelName
 from schemas.kinds import DEFAULT_KIND, KINDS
 from schemas.record import RecordKind
 
@@ -51,7 +52,8 @@ class DatasetConfig(BaseModel):
 
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
     description: str = ""
-    labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
+    labels: list[LabelName] | None = Field(
+        None, description="the label set (integers are read as their digits); rows with other labels are rejected")
     kind: str = Field(DEFAULT_KIND, description=f"the record kind: what a row holds ({', '.join(KINDS)})")
 
     # Set by the composition: the project this model was composed for, and the keys of sections that do

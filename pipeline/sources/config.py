@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import SPLITS
+from schemas.classification import LabelName
 
 
 # Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
@@ -44,7 +45,7 @@ class SourceConfig(BaseModel):
     label_field: str | None = None
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
-    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    label_map: dict[LabelName, LabelName] | None = Field(None, description="rename labels; labels not listed stay as they are")
     # the source's own train / validation / test split (collect carries it as `source_split`; split keeps it)
     split_field: str | None = Field(
         None, description="field holding the source's own split (train / validation / test, or a value split_map "
