@@ -4,10 +4,17 @@ A version is a folder `versions/<dataset>/vN/` holding train / validation / test
 `manifest.json` and a dataset card `README.md`. It is assembled in a temporary folder beside its final
 place and renamed into place (atomic on one filesystem), under a per-dataset lock so two runs never take
 the same number; once published, its files are made read-only and nothing here writes to it again.
+
+Read-only modes do not stop root or the owner: the manifest records every other file's size and sha256
+(`files`), and `verify` / `check_intact` recompute them (and the content fingerprint), so a version edited
+after publication is noticed before it is used as a parent, found "identical" or trained on.
+
+Every dataset, version and tag name is checked (`pipeline.names`) before a path is built from it.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -23,9 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from pipeline.errors import UserError
+from pipeline.errors import UserError, os_error_message
+from pipeline.names import check_name
 
 _VERSION = re.compile(r"^v(\d+)$")
+MANIFEST = "manifest.json"
 
 
 class VersionStore:
@@ -35,7 +44,7 @@ class VersionStore:
     # -- reading --------------------------------------------------------------------------------------------
 
     def versions(self, dataset: str) -> list[str]:
-        folder = self.root / dataset
+        folder = self.root / check_name("dataset name", dataset)
         if not folder.is_dir():
             return []
         found = [(int(m.group(1)), p.name) for p in folder.iterdir() if (m := _VERSION.match(p.name)) and p.is_dir()]
@@ -48,6 +57,7 @@ class VersionStore:
     def resolve(self, dataset: str, version: str) -> str:
         """Accept `v3`, `3`, `latest` or a tag; return the version name or raise UserError."""
         versions = self.versions(dataset)
+        check_name("version", version)
         if not versions:
             raise UserError(f"dataset {dataset!r} has no published version under {self.root}")
         if version == "latest":
@@ -65,7 +75,7 @@ class VersionStore:
         return self.root / dataset / self.resolve(dataset, version)
 
     def manifest(self, dataset: str, version: str) -> dict[str, Any]:
-        path = self.root / dataset / version / "manifest.json"
+        path = self.root / check_name("dataset name", dataset) / check_name("version", version) / MANIFEST
         if not path.is_file():
             path = self.path(dataset, version) / "manifest.json"
         try:
@@ -98,7 +108,7 @@ class VersionStore:
     @contextmanager
     def lock(self, dataset: str) -> Iterator[None]:
         """Hold the dataset's publish lock; a second holder gets a clear error instead of waiting."""
-        folder = self.root / dataset
+        folder = self.root / check_name("dataset name", dataset)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / ".lock", "a+") as fh:
             try:
@@ -114,8 +124,10 @@ class VersionStore:
                 locked: bool = False) -> str:
         """Copy a candidate folder into the next version number, atomically; return the version name.
         `locked`: the caller already holds the dataset's lock."""
-        if tag is not None and (_VERSION.match(tag) or tag == "latest" or tag.isdigit()):
-            raise UserError(f"tag {tag!r} would be mistaken for a version name")
+        if tag is not None:
+            check_name("tag", tag)
+            if _VERSION.match(tag) or tag == "latest" or tag.isdigit():
+                raise UserError(f"tag {tag!r} would be mistaken for a version name")
         with (nullcontext() if locked else self.lock(dataset)):
             existing = self.versions(dataset)
             if tag is not None and any(self.manifest(dataset, v).get("tag") == tag for v in existing):
@@ -124,20 +136,26 @@ class VersionStore:
             final = self.root / dataset / version
             tmp = self.root / dataset / f".tmp-{version}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(candidate, tmp)
-            manifest = {**manifest, "version": version, "tag": tag,
-                        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-            (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
-            _fsync_tree(tmp)
-            os.rename(tmp, final)
+            try:
+                shutil.copytree(candidate, tmp)
+                manifest = {**manifest, "version": version, "tag": tag,
+                            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                manifest.pop("files", None)
+                (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
+                manifest["files"] = file_hashes(tmp)  # every file but the manifest: what `verify` checks
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                _fsync_tree(tmp)
+                os.rename(tmp, final)
+            except (OSError, shutil.Error) as exc:  # a full disk, a read-only or vanished folder: nothing half-published
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise UserError(f"cannot publish {dataset} {version}: {os_error_message(exc)}") from None
             _fsync_dir(final.parent)
             _make_read_only(final)
             return version
 
     def clean_stale(self, dataset: str) -> None:
         """Remove temporary folders of publishes that were killed midway (never visible as versions)."""
-        folder = self.root / dataset
+        folder = self.root / check_name("dataset name", dataset)
         if folder.is_dir():
             for p in folder.glob(".tmp-*"):
                 shutil.rmtree(p, ignore_errors=True)
@@ -169,11 +187,74 @@ class VersionStore:
             }
         return out
 
+    # -- integrity ------------------------------------------------------------------------------------------
+
+    def verify(self, dataset: str, version: str, content: bool = True) -> list[str]:
+        """What differs between a version's files and its manifest (empty: intact). Each file the manifest
+        lists is hashed again; a file missing, added or changed is named. With `content`, the content
+        fingerprint (every column of every split and of rejected.parquet) is recomputed too. A version
+        published before file hashes were recorded (no `files` in its manifest) has only its content
+        fingerprint to check."""
+        from pipeline.candidate import content_fingerprint_of
+
+        name = self.resolve(dataset, version)
+        folder = self.root / dataset / name
+        manifest = self.manifest(dataset, name)
+        problems: list[str] = []
+        recorded = manifest.get("files")
+        if isinstance(recorded, dict):
+            actual = file_hashes(folder)
+            for rel in sorted(set(recorded) | set(actual)):
+                if rel not in actual:
+                    problems.append(f"{rel}: missing")
+                elif rel not in recorded:
+                    problems.append(f"{rel}: not part of the version as published")
+                elif actual[rel] != recorded[rel]:
+                    problems.append(f"{rel}: changed (sha256 {actual[rel]['sha256'][:12]}…, "
+                                    f"published {str(recorded[rel].get('sha256'))[:12]}…)")
+        if content:
+            try:
+                fingerprint = content_fingerprint_of(folder)
+            except (OSError, pa.ArrowException) as exc:
+                problems.append(f"content unreadable: {exc}".replace("\n", " "))
+            else:
+                if fingerprint != manifest.get("content_fingerprint"):
+                    problems.append(f"content fingerprint {fingerprint[:16]}… ≠ published "
+                                    f"{str(manifest.get('content_fingerprint'))[:16]}…")
+        return problems
+
+    def check_intact(self, dataset: str, version: str, purpose: str) -> None:
+        """UserError when a version's files are not the ones published (`purpose`: what it was about to be
+        used for). Hashes only (a second or two per GB); a version from before file hashes were recorded
+        is not checked here (`verify` recomputes its content fingerprint)."""
+        problems = self.verify(dataset, version, content=False)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UserError(f"{dataset} {version} was modified after it was published, so it cannot be {purpose}: "
+                            f"{problems[0]}{more}; `sftpipe versions verify {dataset} {version}` lists every "
+                            f"difference (restore the version from a copy, or remove its folder)")
+
     def _rows(self, dataset: str, version: str) -> pd.DataFrame:
         folder = self.root / dataset / version
         parts = [pq.read_table(folder / f"{s}.parquet", columns=["id", "label", "split"]).to_pandas()
                  for s in schemas.SPLITS if (folder / f"{s}.parquet").exists()]
         return pd.concat(parts, ignore_index=True)
+
+
+def file_hashes(folder: Path) -> dict[str, dict[str, Any]]:
+    """{path relative to `folder`: {bytes, sha256}} of every file under it but the manifest."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if rel == MANIFEST or p.is_dir():
+            continue
+        h, size = hashlib.sha256(), 0
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+                size += len(chunk)
+        out[rel] = {"bytes": size, "sha256": h.hexdigest()}
+    return out
 
 
 def _counts(labels: pd.Series) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""`sftpipe versions list|show|diff`: the published versions of a dataset."""
+"""`sftpipe versions list|show|diff|verify`: the published versions of a dataset."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.console import DataDir, console, print_funnel_dicts, store as _store
@@ -75,3 +76,31 @@ def versions_diff(
         table.add_row(s, str(x["rows_before"]), str(x["rows_after"]), str(x["added"]), str(x["removed"]),
                       str(x["relabelled"]), str(x["moved_in"]), change)
     console.print(table)
+
+
+@versions_app.command("verify")
+def versions_verify(
+    dataset: str = typer.Argument(..., help="dataset name"),
+    version: Optional[str] = typer.Argument(None, help="v3, 3, latest or a tag (default: every version)"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Check that published versions are what was published: every file's sha256 against the manifest and
+    the content fingerprint recomputed from the rows. Exits non-zero when one differs (read-only modes do
+    not stop root or the owner from editing a version)."""
+    store = _store(data_dir)
+    names = [store.resolve(dataset, version)] if version is not None else store.versions(dataset)
+    if not names:
+        raise UserError(f"dataset {dataset!r} has no published version under {store.root}")
+    modified = []
+    for name in names:
+        problems = store.verify(dataset, name)
+        if not problems:
+            console.print(f"[green]ok[/green] {dataset} {name}: files and content fingerprint as published")
+            continue
+        modified.append(name)
+        console.print(f"[red]modified[/red] {dataset} {name}:", highlight=False)
+        for problem in problems:
+            console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
+    if modified:
+        raise UserError(f"{len(modified)} of {len(names)} version(s) of {dataset!r} differ from what was published: "
+                        f"{', '.join(modified)}")
