@@ -137,8 +137,8 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
                         break
                     if line.strip():
                         try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError:
+                            obj = json.loads(line, strict=False)
+                        except (ValueError, RecursionError):  # a bad record: the reader rejects it with its reason
                             continue
                         if isinstance(obj, dict):
                             keys.update(dict.fromkeys(obj))
