@@ -283,9 +283,28 @@ def _make_read_only(folder: Path) -> None:
         p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+# The characters that make Markdown (CommonMark, GitHub tables, the Hub's $math$) out of text; CommonMark
+# lets any ASCII punctuation be backslash-escaped. `_` is left alone: inside a word it is no emphasis.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]()<>|!~{}#&$])")
+
+
+def md_text(value: Any, limit: int = 80) -> str:
+    """A value from the data (a label, a reason, a path) as literal Markdown text for one table cell or
+    list item: whitespace runs (newlines too) become one space, it is cut at `limit` characters, and every
+    ASCII punctuation character is backslash-escaped — so `|` cannot split a cell, `<b>` is not HTML, and
+    `[x](javascript:...)` or `*` is not a link or emphasis."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def render_card(m: dict[str, Any]) -> str:
-    """A Hugging Face-style dataset card for a version, from its manifest."""
-    labels = sorted({lab for s in m.get("splits", {}).values() for lab in s.get("labels", {})})
+    """A Hugging Face-style dataset card for a version, from its manifest. Values from the data (labels,
+    reasons, file names) are escaped Markdown text; labels are rows of the splits table, so any number of
+    them (or a very long one) keeps the table readable."""
+    splits = m.get("splits", {})
+    labels = sorted({lab for s in splits.values() for lab in s.get("labels", {})})
     lines = [
         "---",
         "configs:",
@@ -303,22 +322,29 @@ def render_card(m: dict[str, Any]) -> str:
         f"- parent version: {m.get('parent_version') or '—'}",
         f"- content fingerprint: `{m.get('content_fingerprint')}`",
         f"- config hash: `{m.get('config_hash')}`; code version: `{m.get('code_version')}`",
-        f"- labels: {m.get('label_origin', 'source labels')}",
+        f"- labels: {md_text(m.get('label_origin', 'source labels'))}",
         "",
         "## Splits",
         "",
-        "| split | rows | " + " | ".join(labels) + " |",
-        "|---|---|" + "---|" * len(labels),
+        "| split | rows |",
+        "|---|---|",
+        *[f"| {md_text(name)} | {s['rows']} |" for name, s in splits.items()],
+        "",
     ]
-    for name, s in m.get("splits", {}).items():
-        lines.append(f"| {name} | {s['rows']} | " + " | ".join(str(s["labels"].get(lab, 0)) for lab in labels) + " |")
-    lines += ["", "## How the rows got here", "", "| stage | rows in | rows out | dropped (reason: rows) |", "|---|---|---|---|"]
+    if labels:
+        names = list(splits)
+        lines += ["Rows per label:", "", "| label | " + " | ".join(md_text(n) for n in names) + " |",
+                  "|---|" + "---|" * len(names)]
+        for lab in labels:
+            lines.append(f"| {md_text(lab)} | " + " | ".join(str(splits[n].get("labels", {}).get(lab, 0)) for n in names) + " |")
+        lines.append("")
+    lines += ["## How the rows got here", "", "| stage | rows in | rows out | dropped (reason: rows) |", "|---|---|---|---|"]
     for st in m.get("stages", []):
-        dropped = ", ".join(f"{k}: {v}" for k, v in st.get("dropped", {}).items()) or "—"
-        lines.append(f"| {st['name']} | {st['rows_in']} | {st['rows_out']} | {dropped} |")
+        dropped = ", ".join(f"{md_text(k)}: {v}" for k, v in st.get("dropped", {}).items()) or "—"
+        lines.append(f"| {md_text(st['name'])} | {st['rows_in']} | {st['rows_out']} | {dropped} |")
     lines += ["", "Rows removed are in `rejected.parquet` with the stage, the reason and details.", "", "## Inputs", ""]
     for f in m.get("inputs", []):
-        lines.append(f"- `{f['path']}` ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
+        lines.append(f"- {md_text(f['path'], 200)} ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
     lines += ["", "## Load", "", "```python", "from datasets import load_dataset",
               f'ds = load_dataset("parquet", data_dir="data/versions/{m["dataset"]}/{m["version"]}")', "```", ""]
     return "\n".join(lines)

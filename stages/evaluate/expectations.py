@@ -174,15 +174,49 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
 
 
 def _render_ge_page(result) -> str | None:
-    """GE's own HTML rendering of a validation result (Data Docs page; it loads its CSS from CDNs)."""
+    """GE's own HTML rendering of a validation result (Data Docs page; it loads its CSS and scripts from
+    CDNs), with every value from the data escaped (`_escaping_page_view`)."""
     try:
         from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
 
-        return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+        return _escaping_page_view()().render(ValidationResultsPageRenderer().render(result))
     except Exception as exc:  # rendering is evidence, not the gate: keep going and say so
         return f"<html><body><p>Great Expectations could not render this result: {html.escape(str(exc))}</p></body></html>"
 
+
+_VIEW: list[type] = []
+
+
+def _escaping_page_view() -> type:
+    """GE's page view, with its one unescaped path closed. GE's templates (`*.j2`) are rendered without
+    autoescaping; string-template parameters are escaped by GE, but a content block that is a bare value —
+    a table cell such as a sampled unexpected value, an observed value — is printed as it is, so a row
+    holding `<img src=x onerror=...>` becomes a live tag. Every GE renderer builds markup as typed content
+    blocks (dicts); bare values are data. Here they are escaped, whatever their type."""
+    if _VIEW:
+        return _VIEW[0]
+    from great_expectations.render.components import RenderedComponentContent
+    from great_expectations.render.view import DefaultJinjaPageView
+    from jinja2 import pass_context
+
+    def is_block(value: Any) -> bool:
+        return isinstance(value, RenderedComponentContent) or (isinstance(value, dict) and "content_block_type" in value)
+
+    class EscapingPageView(DefaultJinjaPageView):
+        @pass_context
+        def render_content_block(self, jinja_context, content_block, index=None, content_block_id=None,
+                                 render_to_markdown=False):
+            if content_block is None or is_block(content_block):
+                return super().render_content_block(jinja_context, content_block, index, content_block_id,
+                                                    render_to_markdown)
+            if isinstance(content_block, list):
+                content_block = [v if is_block(v) else html.escape("" if v is None else str(v)) for v in content_block]
+                return super().render_content_block(jinja_context, content_block, index, content_block_id,
+                                                    render_to_markdown)
+            return html.escape(str(content_block))
+
+    _VIEW.append(EscapingPageView)
+    return EscapingPageView
 
 
 def _sanitize(result) -> None:

@@ -2,7 +2,10 @@
 `EvaluationResult` (the candidate's rows, each check's result, every expectation result).
 
 The page is self-contained: inline CSS, no script, every plot a matplotlib PNG embedded as base64, so it
-opens from a copied folder, an archive or an e-mail attachment alike.
+opens from a copied folder, an archive or an e-mail attachment alike. Everything from the data is escaped,
+and the page carries a Content-Security-Policy that allows no script and no remote load at all, so even a
+value that slipped through could not run. Labels and texts reach matplotlib as plain strings: mathtext
+(`$...$`) is off while the page is drawn, so a label such as `$\\foo$` is a label, not a formula to parse.
 """
 from __future__ import annotations
 
@@ -379,8 +382,19 @@ def _expectations(table: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# No script, no remote anything: images are data: URIs and the style is inline.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
 def write_report(path: Path, result: EvaluationResult) -> None:
     """Write report.html for an evaluation (its candidate, checks, expectation results and config)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # data strings are never mathtext
+        _write_report(path, result)
+
+
+def _write_report(path: Path, result: EvaluationResult) -> None:
     candidate, summary, checks = result.candidate, result.summary, result.checks
     dataset, manifest, splits, rejected = candidate.dataset, candidate.manifest, candidate.splits, candidate.rejected
     issues = checks["label_noise"].evidence if "label_noise" in checks else []
@@ -427,6 +441,7 @@ def write_report(path: Path, result: EvaluationResult) -> None:
         _expectations(result.results_table),
     ]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f"<title>{_e(dataset)} {_e(version)} — quality report</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")
