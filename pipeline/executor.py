@@ -122,6 +122,7 @@ class LocalExecutor:
     def run(self, tag: str | None = None) -> RunResult:
         # One run of a dataset at a time: a second one is told so at once rather than racing for the
         # stage folders and the next version number.
+        self.store.check_writable()
         if self.workers > 1:
             start_worker_server()
         try:
@@ -137,9 +138,7 @@ class LocalExecutor:
                 raise
             for partial in self.run_dir.glob(f"*/*.tmp-{os.getpid()}"):  # free what this run half-wrote
                 shutil.rmtree(partial, ignore_errors=True)
-            message = os_error_message(exc)
-            where = "" if getattr(exc, "filename", None) else f" (writing under {self.data_dir})"
-            raise UserError(f"{message}{where}") from None
+            raise UserError(os_error_message(exc, where=self.data_dir)) from None
 
     def _run(self, tag: str | None) -> RunResult:
         dataset = self.config.dataset

@@ -105,6 +105,18 @@ class VersionStore:
 
     # -- writing --------------------------------------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """UserError naming the folder when versions and run folders cannot be written under the data folder
+        (a read-only file system, no permission): said before any work, by `run` and by `validate`."""
+        folder = self.root
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        if read_only or not os.access(folder, os.W_OK | os.X_OK):
+            why = "read-only file system" if read_only else "permission denied"
+            raise UserError(f"{folder}: not writable ({why}); versions and run folders go under {self.root.parent} "
+                            f"— choose another --data-dir or store.data_dir")
+
     @contextmanager
     def lock(self, dataset: str) -> Iterator[None]:
         """Hold the dataset's publish lock; a second holder gets a clear error instead of waiting."""
