@@ -89,10 +89,15 @@ def dataset_expectations(bounds: list[Bound], config: Config) -> list:
     return out
 
 
-def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dict[str, Any], bounds: list[Bound],
-                     labels, allowed_languages, config: Config, quality: Path, schema: pa.Schema = schemas.SPLIT) -> dict:
+def run_expectations(candidate, metrics: dict[str, Any], bounds: list[Bound], allowed_languages, config: Config,
+                     quality: Path) -> dict:
     """Build and run every suite; write suites, results and GE's pages into `quality`; return the failures,
-    a row per expectation result, the counts and the files written."""
+    a row per expectation result, the counts and the files written.
+
+    Exact on every row, bounded in memory: one split is read (as pandas) at a time and let go before the
+    next, and results are computed in GE's BASIC format — counts, shares and a sample of 5 unexpected
+    values; not SUMMARY's counts of every distinct unexpected value, which for a class-share expectation
+    means counting nearly every row's label, once per label."""
     import logging
 
     import great_expectations as gx
@@ -101,13 +106,16 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(f"{dataset}-candidate")
+    source = context.data_sources.add_pandas(f"{candidate.dataset}-candidate")
+    dataset, labels, schema = candidate.dataset, candidate.labels, candidate.schema
 
-    batches: list[tuple[str, pd.DataFrame, list]] = []
-    for s, df in splits.items():
-        batches.append((s, df, split_expectations(s, df, labels, allowed_languages, config, schema)))
-    metrics_df = pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
-    batches.append(("dataset", metrics_df, dataset_expectations(bounds, config)))
+    def batches():
+        for s in schemas.SPLITS:
+            df = candidate.frame(s)
+            yield s, df, split_expectations(s, df, labels, allowed_languages, config, schema)
+            del df
+        metrics_df = pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
+        yield "dataset", metrics_df, dataset_expectations(bounds, config)
 
     failures: list[Failure] = []
     table: list[dict[str, Any]] = []
@@ -115,7 +123,7 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
     results_by_scope: dict[str, Any] = {}
     page_files: dict[str, str] = {}
     counts = {"evaluated": 0, "successful": 0, "failed": 0}
-    for scope, df, expectations in batches:
+    for scope, df, expectations in batches():
         name = f"{dataset}.{scope}"
         asset = source.add_dataframe_asset(name=scope)
         batch_def = asset.add_batch_definition_whole_dataframe(f"{scope}-whole")
@@ -125,7 +133,7 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
         vd = context.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=name))
         result = vd.run(
             batch_parameters={"dataframe": df},
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+            result_format={"result_format": "BASIC", "partial_unexpected_count": 5},
         )
         _sanitize(result)
         suite_json = suite.to_json_dict()
@@ -138,6 +146,7 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
             page_name = f"page-{len(page_files) + 1}.html"
             (quality / page_name).write_text(page)
             page_files[scope] = f"{QUALITY_DIR}/{page_name}"
+        del df  # the split's rows: let them go before the next split is read
         for r in result.results:
             cfg = r.expectation_config
             meta = dict(cfg.meta or {})

@@ -66,8 +66,8 @@ def evaluate_candidate(
     bounds = [b for c in checks.values() for b in c.bounds]
 
     t = time.perf_counter()
-    ge = run_expectations(candidate.dataset, candidate.splits, metrics, bounds, candidate.labels,
-                          config.allowed_languages or candidate.default_languages(), config, quality, candidate.schema)
+    ge = run_expectations(candidate, metrics, bounds, config.allowed_languages or candidate.default_languages(), config,
+                          quality)
     timings["expectations"] = round(time.perf_counter() - t, 3)
     failures = ge["failures"]
 

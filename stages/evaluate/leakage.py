@@ -4,21 +4,27 @@ MinHash candidates (LSH bands tuned at `leakage.lsh_threshold`), each verified b
 shingle sets — the dedupe stage's own primitives (`pipeline.minhash`). Shingling and threshold default to
 what dedupe called similar (its `Similarity`, handed on in `DedupeSummary`), so a version the dedupe stage
 made clean is clean here too. The pairs go to `quality/leakage.parquet`.
+
+Exact and bounded: every validation / test / previous-test row is compared with every train row, but the
+train split is read and sketched once, a chunk of rows at a time, against the sketches of the (smaller)
+other splits held in memory; candidate pairs are only ever pairs across the two sides. Memory is the other
+splits' sketches plus one chunk's; time is one sketch of each row.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import minhash
 from schemas.summaries import DedupeSummary
 from stages.evaluate.candidate import Candidate
 from stages.evaluate.config import Config, Leakage
-from stages.evaluate.evidence import QUALITY_DIR, read_parquet, write_table
+from stages.evaluate.evidence import QUALITY_DIR, write_table
 from stages.evaluate.result import Bound, CheckResult
 
 LEAKAGE_SCHEMA = pa.schema(
@@ -33,10 +39,14 @@ LEAKAGE_SCHEMA = pa.schema(
 )
 
 
+TRAIN_CHUNK = 65_536  # train rows sketched at a time
+
+
 def check(candidate: Candidate, config: Config) -> CheckResult:
     dedupe = candidate.summaries.get(DedupeSummary)
     cfg = config.leakage.resolved(dedupe.similarity if dedupe is not None else None)
-    out = leakage(candidate.splits, candidate.parent, cfg)
+    others = {"validation": candidate.table("validation", ["id", "text"]), "test": candidate.table("test", ["id", "text"])}
+    out = leakage(candidate.batches("train", ["id", "text"], TRAIN_CHUNK), others, candidate.parent, cfg)
     write_table(out.pop("pairs"), candidate.folder / QUALITY_DIR / "leakage.parquet", LEAKAGE_SCHEMA)
     metrics = {f"leaked_{against}_rows": n for against, n in out["leaked"].items()}
     bounds = [Bound("leakage", column, max_value=config.leakage.max_leaked) for column in metrics]
@@ -76,40 +86,86 @@ def near_duplicates(left: list[str], right: list[str], cfg: Leakage) -> list[tup
     return [(j, i, jac) for j, (i, jac) in sorted(best.items())]
 
 
-def leakage(splits: dict[str, pd.DataFrame], previous_dir: Path | None, cfg: Leakage) -> dict[str, Any]:
+def _sketch(texts: pa.Array, cfg: Leakage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(band keys: rows × bands, shingle sets flattened, their offsets) of some texts."""
+    bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
+    texts = pc.fill_null(texts.cast(pa.string()), "")
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows)
+    return keys, sets, np.concatenate([[0], np.cumsum(counts)])
+
+
+def cross_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct (left row, right row) sharing a band key (keys: rows × bands), sorted: pairs across
+    the two sides only, found by binary search of each left key among the sorted right keys."""
+    codes = []
+    m = len(right)
+    for band in range(left.shape[1]):
+        order = np.argsort(right[:, band], kind="stable")
+        sorted_right = right[order, band]
+        lo = np.searchsorted(sorted_right, left[:, band], side="left")
+        hits = np.searchsorted(sorted_right, left[:, band], side="right") - lo
+        if not hits.any():
+            continue
+        li = np.repeat(np.arange(len(left), dtype=np.int64), hits)
+        starts = np.repeat(lo - np.concatenate([[0], np.cumsum(hits)[:-1]]), hits)
+        ri = order[starts + np.arange(len(li))]
+        codes.append(li * m + ri)
+    if not codes:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    codes = minhash.distinct(np.concatenate(codes))
+    return codes // m, codes % m
+
+
+def leakage(train: Iterable[pa.RecordBatch], others: dict[str, pa.Table], previous_dir: Path | None,
+            cfg: Leakage) -> dict[str, Any]:
+    """Near duplicates of `train` rows (batches of id, text) in each of `others` ({name: table of id, text})
+    and in the previous version's test split: per row of those, its most similar train row."""
     leaked: dict[str, int] = {}
     pairs: list[dict[str, Any]] = []
     out: dict[str, Any] = {"ran": cfg.enabled, "threshold": cfg.threshold, "shingle": f"{cfg.shingle} {cfg.ngram}-grams"}
     if not cfg.enabled:
         out.update(leaked=leaked, pairs=pairs)
         return out
-    train = splits["train"]
-    train_texts = train["text"].fillna("").tolist()
-    others: list[tuple[str, pd.DataFrame]] = [("validation", splits["validation"]), ("test", splits["test"])]
-    if cfg.previous_version and previous_dir is not None:
-        prev = read_parquet(Path(previous_dir) / "test.parquet")
-        if prev is not None:
-            others.append(("previous_test", prev))
-            out["previous_version"] = str(previous_dir)
-    for against, df in others:
-        texts = df["text"].fillna("").tolist() if "text" in df else []
-        found = near_duplicates(train_texts, texts, cfg)
+    others = dict(others)
+    if cfg.previous_version and previous_dir is not None and (Path(previous_dir) / "test.parquet").exists():
+        others["previous_test"] = pq.read_table(Path(previous_dir) / "test.parquet", columns=["id", "text"])
+        out["previous_version"] = str(previous_dir)
+    names = list(others)
+    right_texts = pa.concat_arrays([others[n].column("text").combine_chunks().cast(pa.string()) for n in names]
+                                   or [pa.array([], pa.string())])
+    right_keys, right_sets, right_offsets = _sketch(right_texts, cfg)
+    # Per row of the other splits: the best train row so far (Jaccard, train id, train text).
+    best: dict[int, tuple[float, str, str]] = {}
+    for batch in train:
+        if not batch.num_rows or not len(right_texts):
+            continue
+        texts = batch.column("text")
+        keys, sets, offsets = _sketch(texts, cfg)
+        li, ri = cross_pairs(keys, right_keys)
+        if not len(li):
+            continue
+        n = batch.num_rows
+        all_sets = np.concatenate([sets, right_sets])
+        all_offsets = np.concatenate([offsets, offsets[-1] + right_offsets[1:]])
+        jac = minhash.jaccard(all_sets, all_offsets, li, ri + n, cfg.threshold)
+        ok = np.nan_to_num(jac, nan=-1.0) >= cfg.threshold
+        ids, train_texts = batch.column("id"), texts
+        for i, j, x in sorted(zip(li[ok].tolist(), ri[ok].tolist(), jac[ok].tolist()), key=lambda t: (t[1], t[0])):
+            if j not in best or x > best[j][0]:  # ties keep the earlier train row
+                best[j] = (x, str(ids[i].as_py()), train_texts[i].as_py() or "")
+    bounds = np.cumsum([0] + [others[n].num_rows for n in names])
+    for k, against in enumerate(names):
+        found = sorted((j, best[j]) for j in best if bounds[k] <= j < bounds[k + 1])
         if against == "previous_test":
             # A row that is in this version's test split and was in the previous one is no leak by itself;
             # what matters is a train row resembling a test row of before: count distinct train rows.
-            leaked[against] = len({i for _, i, _ in found})
+            leaked[against] = len({train_id for _, (_, train_id, _) in found})
         else:
             leaked[against] = len(found)
-        for j, i, jac in found:
-            pairs.append(
-                {
-                    "against": against,
-                    "id": str(df["id"].iloc[j]),
-                    "text": texts[j],
-                    "train_id": str(train["id"].iloc[i]),
-                    "train_text": train_texts[i],
-                    "jaccard": round(float(jac), 6),
-                }
-            )
+        table = others[against]
+        for j, (jac, train_id, train_text) in found:
+            pairs.append({"against": against, "id": str(table.column("id")[j - bounds[k]].as_py()),
+                          "text": right_texts[j].as_py() or "", "train_id": train_id, "train_text": train_text,
+                          "jaccard": round(float(jac), 6)})
     out.update(leaked=leaked, pairs=pairs, examples=pairs[:10])
     return out
