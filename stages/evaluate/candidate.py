@@ -78,6 +78,11 @@ class Candidate:
         """Every split, every column, as pandas — loaded on first use (a check that needs whole frames)."""
         return {s: self.frame(s) for s in schemas.SPLITS}
 
+    def release(self) -> None:
+        """Drop the frames loaded on demand (`splits`, `rejected`); later reads go back to the files."""
+        self.__dict__.pop("splits", None)
+        self.__dict__.pop("rejected", None)
+
     @cached_property
     def rejected(self) -> pd.DataFrame | None:
         return read_parquet(self.folder / "rejected.parquet")

@@ -62,6 +62,7 @@ def evaluate_candidate(
         result = module.check(candidate, config)
         timings[result.name] = round(time.perf_counter() - t, 3)
         checks[result.name] = result
+    candidate.release()  # whole frames a check loaded: the expectations read one split at a time
     metrics = {k: v for c in checks.values() for k, v in c.metrics.items()}
     bounds = [b for c in checks.values() for b in c.bounds]
 
