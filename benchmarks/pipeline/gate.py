@@ -53,11 +53,36 @@ def child(run_dir: Path, scratch: Path, overrides: dict) -> None:
     manifest = json.loads((scratch / "manifest.json").read_text())
     request = GateRequest(folder=scratch, dataset=manifest["dataset"], labels=manifest.get("labels"), kind=None,
                           schema=schema, parent=None, summaries=Summaries(summaries))
+    import threading
+
+    import psutil
+
+    samples: list[tuple[float, float]] = []  # (seconds since the gate started, RSS MB), every 0.1 s
+    stop = threading.Event()
     t0 = time.perf_counter()
+
+    def sample() -> None:
+        me = psutil.Process()
+        while not stop.is_set():
+            samples.append((time.perf_counter() - t0, me.memory_info().rss / 2**20))
+            stop.wait(0.1)
+
+    threading.Thread(target=sample, daemon=True).start()
+    start_rss = psutil.Process().memory_info().rss / 2**20
     result = gate.check(config, request)
     wall = time.perf_counter() - t0
+    stop.set()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"wall": wall, "peak_mb": peak, "passed": result.passed, "seconds": result.summary.get("seconds"),
+    # The peak within each part's time window (parts run one after another, in the order of `seconds`).
+    by_part, start = {}, 0.0
+    for part, secs in (result.summary.get("seconds") or {}).items():
+        if part == "total":
+            continue
+        window = [rss for t, rss in samples if start <= t <= start + secs + 0.1]
+        by_part[part] = round(max(window)) if window else None
+        start += secs
+    print(json.dumps({"wall": wall, "peak_mb": peak, "start_mb": start_rss, "peak_by_part_mb": by_part,
+                      "passed": result.passed, "seconds": result.summary.get("seconds"),
                       "failures": [str(f) for f in result.failures][:10],
                       "sampled": result.summary.get("sampled")}))
 
@@ -86,6 +111,8 @@ def main() -> None:
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"gate wall: {figures['wall']:.1f} s  peak RSS: {figures['peak_mb']:,.0f} MB  passed: {figures['passed']}")
     print("seconds per part: " + ", ".join(f"{k} {v}" for k, v in (figures["seconds"] or {}).items()))
+    print(f"RSS when the gate started: {figures['start_mb']:,.0f} MB; peak RSS per part (sampled every 0.1 s): "
+          + ", ".join(f"{k} {v:,} MB" for k, v in figures["peak_by_part_mb"].items() if v is not None))
     if figures.get("sampled"):
         print(f"sampled: {figures['sampled']}")
     for f in figures["failures"]:

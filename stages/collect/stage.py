@@ -108,7 +108,7 @@ class CollectStage(Stage):
 
     def run(self, inputs=None) -> Iterator[StageOutput]:
         labels = set(self.ctx.labels) if self.ctx.labels else None
-        taken: dict[str, str] = {}  # id from an id field → where it was first read (ids are unique from here on)
+        taken: dict[str, tuple[str, str]] = {}  # id from an id field → (source, file:line) where first read
         read = self.stats.setdefault("read_sha256", {})  # "source:path" → sha256 of the bytes as read
         for source, files in self._files:
             occurrences: dict[bytes, int] = {}  # text hash → times seen in this source, to keep ids unique
@@ -126,9 +126,10 @@ class CollectStage(Stage):
                         except RecursionError:  # a value nested too deep to serialize (meta, a label)
                             error = ("too_deeply_nested", None)
                     if error is None and source.id_field is not None:
-                        first = taken.setdefault(row["id"], f"{relpath}:{line_no}")
-                        if first != f"{relpath}:{line_no}":
-                            error = ("duplicate_id", {"id": row["id"], "first_read_at": first})
+                        first = taken.setdefault(row["id"], (source.name, f"{relpath}:{line_no}"))
+                        if first != (source.name, f"{relpath}:{line_no}"):
+                            where = first[1] if first[0] == source.name else f"{first[1]} (source {first[0]})"
+                            error = ("duplicate_id", {"id": row["id"], "first_read_at": where})
                     if error is not None:
                         rejects.append({**row, "id": _hash_id(source.name, relpath, str(line_no)), "reason": error[0],
                                         "details": _scrub(error[1]), "text": raw if raw is not None else row.get("text")})

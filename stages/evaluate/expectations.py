@@ -89,64 +89,69 @@ def dataset_expectations(bounds: list[Bound], config: Config) -> list:
     return out
 
 
-def run_expectations(candidate, metrics: dict[str, Any], bounds: list[Bound], allowed_languages, config: Config,
-                     quality: Path) -> dict:
-    """Build and run every suite; write suites, results and GE's pages into `quality`; return the failures,
-    a row per expectation result, the counts and the files written.
+class Validation:
+    """The suites of one candidate, run one scope at a time with an ephemeral GE context: suites, results
+    and GE's pages go to `quality`; `finish()` writes the JSON files and returns the failures, a row per
+    expectation result, the counts and the files written.
 
-    Exact on every row, bounded in memory: one split is read (as pandas) at a time and let go before the
-    next, and results are computed in GE's BASIC format — counts, shares and a sample of 5 unexpected
-    values; not SUMMARY's counts of every distinct unexpected value, which for a class-share expectation
-    means counting nearly every row's label, once per label."""
-    import logging
+    Exact on every row, bounded in memory: the gate hands in one split's rows at a time and lets them go
+    before the next, and results are computed in GE's BASIC format — counts, shares and a sample of 5
+    unexpected values; not SUMMARY's counts of every distinct unexpected value, which for a class-share
+    expectation means counting nearly every row's label, once per label."""
 
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    def __init__(self, dataset: str, quality: Path):
+        import logging
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(f"{candidate.dataset}-candidate")
-    dataset, labels, schema = candidate.dataset, candidate.labels, candidate.schema
+        import great_expectations as gx
+        import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    def batches():
-        for s in schemas.SPLITS:
-            df = candidate.frame(s)
-            yield s, df, split_expectations(s, df, labels, allowed_languages, config, schema)
-            del df
-        metrics_df = pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
-        yield "dataset", metrics_df, dataset_expectations(bounds, config)
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        # GE fingerprints every pandas batch by hashing all its values — unless the frame is over its
+        # HASH_THRESHOLD bytes, where GE itself skips it as too costly. For a split of 650k texts the hash is
+        # the gate's largest transient (~1.8 GB at 1M rows, twice the frame) and buys nothing here: the
+        # candidate's content fingerprint already identifies the rows. So never hash (the results' batch
+        # markers just lack `pandas_data_fingerprint`).
+        pandas_engine.HASH_THRESHOLD = 0
+        self.gx, self.dataset, self.quality = gx, dataset, quality
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        self.failures: list[Failure] = []
+        self.table: list[dict[str, Any]] = []
+        self.suites: dict[str, Any] = {}
+        self.results: dict[str, Any] = {}
+        self.pages: dict[str, str] = {}
+        self.counts = {"evaluated": 0, "successful": 0, "failed": 0}
 
-    failures: list[Failure] = []
-    table: list[dict[str, Any]] = []
-    suites_by_scope: dict[str, Any] = {}
-    results_by_scope: dict[str, Any] = {}
-    page_files: dict[str, str] = {}
-    counts = {"evaluated": 0, "successful": 0, "failed": 0}
-    for scope, df, expectations in batches():
-        name = f"{dataset}.{scope}"
-        asset = source.add_dataframe_asset(name=scope)
-        batch_def = asset.add_batch_definition_whole_dataframe(f"{scope}-whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
+    def validate(self, scope: str, df: pd.DataFrame, expectations: list) -> None:
+        gx = self.gx
+        name = f"{self.dataset}.{scope}"
+        # A datasource per scope, deleted with its validation definition once run: GE's execution engine
+        # keeps every batch it loaded (the whole frame) for as long as its datasource lives.
+        source = self.context.data_sources.add_pandas(f"{self.dataset}-{scope}")
+        batch_def = source.add_dataframe_asset(name=scope).add_batch_definition_whole_dataframe(f"{scope}-whole")
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name))
         for e in expectations:
             suite.add_expectation(e)
-        vd = context.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=name))
-        result = vd.run(
-            batch_parameters={"dataframe": df},
-            result_format={"result_format": "BASIC", "partial_unexpected_count": 5},
-        )
+        vd = self.context.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=name))
+        try:
+            result = vd.run(batch_parameters={"dataframe": df},
+                            result_format={"result_format": "BASIC", "partial_unexpected_count": 5})
+        finally:
+            self.context.validation_definitions.delete(name)
+            self.context.data_sources.delete(source.name)
+            del vd, batch_def, source
         _sanitize(result)
         suite_json = suite.to_json_dict()
         for e in suite_json.get("expectations", []):
             e.pop("id", None)
-        suites_by_scope[scope] = suite_json
-        results_by_scope[scope] = result.to_json_dict()
+        self.suites[scope] = suite_json
+        self.results[scope] = result.to_json_dict()
         page = _render_ge_page(result)
         if page is not None:
-            page_name = f"page-{len(page_files) + 1}.html"
-            (quality / page_name).write_text(page)
-            page_files[scope] = f"{QUALITY_DIR}/{page_name}"
-        del df  # the split's rows: let them go before the next split is read
+            page_name = f"page-{len(self.pages) + 1}.html"
+            (self.quality / page_name).write_text(page)
+            self.pages[scope] = f"{QUALITY_DIR}/{page_name}"
         for r in result.results:
             cfg = r.expectation_config
             meta = dict(cfg.meta or {})
@@ -164,22 +169,29 @@ def run_expectations(candidate, metrics: dict[str, Any], bounds: list[Bound], al
                 "blocking": blocking,
                 "details": details,
             }
-            table.append(row)
-            counts["evaluated"] += 1
+            self.table.append(row)
+            self.counts["evaluated"] += 1
             if r.success:
-                counts["successful"] += 1
+                self.counts["successful"] += 1
             else:
-                counts["failed"] += 1
-                failures.append(Failure(check=check, expectation=cfg.type, split=scope, column=row["column"],
-                                        observed=observed, expected=row["expected"], blocking=blocking,
-                                        details=details))
-    order = {c: i for i, c in enumerate(CHECKS)}
-    failures.sort(key=lambda f: (not f.blocking, order.get(f.check, len(order)), f.split))
-    (quality / "suites.json").write_text(json.dumps(suites_by_scope, indent=2, default=str))
-    (quality / "results.json").write_text(json.dumps(results_by_scope, indent=2, default=str))
-    return {"failures": failures, "results_table": table, "counts": counts,
-            "suite_files": f"{QUALITY_DIR}/suites.json", "result_files": f"{QUALITY_DIR}/results.json",
-            "page_files": page_files}
+                self.counts["failed"] += 1
+                self.failures.append(Failure(check=check, expectation=cfg.type, split=scope, column=row["column"],
+                                             observed=observed, expected=row["expected"], blocking=blocking,
+                                             details=details))
+
+    def finish(self) -> dict:
+        order = {c: i for i, c in enumerate(CHECKS)}
+        self.failures.sort(key=lambda f: (not f.blocking, order.get(f.check, len(order)), f.split))
+        (self.quality / "suites.json").write_text(json.dumps(self.suites, indent=2, default=str))
+        (self.quality / "results.json").write_text(json.dumps(self.results, indent=2, default=str))
+        return {"failures": self.failures, "results_table": self.table, "counts": self.counts,
+                "suite_files": f"{QUALITY_DIR}/suites.json", "result_files": f"{QUALITY_DIR}/results.json",
+                "page_files": self.pages}
+
+
+def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The one-row table of dataset-level figures the `dataset` suite runs on."""
+    return pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
 
 
 def _render_ge_page(result) -> str | None:
