@@ -182,7 +182,7 @@ def test_hf_disk_arrow_file_symlinked_out_of_inputs_within_is_refused(tmp_path):
     arrow.rename(outside / arrow.name)
     arrow.symlink_to(outside / arrow.name)
     source = {"name": "s", "path": "ds", "format": "hf_disk"}
-    config = write_config(project, {"dataset": "h", "inputs_within": ".", "sources": [source]})
+    config = write_config(project, {"dataset": "h", "inputs_within": ".", "sources": [source], "evaluate": {"enabled": False}})
     with pytest.raises(UserError, match=rf"{arrow.name} resolves to .*outside.*\(inputs_within forbids it\)"):
         run_pipeline(config, tmp_path / "data")
     # The same file named through `../` in the dataset's state, without any symlink.

@@ -24,23 +24,21 @@ SCRIPT = f"<script>{MARK}</script>"
 WEIRD_LABELS = ["$\\foo$", "two\nlines", "a|b", "<b>bold</b>", "L" * 5000, IMG]
 
 
-def _rows() -> list[dict]:
+def _rows(odd_labels: list[str]) -> list[dict]:
     words = "an ordinary message about the weather and the trains today, number {i} of many"
     rows = [{"id": f"row{i}", "text": words.format(i=i), "label": "ham" if i % 3 else "spam"} for i in range(60)]
     long_tail = " and then it went on" * 8  # over the gate's text_length.max (100): shown as unexpected values
     for k, payload in enumerate((IMG, SVG, SCRIPT)):
         for copy in range(4):  # copies land in several splits: leakage examples show them too
             rows.append({"id": f"p{k}c{copy}", "text": f"{payload} copy {copy}{long_tail}", "label": "ham"})
-    for k, label in enumerate(WEIRD_LABELS):
+    for k, label in enumerate(odd_labels):
         rows.append({"id": f"w{k}", "text": f"a message with an odd label, {k}", "label": label})
     rows.append({"id": IMG, "text": "a row whose id is a tag", "label": "spam"})
     return rows
 
 
-@pytest.fixture(scope="module")
-def hostile_version(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pages")
-    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()), encoding="utf-8")
+def _publish(folder, odd_labels: list[str]):
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(odd_labels)), encoding="utf-8")
     config = write_config(folder, {
         "dataset": "pages",
         "sources": [{"name": "s", "path": "rows.jsonl", "format": "jsonl", "label_field": "label", "id_field": "id"}],
@@ -60,6 +58,17 @@ def hostile_version(tmp_path_factory):
     result = run_pipeline(config, folder / "data", allow_failed_gates=True)  # the rare labels fail class_share
     assert result.published and not result.evaluation.passed
     return folder / "data" / "versions" / "pages" / result.version
+
+
+@pytest.fixture(scope="module")
+def hostile_version(tmp_path_factory):
+    """Script payloads in texts, a label and an id (and labels that are only odd as HTML)."""
+    return _publish(tmp_path_factory.mktemp("pages"), ["<b>bold</b>", IMG])
+
+
+@pytest.fixture(scope="module")
+def odd_labels_version(tmp_path_factory):
+    return _publish(tmp_path_factory.mktemp("labels"), WEIRD_LABELS)
 
 
 def _dom(page) -> str:
@@ -95,11 +104,11 @@ def test_no_script_from_the_data_runs_in_any_page_a_version_ships(hostile_versio
     assert "img" in shown and len(shown) >= 2, f"the payloads were not shown as text: only {shown}"
 
 
-def test_odd_labels_neither_crash_the_report_nor_break_the_dataset_card(hostile_version):
-    report = (hostile_version / "report.html").read_text(encoding="utf-8")
+def test_odd_labels_neither_crash_the_report_nor_break_the_dataset_card(odd_labels_version):
+    report = (odd_labels_version / "report.html").read_text(encoding="utf-8")
     assert 'alt="label distribution per split"' in report  # drawn, with the mathtext label as a tick label
     assert "$\\foo$" in report and "&lt;b&gt;bold&lt;/b&gt;" in report
-    card = (hostile_version / "README.md").read_text(encoding="utf-8")
+    card = (odd_labels_version / "README.md").read_text(encoding="utf-8")
     assert not re.search(r"(?<!\\)<[A-Za-z/]", card), "raw HTML in the dataset card"
     assert "L" * 100 not in card  # the 5,000-character label is cut
     labels = card[card.index("| label |"):].split("\n\n")[0].splitlines()
