@@ -42,9 +42,10 @@ def write_splits(split_folder: Path, out: Path, schema: pa.Schema, label_field: 
     return {s: {"rows": writers[s].rows, "labels": dict(sorted(labels[s].items()))} for s in schemas.SPLITS}
 
 
-def write_rejected(stage_folders: list[Path], out: Path, batch_size: int) -> int:
-    """Every stage's rejected rows, in stage order, as one `rejected.parquet`; the number of rows."""
-    writer = BoundaryWriter(out / "rejected.parquet", schemas.REJECTED, "rejected rows")
+def write_rejected(stage_folders: list[Path], out: Path, batch_size: int, schema: pa.Schema = schemas.REJECTED) -> int:
+    """Every stage's rejected rows, in stage order, as one `rejected.parquet` (the record kind's
+    `rejected_schema`); the number of rows."""
+    writer = BoundaryWriter(out / "rejected.parquet", schema, "rejected rows")
     for folder in stage_folders:
         path = folder / "rejected.parquet"
         if path.exists():

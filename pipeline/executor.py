@@ -202,7 +202,8 @@ class LocalExecutor:
         rows_in = inputs.num_rows if inputs is not None else None
         stage.ctx.progress = self.progress(stage.name, rows_in)
         kept = BoundaryWriter(tmp / "part-00000.parquet", step.output_schema, f"stage {stage.name}")
-        rejected = BoundaryWriter(tmp / "rejected.parquet", schemas.REJECTED, f"stage {stage.name} (rejected rows)")
+        rejected = BoundaryWriter(tmp / "rejected.parquet", self.plan.kind.rejected_schema,
+                                  f"stage {stage.name} (rejected rows)")
         dropped: dict[str, int] = {}
         start = time.perf_counter()
         try:
@@ -266,7 +267,8 @@ class LocalExecutor:
         tmp.mkdir(parents=True)
         split_counts = candidates.write_splits(reports[-1].folder, tmp, plan.published_schema, plan.kind.label_field,
                                                self.batch_size)
-        rejected_rows = candidates.write_rejected([r.folder for r in reports], tmp, self.batch_size)
+        rejected_rows = candidates.write_rejected([r.folder for r in reports], tmp, self.batch_size,
+                                                  plan.kind.rejected_schema)
         contributed: dict[str, Any] = {}
         for step, report in zip(plan.steps, reports):
             candidates.copy_version_files(step.stage, report.folder, tmp)
@@ -276,6 +278,7 @@ class LocalExecutor:
         content = candidates.content_fingerprint_of(tmp)
         manifest = {
             "dataset": dataset,
+            "kind": plan.kind.name,  # the record kind: what a row holds (train reads it)
             "description": config.description,
             "parent_version": parent,
             "config": config.resolved(),

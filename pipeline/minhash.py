@@ -265,10 +265,22 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
 
-def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int,
+           char_ngram: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per text: the hash of its normalized form, its LSH band keys (bands tuned by `bands_rows`), and its
-    shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only."""
+    shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only.
+
+    `shingle="auto"`: each text written mostly in a script without spaces between words (Chinese, Japanese,
+    Thai, ...: `spaceless`) gets `char_ngram`-character shingles, every other text `ngram`-word shingles —
+    whitespace words of such a text are whole sentences, and two paraphrases share none."""
+    if shingle == "auto":
+        chars = spaceless(texts)
+        if not chars.any() or chars.all():
+            mode, n = ("char", char_ngram or ngram) if chars.all() and len(chars) else ("word", ngram)
+            return sketch(texts, mode, n, num_perm, seed, bands, rows)
+        parts = [sketch(texts.filter(pa.array(~chars)), "word", ngram, num_perm, seed, bands, rows),
+                 sketch(texts.filter(pa.array(chars)), "char", char_ngram or ngram, num_perm, seed, bands, rows)]
+        return _merge_rows([np.flatnonzero(~chars), np.flatnonzero(chars)], parts, len(texts), bands)
     near = bands > 0
     perms = permutations(num_perm, seed)
     exact, keys = [np.zeros(0, np.uint64)], [np.zeros((0, bands), np.uint64)]
@@ -282,6 +294,43 @@ def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, 
             sets.append(fingerprints)
             counts.append(n)
     return np.concatenate(exact), np.concatenate(keys), np.concatenate(sets), np.concatenate(counts)
+
+
+# Scripts written without spaces between words: a whitespace "word" of such a text is a whole clause.
+_SPACELESS = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+SPACELESS_SHARE, SPACELESS_CHARS = 0.3, 10
+
+
+def spaceless(texts: pa.Array) -> np.ndarray:
+    """Per text: whether it is written (partly) in a script without spaces between words — Han, Hiragana,
+    Katakana, Thai, Lao, Khmer, Myanmar, Tibetan: at least 10 such characters, or 30 % of its non-space
+    characters. The count keeps a Chinese instruction around English code or numbers on characters whatever
+    its share (near copies must get the same shingling to be compared at all)."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    hits = pc.count_substring_regex(texts, _SPACELESS).to_numpy(zero_copy_only=False).astype(np.float64)
+    visible = pc.utf8_length(pc.replace_substring_regex(texts, r"\s+", "")).to_numpy(zero_copy_only=False)
+    return (hits > 0) & ((hits >= SPACELESS_SHARE * np.maximum(visible, 1)) | (hits >= SPACELESS_CHARS))
+
+
+def _merge_rows(rows: list[np.ndarray], parts: list[tuple], n: int, bands: int) -> tuple:
+    """Sketches of disjoint row subsets (`rows[k]` for `parts[k]`) back in row order."""
+    exact = np.zeros(n, np.uint64)
+    keys = np.zeros((n, bands), np.uint64)
+    counts = np.zeros(n, np.int64)
+    for idx, (e, k, _, c) in zip(rows, parts):
+        exact[idx] = e
+        if bands:
+            keys[idx] = k
+            counts[idx] = c
+    if not bands:
+        return exact, keys, np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    # Each row's set, from its part's flattened sets, placed at the row's position in the merged order.
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    sets = np.zeros(int(offsets[-1]), np.uint64)
+    for idx, (_, _, part_sets, c) in zip(rows, parts):
+        part_offsets = np.concatenate([[0], np.cumsum(c)])
+        sets[_ranges(offsets[idx], c)] = part_sets[_ranges(part_offsets[:-1], c)]
+    return exact, keys, sets, counts
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 
 from pipeline.minhash import candidate_pairs, jaccard, sketch
 from pipeline.workers import worker_pool
+from schemas.kinds import record_kind
 
 
 def verify_pairs(sets: str | list[tuple[str, int]], set_offsets: np.ndarray, left: np.ndarray,
@@ -45,7 +46,8 @@ def verify_pairs(sets: str | list[tuple[str, int]], set_offsets: np.ndarray, lef
 
 @dataclass(frozen=True)
 class SketchParams:
-    """How rows are sketched: shingling, MinHash permutations, LSH bands (bands = 0: exact hashes only)."""
+    """How rows are sketched: what text (the record kind's dedupe `key`), shingling, MinHash permutations,
+    LSH bands (bands = 0: exact hashes only)."""
 
     shingle: str
     ngram: int
@@ -53,6 +55,19 @@ class SketchParams:
     seed: int
     bands: int
     rows: int
+    kind: str = "classification"
+    key: str = "text"
+    char_ngram: int | None = None  # shingle "auto": characters per shingle for texts written without spaces
+
+    def columns(self) -> list[str]:
+        """The columns the key is read from (the kind's payload)."""
+        return record_kind(self.kind).payload_names
+
+    def texts(self, batch: pa.RecordBatch) -> pa.Array:
+        """The key text of every row of a batch (classification's `text` as it is)."""
+        if self.kind == "classification" and self.key == "text":
+            return batch.column("text")
+        return record_kind(self.kind).key(self.key)(batch)
 
 
 def sketch_batch(texts: pa.Array, params: SketchParams
@@ -60,7 +75,7 @@ def sketch_batch(texts: pa.Array, params: SketchParams
     """Worker job for pass 1: per text the normalized-text hash, the length in characters, the LSH band
     keys, and the shingle set (sorted fingerprints flattened, and their count per text)."""
     exact, keys, sets, counts = sketch(texts, params.shingle, params.ngram, params.num_perm, params.seed,
-                                       params.bands, params.rows)
+                                       params.bands, params.rows, params.char_ngram)
     length = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
     return exact, length, keys, sets, counts
 
@@ -105,8 +120,8 @@ class LocalNearDuplicates:
             fingerprints.tofile(sets_file)
 
         with open(self.sets_path, "wb") as sets_file:
-            for batch in inputs.batches(columns=["text"]):
-                texts = batch.column("text")
+            for batch in inputs.batches(columns=self.params.columns()):
+                texts = self.params.texts(batch)
                 if self.pool is None:
                     collect(sketch_batch(texts, self.params))
                 else:

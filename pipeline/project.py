@@ -112,6 +112,9 @@ class Project:
             if stage.name in skip:
                 skipped.append((stage, skip[stage.name]))
                 continue
+            why_not = stage.unsupported(kind)
+            if why_not:
+                raise UserError(f"{stage.key()}: {why_not}")
             available = kind.schema(*added).names
             missing = [c for c in stage.needs if c not in available]
             if missing:

@@ -340,8 +340,8 @@ class _SketchWorker:
         bands = self.params.bands
         exact, length, sizes, keys = [], [], [], []
         with open(self.spill / f"sets-{chunk['chunk']:06d}.u64", "wb") as sets_file:
-            for batch in inputs.batches(columns=["text"]):
-                e, n_chars, k, fingerprints, counts = sketch_batch(batch.column("text"), self.params)
+            for batch in inputs.batches(columns=self.params.columns()):
+                e, n_chars, k, fingerprints, counts = sketch_batch(self.params.texts(batch), self.params)
                 fingerprints.tofile(sets_file)
                 exact.append(e), length.append(n_chars), sizes.append(counts), keys.append(k)
         rows = chunk["start"] + np.arange(sum(map(len, exact)), dtype=np.int64)

@@ -107,6 +107,11 @@ class Stage:
     def check_section(cls, section: BaseModel, config_dir: Path, config: Any) -> None:
         """Checks that need the file system (do the files a section names exist?); raise UserError."""
 
+    @classmethod
+    def unsupported(cls, kind: RecordKind) -> str | None:
+        """Why this stage cannot run on rows of `kind` (the plan refuses it in one line), or None."""
+        return None
+
     # -- what it contributes to a published version -------------------------------------------------------
 
     @classmethod
@@ -144,8 +149,12 @@ def rejected_rows(
     reasons: Iterable[str] | str,
     details: Iterable[dict | None] | None = None,
     text: pa.Array | None = None,
+    kind: RecordKind | None = None,
 ) -> pa.RecordBatch:
-    """Build REJECTED rows for every row of `batch` (select the rows first)."""
+    """Build rejected rows (`kind.rejected_schema`; classification's without a kind) for every row of
+    `batch` (select the rows first). `text` is what a person reads: by default the batch's `text` column,
+    or for a kind without one its rendering of the record; such a kind also keeps the record as JSON."""
+    kind = kind or KINDS[DEFAULT_KIND]
     n = batch.num_rows
     reasons = [reasons] * n if isinstance(reasons, str) else list(reasons)
     detail_json = [None] * n if details is None else [None if d is None else json.dumps(d, default=str, ensure_ascii=False) for d in details]
@@ -154,17 +163,20 @@ def rejected_rows(
     def col(name: str, typ: pa.DataType) -> pa.Array:
         return batch.column(name) if name in names else pa.nulls(n, typ)
 
-    return pa.RecordBatch.from_arrays(
-        [
-            col("id", pa.string()),
-            pa.array([stage] * n, pa.string()),
-            pa.array(reasons, pa.string()),
-            pa.array(detail_json, pa.string()),
-            col("source", pa.string()),
-            col("source_file", pa.string()),
-            col("source_line", pa.int64()),
-            text if text is not None else col("text", pa.string()),
-            col("label", pa.string()),
-        ],
-        schema=schemas.REJECTED,
-    )
+    has_payload = all(p in names for p in kind.payload_names)
+    if text is None:
+        text = kind.render(batch) if kind.keeps_record and has_payload and kind.render is not None else col("text", pa.string())
+    arrays = [
+        col("id", pa.string()),
+        pa.array([stage] * n, pa.string()),
+        pa.array(reasons, pa.string()),
+        pa.array(detail_json, pa.string()),
+        col("source", pa.string()),
+        col("source_file", pa.string()),
+        col("source_line", pa.int64()),
+        text,
+        col("label", pa.string()),
+    ]
+    if kind.keeps_record:
+        arrays.append(kind.record_json(batch))
+    return pa.RecordBatch.from_arrays(arrays, schema=kind.rejected_schema)

@@ -248,8 +248,14 @@ class VersionStore:
 
     def _rows(self, dataset: str, version: str) -> pd.DataFrame:
         folder = self.root / dataset / version
-        parts = [pq.read_table(folder / f"{s}.parquet", columns=["id", "label", "split"]).to_pandas()
-                 for s in schemas.SPLITS if (folder / f"{s}.parquet").exists()]
+        parts = []
+        for s in schemas.SPLITS:
+            if (folder / f"{s}.parquet").exists():
+                names = pq.read_schema(folder / f"{s}.parquet").names
+                table = pq.read_table(folder / f"{s}.parquet", columns=[c for c in ("id", "label", "split") if c in names])
+                if "label" not in table.column_names:  # a kind without labels
+                    table = table.append_column("label", pa.nulls(table.num_rows, pa.string()))
+                parts.append(table.to_pandas())
         return pd.concat(parts, ignore_index=True)
 
 
@@ -312,11 +318,16 @@ def md_text(value: Any, limit: int = 80) -> str:
 
 
 def render_card(m: dict[str, Any]) -> str:
-    """A Hugging Face-style dataset card for a version, from its manifest. Values from the data (labels,
-    reasons, file names) are escaped Markdown text; labels are rows of the splits table, so any number of
-    them (or a very long one) keeps the table readable."""
+    """A Hugging Face-style dataset card for a version, from its manifest: the kind's task categories and
+    schema, the splits, the funnel, the inputs, and how to load (and, for generative kinds, train on) it.
+    Values from the data (labels, reasons, file names) are escaped Markdown text; labels are rows of their
+    own table, so any number of them (or a very long one) keeps it readable."""
+    from schemas.kinds import DEFAULT_KIND, KINDS
+
+    kind = KINDS.get(m.get("kind") or DEFAULT_KIND, KINDS[DEFAULT_KIND])
+    path = f"data/versions/{m['dataset']}/{m['version']}"
     splits = m.get("splits", {})
-    labels = sorted({lab for s in splits.values() for lab in s.get("labels", {})})
+    labels = sorted({lab for s in splits.values() for lab in s.get("labels", {})}) if kind.label_field else []
     lines = [
         "---",
         "configs:",
@@ -324,17 +335,21 @@ def render_card(m: dict[str, Any]) -> str:
         "  data_files:",
         *[f"  - split: {s}\n    path: {s}.parquet" for s in schemas.SPLITS],
         "task_categories:",
-        "- text-classification",
+        *[f"- {c}" for c in kind.task_categories],
         "---",
         f"# {m['dataset']} {m['version']}" + (f" ({m['tag']})" if m.get("tag") else ""),
         "",
         m.get("description") or "",
         "",
+        f"- record kind: `{kind.name}` — {kind.description}",
         f"- created: {m.get('created_at')}",
         f"- parent version: {m.get('parent_version') or '—'}",
         f"- content fingerprint: `{m.get('content_fingerprint')}`",
         f"- config hash: `{m.get('config_hash')}`; code version: `{m.get('code_version')}`",
-        f"- labels: {md_text(m.get('label_origin', 'source labels'))}",
+    ]
+    if kind.label_field:
+        lines.append(f"- labels: {md_text(m.get('label_origin', 'source labels'))}")
+    lines += [
         "",
         "## Splits",
         "",
@@ -354,9 +369,14 @@ def render_card(m: dict[str, Any]) -> str:
     for st in m.get("stages", []):
         dropped = ", ".join(f"{md_text(k)}: {v}" for k, v in st.get("dropped", {}).items()) or "—"
         lines.append(f"| {md_text(st['name'])} | {st['rows_in']} | {st['rows_out']} | {dropped} |")
-    lines += ["", "Rows removed are in `rejected.parquet` with the stage, the reason and details.", "", "## Inputs", ""]
+    record = " (the whole record as JSON in `record`, beside a readable rendering in `text`)" if kind.keeps_record else ""
+    lines += ["", f"Rows removed are in `rejected.parquet` with the stage, the reason and details{record}.", "",
+              "## Inputs", ""]
     for f in m.get("inputs", []):
         lines.append(f"- {md_text(f['path'], 200)} ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
-    lines += ["", "## Load", "", "```python", "from datasets import load_dataset",
-              f'ds = load_dataset("parquet", data_dir="data/versions/{m["dataset"]}/{m["version"]}")', "```", ""]
+    if kind.card:
+        lines += ["", "## Rows and training", "", kind.card.format(path=path, dataset=m["dataset"], version=m["version"])]
+    else:
+        lines += ["", "## Load", "", "```python", "from datasets import load_dataset",
+                  f'ds = load_dataset("parquet", data_dir="{path}")', "```", ""]
     return "\n".join(lines)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas.classification import CLASSIFICATION
-from schemas.record import ENVELOPE_HEAD, ENVELOPE_TAIL, RecordKind  # noqa: F401 (re-exported)
+from schemas.record import ENVELOPE_HEAD, ENVELOPE_TAIL, REJECTED_FIELDS, RecordKind  # noqa: F401 (re-exported)
 
 # Columns stages add to the envelope (declared by the stages, read by the gate, the store and train).
 CLUSTER_ID = pa.field("cluster_id", pa.int64(), nullable=False)  # dedupe: component of verified similar rows
@@ -31,22 +31,9 @@ ANNOTATED = CLASSIFICATION.schema(CLUSTER_ID, LABEL_SOURCE)
 # split: the published rows.
 SPLIT = CLASSIFICATION.schema(CLUSTER_ID, SPLIT_COLUMN)
 
-# Rows a stage removed, with why. One table per run, published as rejected.parquet.
-# (Its `text` and `label` columns are classification's payload; the generative kinds will need a
-# rendering of their payload here.)
-REJECTED = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("details", pa.string()),  # JSON object: the value that failed, duplicate_of, jaccard, ...
-        pa.field("source", pa.string()),
-        pa.field("source_file", pa.string()),
-        pa.field("source_line", pa.int64()),
-        pa.field("text", pa.string()),  # the text as the stage saw it (the original text for collect/clean)
-        pa.field("label", pa.string()),
-    ]
-)
+# Rows a stage removed, with why: classification's rejected.parquet (`RecordKind.rejected_schema` is
+# every kind's: the same columns, plus `record` for kinds whose payload is more than a text and a label).
+REJECTED = CLASSIFICATION.rejected_schema
 
 SPLITS = ("train", "validation", "test")
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.record import RecordKind
+from schemas import views
+from schemas.record import RecordKind, TextParts
 
 CLASSIFICATION = RecordKind(
     name="classification",
@@ -14,4 +15,11 @@ CLASSIFICATION = RecordKind(
     text_field="text",
     label_field="label",
     description="a text and its class label; trained as a sequence classifier",
+    views={"text": views.column("text")},
+    default_view="text",
+    parts=TextParts(("text",), views.rewrite_columns),
+    dedupe_keys={"text": views.column("text")},
+    default_key="text",
+    render=views.column("text"),
+    task_categories=("text-classification",),
 )

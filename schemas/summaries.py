@@ -67,11 +67,14 @@ class CleanSummary(Summary):
 
 
 class Similarity(Summary):
-    """What "duplicate" meant: the shingling and the Jaccard threshold (the leakage check uses the same)."""
+    """What "duplicate" meant: the key compared, the shingling and the Jaccard threshold (the leakage check
+    uses the same)."""
 
-    shingle: str  # word | char
+    shingle: str  # word | char | auto
     ngram: int
     threshold: float
+    key: str = "text"  # the record kind's dedupe key: text | prompt | completion | pair | conversation
+    char_ngram: int | None = None  # shingle auto: characters per shingle for texts written without spaces
 
 
 class ConflictRow(Summary):

@@ -81,7 +81,7 @@ def test_editing_the_cli_recomputes_nothing_and_editing_a_signal_recomputes_clea
     assert "nothing new: the output is identical to sms-spam v1" in second
 
     # The code of a signal: clean and what follows it are recomputed, collect is not.
-    edit(code / "stages" / "clean.py", '    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}',
+    edit(code / "stages" / "clean" / "__init__.py", '    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}',
          '    # counted in code points\n    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}')
     third = sftpipe(code, *run, cwd=tmp_path)
     assert "collect: unchanged since an earlier run" in third

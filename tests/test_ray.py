@@ -201,3 +201,25 @@ def test_a_signal_defined_at_run_time_reaches_the_actors(tmp_path, ray_cluster):
         assert clean.dropped.get("digit_share_nb_above_max", 0) > 10
     finally:
         SIGNALS.pop("digit_share_nb", None)
+
+
+@needs_ray
+@pytest.mark.parametrize("name", ["alpaca_en", "glaive_toolcall"])
+def test_generative_kinds_on_ray_publish_the_local_version(tmp_path, ray_cluster, name):
+    """generation (alpaca_en) and chat (glaive_toolcall): the same content fingerprint, rows and rejected rows
+    (with their JSON records) on Ray as locally; dedupe's key is rendered from the payload in the actors."""
+    import yaml
+
+    from .conftest import REPO
+
+    config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+    for source in config["sources"]:
+        source["path"] = str((REPO / "configs" / source["path"]).resolve())
+    config["clean"]["signals"] = []
+    config["clean"]["filters"] = {k: v for k, v in config["clean"].get("filters", {}).items() if "lang" not in k}
+    path = write_config(tmp_path, config)
+    local = run_pipeline(path, tmp_path / "local")
+    on_ray, log = run_ray(path, tmp_path / "ray")
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", config["dataset"])
+    assert "clean: on Ray, 1 chunk(s)" in log and "dedupe: on the driver" in log
+    assert on_ray.manifest["kind"] == local.manifest["kind"] != "classification"

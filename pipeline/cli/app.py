@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from pipeline.cli import labelstudio, report, run, versions
+from pipeline.cli import export, labelstudio, report, run, versions
 from pipeline.cli.console import err_console
 from pipeline.errors import UserError
 from train import cli as train_cli
@@ -36,6 +36,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show full traceback
 run.register(app)  # validate CONFIG, run CONFIG
 versions.register(app)  # versions list|show|diff
 report.register(app)  # report DATASET VERSION
+export.register(app)  # export DATASET VERSION --format alpaca|sharegpt|messages
 labelstudio.register(app)  # labelstudio start|stop|status, annotate push|status|pull
 train_cli.register(app)  # train, score, runs list
 

@@ -40,6 +40,13 @@ class AnnotateStage(Stage):
     # "run": push, then pull and go on once coverage is reached. "push": push and stop (sftpipe annotate push).
     mode: ClassVar[str] = "run"
 
+    @classmethod
+    def unsupported(cls, kind) -> str | None:
+        if kind.label_field is None:
+            return (f"review of responses ({kind.name} records) is not supported yet — issue #15 adds rating, "
+                    "editing and comparing them; run with --no-annotate or remove the annotate section")
+        return None
+
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
         self._client = None

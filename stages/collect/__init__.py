@@ -6,8 +6,10 @@ id field, else a hash of the source name, the text and its occurrence number in 
 keeps its id (and its split) when other rows are added, removed or reordered.
 
 Modules: `config` (the `sources` / `inputs_within` keys), `files` (finding, checking, digesting and opening
-a source's files), `readers` (one reader per format), `stage` (records → rows). The mapping of a record
-onto a row is classification's (`text_field`, `label_field`); the next record kinds map onto their payload.
+a source's files), `readers` (one reader per format), `records` (an Alpaca / ShareGPT / messages / two-field
+record onto a `generation` or `chat` payload, with a reason for every malformed record), `stage` (records →
+rows; classification's mapping, `text_field` / `label_field`, is the stage's own). A generative row's id is
+a hash of the source name, the payload as canonical JSON and its occurrence number.
 """
 from stages.collect.config import Config, SourceConfig  # noqa: F401 (the package's public names)
 from stages.collect.files import check_source, file_digest, open_input, peek_columns, resolve_files  # noqa: F401

@@ -8,6 +8,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+# Generative record formats (stages/collect/records.py) and the fields each reads, with their default names.
+DEFAULT_FIELDS: dict[str, dict[str, str]] = {
+    "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
+    "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
+               "history": "history"},
+    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools"},
+    "messages": {"messages": "messages", "tools": "tools"},
+}
+
+
 class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -15,7 +25,9 @@ class SourceConfig(BaseModel):
     path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config "
                                               "file; or an fsspec URL (s3://bucket/*.jsonl) where its filesystem "
                                               "package is installed")
-    format: Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_disk"]
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet", "text", "hf_disk"] = Field(
+        description="jsonl: an object per line; json: a JSON array of objects (read whole); csv / tsv; parquet; "
+                    "text; hf_disk: a Hugging Face dataset saved with save_to_disk")
     encoding: str = "utf-8"  # utf-8 also accepts a byte-order mark
     # csv / tsv
     delimiter: str | None = None  # default "," for csv, tab for tsv
@@ -32,6 +44,15 @@ class SourceConfig(BaseModel):
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
     label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    # generative kinds (generation, chat): how a record maps onto the payload (stages/collect/records.py)
+    record_format: Literal["fields", "alpaca", "sharegpt", "messages"] | None = Field(
+        None, description="fields (two mapped fields) | alpaca | sharegpt | messages; default: fields for "
+                          "generation, messages for chat (classification reads text_field / label_field)")
+    fields: dict[str, str] | None = Field(
+        None, description="the record format's field names where the source names them otherwise, nested paths "
+                          "allowed: {prompt: document, completion: summary} or {prompt: translation.en, ...}")
+    roles: dict[str, str] | None = Field(
+        None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
 
     @field_validator("encoding")
     @classmethod
@@ -67,6 +88,15 @@ class SourceConfig(BaseModel):
                 raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
         if self.column_names is not None and self.header:
             raise ValueError("column_names is for files without a header: set header: false")
+        if self.fields is not None or self.roles is not None:
+            fmt = self.record_format or "fields"
+            unknown = [k for k in self.fields or {} if k not in DEFAULT_FIELDS[fmt]]
+            if unknown:
+                raise ValueError(f"fields: {', '.join(map(repr, unknown))} not read by record_format {fmt} "
+                                 f"(it reads {', '.join(DEFAULT_FIELDS[fmt])})")
+            bad = {k: v for k, v in (self.roles or {}).items() if v not in ("system", "user", "assistant", "tool")}
+            if bad:
+                raise ValueError(f"roles: {bad} — a role maps to system, user, assistant or tool")
         return self
 
     @property

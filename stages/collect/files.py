@@ -90,8 +90,10 @@ def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = 
     return sorted(dict.fromkeys(files), key=lambda f: (1, f, None) if is_url(f) else (0, "", f))
 
 
-def check_source(source: SourceConfig, config_dir: Path, within: Path | None = None) -> None:
-    """Raise UserError when the source's files are missing or the named fields are not among its columns."""
+def check_source(source: SourceConfig, config_dir: Path, within: Path | None = None,
+                 required: dict[str, str] | None = None) -> None:
+    """Raise UserError when the source's files are missing or the named fields are not among its columns.
+    `required`: the columns a generative record format needs (instead of text_field / label_field)."""
     for file in resolve_files(source, config_dir, within):
         check_encoding(source, file)
         if source.format == "text" and source.pattern is None:
@@ -102,8 +104,13 @@ def check_source(source: SourceConfig, config_dir: Path, within: Path | None = N
         repeated = sorted({c for c in columns if columns.count(c) > 1})
         if repeated:
             raise UserError(f"{file}: duplicate column names: {', '.join(map(repr, repeated))}")
-        wanted = {"text_field": source.text_field, "label_field": source.label_field, "id_field": source.id_field}
-        wanted.update({f"meta_fields[{i}]": m for i, m in enumerate(source.meta_fields)})
+        if required is None:
+            wanted = {"text_field": source.text_field, "label_field": source.label_field, "id_field": source.id_field}
+        else:
+            wanted = {f"fields.{role} ({source.record_format})": c for role, c in required.items()}
+            wanted["id_field"] = source.id_field.split(".")[0] if source.id_field else None
+        wanted.update({f"meta_fields[{i}]": m.split(".")[0] if required is not None else m
+                       for i, m in enumerate(source.meta_fields)})
         for key, name in wanted.items():
             if name is not None and name not in columns:
                 raise UserError(f"{key} {name!r} is not a column of {file} (columns: {', '.join(columns) or 'none'})")
@@ -127,6 +134,17 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
             return list(re.compile(source.pattern).groupindex)
         with open_source_bytes(file, open_input) as content:
             fh = content.text(encoding_of(source), "replace", "")
+            if fmt == "json":
+                try:
+                    data = json.loads(fh.read(), strict=False)
+                except (ValueError, RecursionError):
+                    return None  # the reader rejects it with its reason
+                records = [data] if isinstance(data, dict) else [r for r in data[:_PEEK_RECORDS] if isinstance(r, dict)] \
+                    if isinstance(data, list) else []
+                keys_: dict[str, None] = {}
+                for r in records:
+                    keys_.update(dict.fromkeys(r))
+                return list(keys_) if records else None
             if fmt == "jsonl":
                 # Records may differ in their keys: a field counts as present if any of the first
                 # records has it.

@@ -79,6 +79,40 @@ def _read_jsonl(source, content: SourceBytes, file):
         yield i, obj, None, None
 
 
+def _read_json(source, content: SourceBytes, file):
+    """A JSON array of objects, read whole (JSON Lines streams; a JSON array is parsed in one piece). The
+    position in the array is the record's line number."""
+    raw = content.text(encoding_of(source), "surrogateescape", None).read()
+    if has_surrogates(raw):
+        yield 1, None, ("undecodable", {"encoding": source.encoding}), safe(raw[:2000])
+        return
+    try:
+        data = json.loads(raw, strict=False)
+    except RecursionError:
+        yield 1, None, ("too_deeply_nested", {"characters": len(raw)}), raw[:2000]
+        return
+    except json.JSONDecodeError as exc:
+        yield exc.lineno, None, ("invalid_json", {"error": exc.msg, "line": exc.lineno, "column": exc.colno}), raw[:2000]
+        return
+    except ValueError as exc:  # an integer too long to convert
+        yield 1, None, ("invalid_json", {"error": str(exc)[:200]}), raw[:2000]
+        return
+    if isinstance(data, dict):
+        data = [data]  # one record
+    if not isinstance(data, list):
+        yield 1, None, ("json_not_an_array", {"type": type(data).__name__}), raw[:2000]
+        return
+    for i, obj in enumerate(data, start=1):
+        if not isinstance(obj, dict):
+            try:
+                shown = json.dumps(obj, ensure_ascii=False)[:2000]
+            except RecursionError:
+                shown = None
+            yield i, None, ("json_not_an_object", {"type": type(obj).__name__}), safe(shown) if shown else shown
+            continue
+        yield i, obj, None, None
+
+
 class _RecordLines:
     """The lines handed to csv.reader, kept until `take()`: the physical lines of the record just read."""
 
@@ -200,7 +234,7 @@ def _read_hf_disk(source, file, batch_size):
                 yield line, rec, None, None
 
 
-_TEXT_READERS = {"jsonl": _read_jsonl, "csv": _read_csv, "tsv": _read_csv, "text": _read_text}
+_TEXT_READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "tsv": _read_csv, "text": _read_text}
 _FILE_READERS = {"parquet": _read_parquet, "hf_disk": _read_hf_disk}
 
 

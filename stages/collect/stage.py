@@ -21,6 +21,7 @@ from pipeline.stage import Stage, StageOutput, rejected_rows
 from schemas.summaries import Summary
 from stages.collect.config import Config, InputsWithin, SourceConfig, Sources
 from stages.collect.files import check_encoding, check_source, file_digest, is_url, resolve_files
+from stages.collect import records
 from stages.collect.readers import has_any_surrogate, has_surrogates, read_records, safe
 
 
@@ -55,9 +56,12 @@ class CollectStage(Stage):
     @classmethod
     def check_section(cls, section: Config, config_dir: Path, config: Any) -> None:
         within = config_dir / section.inputs_within if section.inputs_within is not None else None
+        kind = config.record_kind.name
         for i, source in enumerate(section.sources):
             try:
-                check_source(source, config_dir, within)
+                source = _resolved(source, kind)
+                required = records.required_columns(source) if source.record_format else None
+                check_source(source, config_dir, within, required)
             except UserError as exc:
                 raise UserError(f"sources[{i}] ({source.name}): {exc}") from None
 
@@ -68,7 +72,8 @@ class CollectStage(Stage):
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
         within = ctx.config_dir / config.inputs_within if config.inputs_within is not None else None
-        self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in config.sources]
+        sources = [_resolved(s, ctx.kind.name) for s in config.sources]
+        self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in sources]
         for s, files in self._files:
             for f in files:
                 check_encoding(s, f)
@@ -116,13 +121,16 @@ class CollectStage(Stage):
                 rows: list[dict[str, Any]] = []
                 rejects: list[dict[str, Any]] = []
                 relpath = self._relpath(file)
-                records = read_records(source, file, self.ctx.batch_size,
+                reading = read_records(source, file, self.ctx.batch_size,
                                        lambda sha256, key=f"{source.name}:{relpath}": read.__setitem__(key, sha256))
-                for line_no, fields, error, raw in records:
+                for line_no, fields, error, raw in reading:
                     row = {"source": source.name, "source_file": relpath, "source_line": line_no}
                     if error is None:
                         try:
-                            error, row = self._map(source, fields, row, labels)
+                            if source.record_format is None:
+                                error, row = self._map(source, fields, row, labels)
+                            else:
+                                error, row = self._map_payload(source, fields, row)
                         except RecursionError:  # a value nested too deep to serialize (meta, a label)
                             error = ("too_deeply_nested", None)
                     if error is None and source.id_field is not None:
@@ -131,14 +139,20 @@ class CollectStage(Stage):
                             where = first[1] if first[0] == source.name else f"{first[1]} (source {first[0]})"
                             error = ("duplicate_id", {"id": row["id"], "first_read_at": where})
                     if error is not None:
+                        if raw is None and source.record_format is not None:
+                            try:
+                                raw = json.dumps(fields, ensure_ascii=False, default=str)  # the record as read
+                            except RecursionError:
+                                raw = None
                         rejects.append({**row, "id": _hash_id(source.name, relpath, str(line_no)), "reason": error[0],
                                         "details": _scrub(error[1]), "text": raw if raw is not None else row.get("text")})
                     else:
                         if row["id"] is None:
-                            key = hashlib.sha1(row["text"].encode("utf-8", "surrogatepass")).digest()
+                            content = row["text"] if source.record_format is None else _canonical(row, self.ctx.kind)
+                            key = hashlib.sha1(content.encode("utf-8", "surrogatepass")).digest()
                             k = occurrences.get(key, 0)
                             occurrences[key] = k + 1
-                            row["id"] = _hash_id(source.name, row["text"], str(k))
+                            row["id"] = _hash_id(source.name, content, str(k))
                         rows.append(row)
                     if len(rows) + len(rejects) >= self.ctx.batch_size:
                         yield self._emit(rows, rejects)
@@ -155,7 +169,8 @@ class CollectStage(Stage):
                 [{k: _scrub(r.get(k)) for k in ("id", "source", "source_file", "source_line", "text", "label")} for r in rejects],
                 schema=pa.schema([schemas.REJECTED.field(n) for n in ("id", "source", "source_file", "source_line", "text", "label")]),
             )
-            rejected = rejected_rows(batch, self.name, [r["reason"] for r in rejects], [r["details"] for r in rejects])
+            rejected = rejected_rows(batch, self.name, [r["reason"] for r in rejects], [r["details"] for r in rejects],
+                                     kind=self.ctx.kind)
         return StageOutput(kept=kept, rejected=rejected)
 
     # -- mapping a record to a row ------------------------------------------------------------------------
@@ -207,6 +222,45 @@ class CollectStage(Stage):
                 return problem, {**row, "meta": None}
         return None, row
 
+    def _map_payload(self, source: SourceConfig, fields: dict[str, Any], row: dict[str, Any]):
+        """A generative record (stages/collect/records.py), its id field and meta fields."""
+        error, payload = records.map_record(source, fields, self.ctx.kind.name)
+        if error is not None:
+            return error, row
+        for name, value in payload.items():  # every string of the payload, messages' too: the one rule
+            for text in _strings(value):
+                problem = _string_problem(name, text, source)
+                if problem is not None:
+                    return problem, row
+        row.update(payload)
+        rid = records.get_path(fields, source.id_field) if source.id_field else None
+        if source.id_field is not None:
+            if rid is records._MISSING or rid is None or _as_text(rid, source).strip() == "":
+                return ("missing_id", {"field": source.id_field}), row
+            rid = _as_text(rid, source)
+            problem = _string_problem("id", rid, source)
+            if problem is not None:
+                return problem, row
+        row["id"] = rid
+        meta = {m: (None if (v := records.get_path(fields, m)) is records._MISSING else v) for m in source.meta_fields}
+        row["meta"] = json.dumps(meta, ensure_ascii=False, default=lambda v: _json_default(v, source)) if meta else None
+        if row["meta"] is not None:
+            problem = _string_problem("meta", row["meta"], source)
+            if problem is not None:
+                return problem, {**row, "meta": None}
+        return None, row
+
+
+def _resolved(source: SourceConfig, kind: str) -> SourceConfig:
+    try:
+        return records.resolved(source, kind)
+    except ValueError as exc:
+        raise UserError(f"source {source.name!r}: {exc}") from None
+
+
+def _canonical(row: dict[str, Any], kind) -> str:
+    """A record's payload as canonical JSON: what its id hashes (with the source and its occurrence)."""
+    return json.dumps({k: row[k] for k in kind.payload_names}, ensure_ascii=False, sort_keys=True)
 
 def _as_text(value: Any, source: SourceConfig) -> str:
     """A scalar as text: bytes (a Parquet `binary` column) decoded with the source's encoding — bytes that
@@ -241,6 +295,18 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_scrub(v) for v in value]
     return value
+
+
+def _strings(value: Any):
+    """Every string inside a payload value (a string, or messages: a list of dicts of strings)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
 
 
 def _hash_id(*parts: str) -> str:

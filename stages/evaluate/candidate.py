@@ -15,9 +15,12 @@ from typing import Any, Iterator
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
+from schemas.kinds import DEFAULT_KIND, KINDS
+from schemas.record import RecordKind
 from schemas.summaries import CleanSummary, Summaries
 from stages.evaluate.evidence import read_json, read_parquet
 
@@ -31,11 +34,42 @@ class Candidate:
     parent: Path | None  # the parent version's folder (leakage against its test split)
     summaries: Summaries = field(default_factory=Summaries)
     schema: pa.Schema = schemas.SPLIT  # the published rows' schema (the plan's last boundary)
+    kind: RecordKind = KINDS[DEFAULT_KIND]
 
-    def default_languages(self) -> list[str] | None:
-        """The languages clean's `lang` rule allowed, if it had one (the `language` check's default)."""
+    def default_languages(self, column: str = "lang") -> list[str] | None:
+        """The languages clean's rule on a language column allowed, if it had one (the `language` check's
+        default)."""
         clean = self.summaries.get(CleanSummary)
-        return clean.allowed("lang") if clean is not None else None
+        return clean.allowed(column) if clean is not None else None
+
+    def view(self, split: str, view: str, key: bool = False, folder: Path | None = None) -> list[str]:
+        """One text per row of a split, in row order: a field view of the record kind (`key`: a dedupe
+        key), read from the split's Parquet file (`folder`: another version's)."""
+        return [t for _, texts in self.view_batches(split, view, key, folder) for t in texts.to_pylist()]
+
+    def view_batches(self, split: str, view: str, key: bool = False, folder: Path | None = None,
+                     batch_size: int = 65_536) -> Iterator[tuple[pa.Array, pa.Array]]:
+        """(ids, texts) a batch at a time: `view` of each row (a field view of the record kind, or with `key`
+        a dedupe key), read from the split's Parquet file (`folder`: another version's)."""
+        path = (folder or self.folder) / f"{split}.parquet"
+        if not path.exists():
+            return
+        names = pq.read_schema(path).names
+        default = self.kind.default_view == view or (key and view in (None, "text") and self.kind.default_view)
+        if default:
+            if "text" not in names:
+                return
+            columns = ["text"]
+        else:
+            if any(c not in names for c in self.kind.payload_names):
+                return
+            columns = list(self.kind.payload_names)
+            fn = self.kind.key(view) if key else self.kind.view(view)
+        columns = [c for c in ("id", *columns) if c in names]
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=list(dict.fromkeys(columns))):
+            ids = batch.column("id") if "id" in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
+            texts = pc.fill_null(batch.column("text").cast(pa.string()), "") if default else fn(batch)
+            yield ids, texts
 
     # -- rows, read as needed -------------------------------------------------------------------------------
 
@@ -89,7 +123,7 @@ class Candidate:
 
 
 def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, parent: Path | None,
-                   summaries: Summaries | None, schema: pa.Schema | None) -> Candidate:
+                   summaries: Summaries | None, schema: pa.Schema | None, kind: RecordKind | str | None = None) -> Candidate:
     manifest = read_json(folder / "manifest.json")
     return Candidate(
         folder=folder,
@@ -99,4 +133,6 @@ def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, 
         parent=parent,
         summaries=summaries if summaries is not None else Summaries(),
         schema=schema if schema is not None else schemas.SPLIT,
+        kind=KINDS[kind] if isinstance(kind, str) else kind or KINDS.get(manifest.get("kind") or DEFAULT_KIND,
+                                                                          KINDS[DEFAULT_KIND]),
     )

@@ -24,6 +24,9 @@ CHECKS = (
     "leakage",  # no near duplicate of a train row in validation / test / the previous test split
     "label_noise",  # share of labelled rows flagged as likely label errors at most a ceiling
     "label_conflicts",  # duplicate clusters whose members carry different labels
+    "field_length",  # generative kinds: len(prompt), len(completion) within bounds
+    "role_order",  # chat: every conversation's roles in order (schemas.chat.ROLE_ORDER)
+    "refusals",  # generative kinds: share of published rows whose response is a refusal at most a ceiling
 )
 
 
@@ -39,9 +42,11 @@ class Leakage(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    shingle: Literal["word", "char"] | None = Field(None, description="n-grams of words or of characters")
+    shingle: Literal["word", "char", "auto"] | None = Field(None, description="n-grams of words or of characters")
     ngram: int | None = Field(None, ge=1, le=64, description="shingle length; shorter texts get one shingle of all tokens")
     threshold: float | None = Field(None, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
+    key: str | None = Field(None, description="what is compared (a record kind's dedupe key); default: dedupe's")
+    char_ngram: int | None = Field(None, ge=1, le=64, description="shingle auto: characters per shingle (CJK, Thai)")
     lsh_threshold: float = Field(0.5, gt=0.0, le=1.0, description="LSH tuning point; candidates are verified")
     num_perm: int = Field(128, ge=16, le=1024)
     max_leaked: int = Field(0, ge=0, description="leaked rows allowed per comparison")
@@ -54,6 +59,8 @@ class Leakage(BaseModel):
             "shingle": self.shingle or getattr(dedupe, "shingle", None) or "word",
             "ngram": self.ngram or getattr(dedupe, "ngram", None) or 5,
             "threshold": self.threshold or getattr(dedupe, "threshold", None) or 0.8,
+            "key": self.key or getattr(dedupe, "key", None),
+            "char_ngram": self.char_ngram or getattr(dedupe, "char_ngram", None) or 3,
         }
         out = self.model_copy(update=fill)
         out.lsh_threshold = min(out.lsh_threshold, out.threshold)
@@ -121,6 +128,12 @@ class Config(BaseModel):
     languages_mostly: float = Field(1.0, ge=0.0, le=1.0, description="share of rows that must be in allowed_languages")
     agreement_min: float | None = Field(0.4, ge=-1.0, le=1.0, description="floor for Krippendorff's alpha / Fleiss' kappa")
     max_label_conflict_clusters: int | None = Field(0, ge=0, description="duplicate clusters with conflicting labels")
+    field_length: dict[str, TextLength] = Field(
+        default_factory=lambda: {"prompt": TextLength(min=1, max=100_000), "completion": TextLength(min=1, max=100_000)},
+        description="generative kinds: length bounds (characters) per field (prompt, completion, or any field view)")
+    max_refusal_share: float | None = Field(
+        0.02, ge=0.0, le=1.0, description="generative kinds: share of published rows whose response is a refusal "
+                                          "(clean's `refusal` signal on completion / last_assistant) at most this")
     leakage: Leakage = Leakage()
     label_noise: LabelNoise = LabelNoise()
     non_blocking: list[str] = Field(

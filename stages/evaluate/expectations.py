@@ -25,9 +25,30 @@ from stages.evaluate.ge import build_expectation, pandas_dtype
 from stages.evaluate.result import Bound, Failure
 
 
+def with_views(split: str, df: pd.DataFrame, candidate, config: Config) -> pd.DataFrame:
+    """A generative split's rows plus what its suite checks that is not a column: each bounded field as
+    text (`<field>_text`, where the field is not a column itself) and, for conversations, the role-order
+    problem of each row (`role_order_problem`, null when the roles are in order)."""
+    kind = getattr(candidate, "kind", None)
+    if kind is None or kind.default_view is not None or not len(df):
+        return df
+    df = df.copy()
+    for field in config.field_length:
+        if field not in df and field in kind.views:
+            df[f"{field}_text"] = candidate.view(split, field)
+    if "messages" in df:
+        from schemas.chat import role_order_problem
+
+        df["role_order_problem"] = [role_order_problem(m["role"] for m in turns) for turns in df["messages"]]
+    return df
+
+
 def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, config: Config,
-                       schema: pa.Schema = schemas.SPLIT) -> list:
+                       schema: pa.Schema = schemas.SPLIT, candidate=None) -> list:
     import great_expectations.expectations as E
+
+    kind = getattr(candidate, "kind", None)
+    generative = kind is not None and kind.default_view is None
 
     out = []
 
@@ -38,20 +59,33 @@ def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, 
     for f in schema:
         if f.name in df.columns and not (f.nullable and df[f.name].isna().all()):
             add("schema", E.ExpectColumnValuesToBeOfType, column=f.name, type_=pandas_dtype(f.type))
-    for column in ("id", "text"):
+    required = [f.name for f in kind.payload if not f.nullable] if generative else ["text"]
+    for column in ("id", *required):
         add("not_null", E.ExpectColumnValuesToNotBeNull, column=column)
     has_labels = bool(labels)
     if has_labels and split in config.labelled_splits:
         add("not_null", E.ExpectColumnValuesToNotBeNull, column="label")
     add("unique_ids", E.ExpectColumnValuesToBeUnique, column="id")
     tl = config.text_length
-    if tl.min is not None or tl.max is not None:
+    if not generative and (tl.min is not None or tl.max is not None):
         add("text_length", E.ExpectColumnValueLengthsToBeBetween, column="text", min_value=tl.min, max_value=tl.max)
+    for field, bound in config.field_length.items() if generative else ():
+        column = field if field in df else f"{field}_text"
+        if column in df and (bound.min is not None or bound.max is not None):
+            add("field_length", E.ExpectColumnValueLengthsToBeBetween, column=column, min_value=bound.min,
+                max_value=bound.max)
+    if "role_order_problem" in df:
+        add("role_order", E.ExpectColumnValuesToBeNull, column="role_order_problem")
     if has_labels:
         add("label_set", E.ExpectColumnValuesToBeInSet, column="label", value_set=list(labels))
     if allowed_languages and "lang" in df.columns:
         add("language", E.ExpectColumnValuesToBeInSet, column="lang", value_set=list(allowed_languages),
             mostly=config.languages_mostly)
+    for column in [c for c in df.columns if c.endswith("_lang")] if generative else ():
+        allowed = config.allowed_languages or candidate.default_languages(column)
+        if allowed:  # nulls (a field without prose) are left out of `mostly` by GE
+            add("language", E.ExpectColumnValuesToBeInSet, column=column, value_set=list(allowed),
+                mostly=config.languages_mostly)
     add("min_rows", E.ExpectTableRowCountToBeBetween, min_value=config.min_rows.get(split, 0))
     # Class shares in GE's terms: "values in {label}" for `mostly` = floor; "not in {label}" for
     # `mostly` = 1 - ceiling. Shares are over labelled rows (GE leaves nulls out of `mostly`).

@@ -23,8 +23,10 @@ class SplitFigures:
     lang_scores: np.ndarray | None
 
 
-def split_figures(candidate: Candidate, split: str) -> SplitFigures:
-    columns = candidate.columns(split)
+def split_figures(candidate: Candidate, split: str, text: bool = True) -> SplitFigures:
+    """The figures of one split; with `text` False only its row count (a record kind with sections of its
+    own plots its fields itself)."""
+    columns = candidate.columns(split) if text else []
     wanted = [c for c in ("label", "text", "lang", "lang_score") if c in columns]
     labels: dict[str, int] = {}
     langs: dict[str, int] = {}

@@ -19,16 +19,17 @@ import schemas
 from pipeline.gate import GateRequest
 from pipeline.memory import release_memory
 from schemas.summaries import Summaries
-from stages.evaluate import agreement, label_conflicts, label_noise, leakage, split_overlap
+from stages.evaluate import agreement, label_conflicts, label_noise, leakage, refusals, split_overlap
 from stages.evaluate.candidate import read_candidate
 from stages.evaluate.config import Config
 from stages.evaluate.evidence import LABEL_ISSUES_FILE, QUALITY_DIR, REPORT_FILE, SUMMARY_FILE, jsonable
-from stages.evaluate.expectations import Validation, dataset_expectations, metrics_frame, split_expectations
-from stages.evaluate.report import write_report
+from stages.evaluate import report_records
+from stages.evaluate.expectations import Validation, dataset_expectations, metrics_frame, split_expectations, with_views
+from stages.evaluate.report import no_mathtext, write_report
 from stages.evaluate.result import CheckResult, EvaluationResult
 
 # The dataset-level checks, in the order their figures and expectations appear.
-CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement)
+CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals)
 
 
 def evaluate_candidate(
@@ -55,7 +56,8 @@ def evaluate_candidate(
     quality = candidate_dir / QUALITY_DIR
     quality.mkdir(parents=True, exist_ok=True)
     candidate = read_candidate(candidate_dir, getattr(dataset_config, "dataset", None),
-                               getattr(dataset_config, "labels", None), previous_version_dir, summaries, schema)
+                               getattr(dataset_config, "labels", None), previous_version_dir, summaries, schema,
+                               getattr(dataset_config, "kind", None))
 
     timings: dict[str, float] = {}
     release_memory()  # what the run's stages freed but their allocators kept: the gate's peak comes on top
@@ -65,9 +67,9 @@ def evaluate_candidate(
     validation = Validation(candidate.dataset, quality)
     languages = config.allowed_languages or candidate.default_languages()
     for split in schemas.SPLITS:
-        frame = candidate.frame(split)
+        frame = with_views(split, candidate.frame(split), candidate, config)
         validation.validate(split, frame, split_expectations(split, frame, candidate.labels, languages, config,
-                                                             candidate.schema))
+                                                             candidate.schema, candidate))
         del frame
         release_memory()
     timings["expectations"] = time.perf_counter() - t
@@ -113,7 +115,8 @@ def evaluate_candidate(
                               report_path=candidate_dir / REPORT_FILE, candidate=candidate, checks=checks,
                               results_table=ge["results_table"], config=config)
     t = time.perf_counter()
-    write_report(result.report_path, result)
+    with no_mathtext():  # the kind's sections draw data strings too
+        write_report(result.report_path, result, *report_records.sections(result))
     timings["report"] = round(time.perf_counter() - t, 3)
     timings["total"] = round(time.perf_counter() - t0, 3)
     result.summary = jsonable(summary)

@@ -35,6 +35,10 @@ LABEL_ISSUES_SCHEMA = pa.schema(
 
 
 def check(candidate: Candidate, config: Config) -> CheckResult:
+    if candidate.kind.label_field is None:
+        info = {"ran": False, "skipped": f"{candidate.kind.name} records have no labels"}
+        write_table([], candidate.folder / LABEL_ISSUES_FILE, LABEL_ISSUES_SCHEMA)
+        return CheckResult("label_noise", info, evidence=[])
     info, issues = label_noise(candidate.splits, candidate.labels, config.label_noise)
     write_table(issues, candidate.folder / LABEL_ISSUES_FILE, LABEL_ISSUES_SCHEMA)
     metrics, bounds = {}, []

@@ -1,5 +1,8 @@
 """leakage: near duplicates of train rows in validation, test, and the previous version's test split.
 
+What is compared is what dedupe compared: the record kind's dedupe key (classification's text, a
+generation record's prompt, a conversation), with the same shingling.
+
 MinHash candidates (LSH bands tuned at `leakage.lsh_threshold`), each verified by the exact Jaccard of
 shingle sets — the dedupe stage's own primitives (`pipeline.minhash`). Shingling and threshold default to
 what dedupe called similar (its `Similarity`, handed on in `DedupeSummary`), so a version the dedupe stage
@@ -13,12 +16,11 @@ splits' sketches plus one chunk's; time is one sketch of each row.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline import minhash
 from schemas.summaries import DedupeSummary
@@ -45,8 +47,7 @@ TRAIN_CHUNK = 65_536  # train rows sketched at a time
 def check(candidate: Candidate, config: Config) -> CheckResult:
     dedupe = candidate.summaries.get(DedupeSummary)
     cfg = config.leakage.resolved(dedupe.similarity if dedupe is not None else None)
-    others = {"validation": candidate.table("validation", ["id", "text"]), "test": candidate.table("test", ["id", "text"])}
-    out = leakage(candidate.batches("train", ["id", "text"], TRAIN_CHUNK), others, candidate.parent, cfg)
+    out = leakage(candidate, cfg)
     write_table(out.pop("pairs"), candidate.folder / QUALITY_DIR / "leakage.parquet", LEAKAGE_SCHEMA)
     metrics = {f"leaked_{against}_rows": n for against, n in out["leaked"].items()}
     bounds = [Bound("leakage", column, max_value=config.leakage.max_leaked) for column in metrics]
@@ -65,7 +66,8 @@ def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> lis
     same = right is left
     texts = pa.array([t or "" for t in (left if same else [*left, *right])], pa.string())
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
-    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows)
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows,
+                                           cfg.char_ngram)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     lo, hi, _ = minhash.candidate_pairs(keys, np.arange(len(texts)))
     shift = 0 if same else len(left)
@@ -90,7 +92,7 @@ def _sketch(texts: pa.Array, cfg: Leakage) -> tuple[np.ndarray, np.ndarray, np.n
     """(band keys: rows × bands, shingle sets flattened, their offsets) of some texts."""
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
     texts = pc.fill_null(texts.cast(pa.string()), "")
-    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows)
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows, cfg.char_ngram)
     return keys, sets, np.concatenate([[0], np.cumsum(counts)])
 
 
@@ -116,44 +118,53 @@ def cross_pairs(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.nda
     return codes // m, codes % m
 
 
-def leakage(train: Iterable[pa.RecordBatch], others: dict[str, pa.Table], previous_dir: Path | None,
-            cfg: Leakage) -> dict[str, Any]:
-    """Near duplicates of `train` rows (batches of id, text) in each of `others` ({name: table of id, text})
-    and in the previous version's test split: per row of those, its most similar train row."""
+def leakage(candidate: Candidate, cfg: Leakage) -> dict[str, Any]:
+    """Near duplicates of train rows in validation, test and the previous version's test split: per row of
+    those, its most similar train row, on the record kind's dedupe key."""
     leaked: dict[str, int] = {}
     pairs: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"ran": cfg.enabled, "threshold": cfg.threshold, "shingle": f"{cfg.shingle} {cfg.ngram}-grams"}
+    key = cfg.key or candidate.kind.default_key
+    out: dict[str, Any] = {"ran": cfg.enabled, "threshold": cfg.threshold, "key": key,
+                           "shingle": f"{cfg.shingle} {cfg.ngram}-grams" if cfg.shingle != "auto" else
+                           f"auto: word {cfg.ngram}-grams, character {cfg.char_ngram}-grams for CJK / Thai"}
     if not cfg.enabled:
         out.update(leaked=leaked, pairs=pairs)
         return out
-    others = dict(others)
+
+    def whole(split: str, folder: Path | None = None) -> tuple[pa.Array, pa.Array]:
+        parts = list(candidate.view_batches(split, key, key=True, folder=folder))
+        if not parts:
+            return pa.array([], pa.string()), pa.array([], pa.string())
+        return (pa.concat_arrays([i.cast(pa.string()) for i, _ in parts]),
+                pa.concat_arrays([t.cast(pa.string()) for _, t in parts]))
+
+    others = {"validation": whole("validation"), "test": whole("test")}
+    previous_dir = candidate.parent
     if cfg.previous_version and previous_dir is not None and (Path(previous_dir) / "test.parquet").exists():
-        others["previous_test"] = pq.read_table(Path(previous_dir) / "test.parquet", columns=["id", "text"])
+        others["previous_test"] = whole("test", Path(previous_dir))
         out["previous_version"] = str(previous_dir)
     names = list(others)
-    right_texts = pa.concat_arrays([others[n].column("text").combine_chunks().cast(pa.string()) for n in names]
-                                   or [pa.array([], pa.string())])
+    right_ids = pa.concat_arrays([others[n][0] for n in names])
+    right_texts = pa.concat_arrays([others[n][1] for n in names])
     right_keys, right_sets, right_offsets = _sketch(right_texts, cfg)
     # Per row of the other splits: the best train row so far (Jaccard, train id, train text).
     best: dict[int, tuple[float, str, str]] = {}
-    for batch in train:
-        if not batch.num_rows or not len(right_texts):
+    for ids, texts in candidate.view_batches("train", key, key=True, batch_size=TRAIN_CHUNK):
+        if not len(texts) or not len(right_texts):
             continue
-        texts = batch.column("text")
         keys, sets, offsets = _sketch(texts, cfg)
         li, ri = cross_pairs(keys, right_keys)
         if not len(li):
             continue
-        n = batch.num_rows
+        n = len(texts)
         all_sets = np.concatenate([sets, right_sets])
         all_offsets = np.concatenate([offsets, offsets[-1] + right_offsets[1:]])
         jac = minhash.jaccard(all_sets, all_offsets, li, ri + n, cfg.threshold)
         ok = np.nan_to_num(jac, nan=-1.0) >= cfg.threshold
-        ids, train_texts = batch.column("id"), texts
         for i, j, x in sorted(zip(li[ok].tolist(), ri[ok].tolist(), jac[ok].tolist()), key=lambda t: (t[1], t[0])):
             if j not in best or x > best[j][0]:  # ties keep the earlier train row
-                best[j] = (x, str(ids[i].as_py()), train_texts[i].as_py() or "")
-    bounds = np.cumsum([0] + [others[n].num_rows for n in names])
+                best[j] = (x, str(ids[i].as_py()), texts[i].as_py() or "")
+    bounds = np.cumsum([0] + [len(others[n][1]) for n in names])
     for k, against in enumerate(names):
         found = sorted((j, best[j]) for j in best if bounds[k] <= j < bounds[k + 1])
         if against == "previous_test":
@@ -162,10 +173,8 @@ def leakage(train: Iterable[pa.RecordBatch], others: dict[str, pa.Table], previo
             leaked[against] = len({train_id for _, (_, train_id, _) in found})
         else:
             leaked[against] = len(found)
-        table = others[against]
         for j, (jac, train_id, train_text) in found:
-            pairs.append({"against": against, "id": str(table.column("id")[j - bounds[k]].as_py()),
-                          "text": right_texts[j].as_py() or "", "train_id": train_id, "train_text": train_text,
-                          "jaccard": round(float(jac), 6)})
+            pairs.append({"against": against, "id": str(right_ids[j].as_py()), "text": right_texts[j].as_py() or "",
+                          "train_id": train_id, "train_text": train_text, "jaccard": round(float(jac), 6)})
     out.update(leaked=leaked, pairs=pairs, examples=pairs[:10])
     return out

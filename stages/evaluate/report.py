@@ -387,18 +387,28 @@ def _expectations(table: list[dict[str, Any]]) -> str:
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
-def write_report(path: Path, result: EvaluationResult) -> None:
-    """Write report.html for an evaluation (its candidate, checks, expectation results and config)."""
+def write_report(path: Path, result: EvaluationResult,
+                 kind_sections: list[tuple[str, str, str]] = (), added_sections: list[tuple[str, str, str]] = ()) -> None:
+    """Write report.html for an evaluation (its candidate, checks, expectation results and config).
+    `kind_sections` ((anchor, title, html)) replace the label, text-length and language sections (a record
+    kind without labels has its own); `added_sections` come after the funnel."""
+    with no_mathtext():
+        _write_report(path, result, kind_sections, added_sections)
+
+
+def no_mathtext():
+    """A context in which matplotlib draws every string as it is: labels and texts are data, and `$\\foo$`
+    would otherwise be parsed (and fail) as a formula."""
     import matplotlib
 
-    with matplotlib.rc_context({"text.parse_math": False}):  # data strings are never mathtext
-        _write_report(path, result)
+    return matplotlib.rc_context({"text.parse_math": False})
 
 
-def _write_report(path: Path, result: EvaluationResult) -> None:
+def _write_report(path: Path, result: EvaluationResult, kind_sections, added_sections) -> None:
     candidate, summary, checks = result.candidate, result.summary, result.checks
     dataset, manifest = candidate.dataset, candidate.manifest
-    figures = {s: split_figures(candidate, s) for s in schemas.SPLITS}
+    # The classification sections' figures (a kind with its own sections computed them already).
+    figures = {s: split_figures(candidate, s, text=not kind_sections) for s in schemas.SPLITS}
     # The funnel comes from the manifest; rejected.parquet is read only for a candidate without one.
     rejected = None if any(isinstance(st, dict) for st in manifest.get("stages") or []) else candidate.rejected
     path_rejected = candidate.folder / "rejected.parquet"
@@ -416,10 +426,16 @@ def _write_report(path: Path, result: EvaluationResult) -> None:
         f"{_e((manifest.get('content_fingerprint') or '—')[:16])} · {summary['expectations']['evaluated']} expectations, "
         f"{summary['expectations']['failed']} failed ({summary['blocking_failures']} blocking)</p>",
         "<nav>" + " ".join(f'<a href="#{a}">{t}</a>' for a, t in [
-            ("gates", "Gates"), ("funnel", "Funnel"), ("labels", "Labels"), ("lengths", "Text length"),
-            ("languages", "Languages"), ("duplicates", "Duplicates"), ("leakage", "Leakage"),
+            ("gates", "Gates"), ("funnel", "Funnel"), *[(a, t.split(" ")[0]) for a, t, _ in added_sections],
+            *([(a, t) for a, t, _ in kind_sections] or [("labels", "Labels"), ("lengths", "Text length"),
+                                                        ("languages", "Languages")]),
+            ("duplicates", "Duplicates"), ("leakage", "Leakage"),
             ("label-issues", "Label issues"), ("agreement", "Agreement"), ("expectations", "Expectations")]) + "</nav>",
     ]
+    own = [part for a, t, h in kind_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)] or [
+        '<h2 id="labels">Label distribution per split</h2>', _labels(figures),
+        '<h2 id="lengths">Text length</h2>', _lengths(figures),
+        '<h2 id="languages">Language mix</h2>', _languages(figures)]
     if fails:
         gates = _table(["", "check", "split", "expectation", "column", "observed", "expected", "details"],
                        [["BLOCKING" if f["blocking"] else "warning", f["check"], f["split"], f["expectation"],
@@ -431,9 +447,8 @@ def _write_report(path: Path, result: EvaluationResult) -> None:
     body = head + [
         '<h2 id="gates">Gates</h2>', gates,
         '<h2 id="funnel">Funnel</h2>', _funnel(manifest, rejected, n_rejected, figures),
-        '<h2 id="labels">Label distribution per split</h2>', _labels(figures),
-        '<h2 id="lengths">Text length</h2>', _lengths(figures),
-        '<h2 id="languages">Language mix</h2>', _languages(figures),
+        *[part for a, t, h in added_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)],
+        *own,
         '<h2 id="duplicates">Duplicate clusters and label conflicts</h2>',
         _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),

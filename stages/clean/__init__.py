@@ -1,8 +1,13 @@
 """clean: normalize text, score it with quality signals, and drop rows whose signals break a rule.
 
+The package: this module (the stage, its config, the normalizers and the text-quality signals; kept at
+this path so parallel edits of the former `stages/clean.py` merge), `fields` (normalizing generative
+records per field, code left intact), `instruction` (signals for instruction and chat data, and the
+rules those kinds get by default).
+
 Adding a filter: write one small function below decorated with `@signal("column")` that maps a pyarrow
 string array to `{"column": array}`, then add one line to the config's `clean.filters`
-(`column: {min: ..., max: ...}`). The framework in pipeline/filters.py computes the signal only for rows still
+(`column: {min: ..., max: ...}`; on a generative kind, name the field it reads: `completion.column`). The framework in pipeline/filters.py computes the signal only for rows still
 alive, applies the rule, counts drops per reason and routes the dropped rows; the signal column is kept,
 so a threshold can be changed later without recomputing scores.
 
@@ -22,10 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_portable, signal, signals_fingerprint
+from pipeline.errors import UserError
+from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_portable, signal, signals_fingerprint, target
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
+from schemas.record import RecordKind
 from schemas.summaries import CleanSummary
+from stages.clean import fields
+from stages.clean.instruction import GENERATIVE_FILTERS
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -124,7 +133,7 @@ def top_2gram_share(texts):
     return {"top_2gram_share": _f64(out)}
 
 
-@signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True)
+@signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True, prose=40)  # generative fields: 40+ letters of prose
 def lang(texts):
     """Language by langdetect, seeded so the same text always gets the same answer ("und" if none)."""
     from langdetect import DetectorFactory, detect_langs
@@ -201,6 +210,12 @@ def collapse_whitespace(texts):
 PII_PATTERNS = {"email": (_EMAIL, "<EMAIL>"), "ip_address": (_IP, "<IP_ADDRESS>"), "phone": (_PHONE, "<PHONE>")}
 
 
+def mask_pii(texts):
+    for pattern, placeholder in PII_PATTERNS.values():
+        texts = pc.replace_substring_regex(texts, pattern, placeholder)
+    return texts
+
+
 # Order matters: repair encoding before anything reads characters; strip markup before NFKC and
 # whitespace so entities and tags leave no odd spacing behind.
 NORMALIZERS = {
@@ -210,20 +225,48 @@ NORMALIZERS = {
     "remove_control": remove_control,
     "collapse_whitespace": collapse_whitespace,
 }
+# On generative kinds the same steps run on each field's prose (stages/clean/fields.py), two of them in
+# variants that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
+GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": fields.remove_control,
+                          "collapse_whitespace": fields.collapse_whitespace, "tidy_whitespace": fields.tidy_whitespace,
+                          "mask_pii": mask_pii}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Config and stage.
 
 
+Fields = bool | list[str] | None  # a normalizer's setting: on / off / the parts it rewrites; None: the kind's default
+
+# Classification's settings when left out (what they have always been). Generative kinds: stages/clean/fields.py.
+CLASSIFICATION_NORMALIZE = {"fix_mojibake": True, "strip_html": True, "nfkc": True, "remove_control": True,
+                            "collapse_whitespace": True, "tidy_whitespace": False, "mask_pii": False}
+
+
 class Normalize(BaseModel):
+    """Each normalizer: true, false, or the parts it rewrites (generation: prompt, completion, system;
+    chat: the turns of system, user, assistant, tool). Left out: the record kind's default (classification:
+    all on but tidy_whitespace and mask_pii; generative kinds: see stages/clean/fields.py)."""
+
     model_config = ConfigDict(extra="forbid")
-    fix_mojibake: bool = True
-    strip_html: bool = True
-    nfkc: bool = True
-    remove_control: bool = True
-    collapse_whitespace: bool = True
-    mask_pii: bool = False  # e-mails, phone numbers and IP addresses → <EMAIL>, <PHONE>, <IP_ADDRESS>
+    fix_mojibake: Fields = None
+    strip_html: Fields = None
+    nfkc: Fields = None
+    remove_control: Fields = None
+    collapse_whitespace: Fields = None
+    tidy_whitespace: Fields = None  # generative kinds: line ends and blank-line runs, indentation kept
+    mask_pii: Fields = None  # e-mails, phone numbers and IP addresses → <EMAIL>, <PHONE>, <IP_ADDRESS>
+
+    def classification(self) -> list[str]:
+        """The normalizers a classification text goes through, in order."""
+        steps = []
+        for name, value in self.model_dump().items():
+            on = CLASSIFICATION_NORMALIZE[name] if value is None else value
+            if isinstance(on, list):
+                on = "text" in on
+            if on:
+                steps.append(name)
+        return steps
 
 
 # Gopher's thresholds, which apply only to texts long enough for them (see GOPHER_MIN_WORDS); checked on
@@ -256,15 +299,39 @@ class Config(BaseModel):
     @field_validator("filters", "signals")
     @classmethod
     def _known_signals(cls, value):
-        unknown = [c for c in value if c not in SIGNALS]
+        unknown = [c for c in value if c.rpartition(".")[2] not in SIGNALS]
         if unknown:
             raise ValueError(f"unknown signal {', '.join(map(repr, unknown))} (known: {', '.join(sorted(SIGNALS))})")
         return value
 
-    def rules(self) -> dict[str, Rule]:
-        merged: dict[str, Rule | None] = {k: Rule(**v) for k, v in DEFAULT_FILTERS.items()}
+    def rules(self, kind: RecordKind | None = None) -> dict[str, Rule]:
+        """The rules applied, by rule key, in order: the kind's defaults with the config's merged over."""
+        defaults = DEFAULT_FILTERS if kind is None or kind.default_view is not None else GENERATIVE_FILTERS
+        merged: dict[str, Rule | None] = {k: Rule(**v) for k, v in defaults.items()}
         merged.update(self.filters)
         return {k: v for k, v in merged.items() if v is not None}
+
+    def check_kind(self, kind: RecordKind) -> None:
+        """Every rule and kept signal names a signal this kind's records can give (UserError otherwise)."""
+        for key in [*self.rules(kind), *self.signals_for(kind)]:
+            try:
+                target(key, kind)
+            except ValueError as exc:
+                raise UserError(f"clean: {exc}") from None
+        if kind.parts is not None:
+            for name, value in self.normalize.model_dump().items():
+                unknown = [p for p in value if p not in kind.parts.names] if isinstance(value, list) else []
+                if unknown:
+                    raise UserError(f"clean.normalize.{name}: {kind.name} records have no part "
+                                    f"{', '.join(map(repr, unknown))} (parts: {', '.join(kind.parts.names)})")
+
+    def signals_for(self, kind: RecordKind | None) -> list[str]:
+        """The kept signals: classification's default `lang` needs a field on other kinds, so it is left
+        out of their defaults (set `signals: [prompt.lang, completion.lang]` to keep language per field)."""
+        if kind is not None and kind.default_view is None and self.signals == ["lang"] \
+                and "signals" not in self.model_fields_set:
+            return []
+        return self.signals
 
 
 class CleanStage(Stage):
@@ -272,42 +339,51 @@ class CleanStage(Stage):
     Config = Config
     summary_type = CleanSummary
 
+    @classmethod
+    def check_section(cls, section: Config, config_dir, config) -> None:
+        section.check_kind(config.record_kind)
+
     def fingerprint_inputs(self) -> str:
         # The code of the signals it computes: one registered outside the project (a user's module, a
         # notebook) is not in the stage's code fingerprint.
-        return signals_fingerprint([*self.config.rules(), *self.config.signals])
+        return signals_fingerprint([*self.config.rules(self.ctx.kind), *self.config.signals_for(self.ctx.kind)])
 
     def summarize(self) -> CleanSummary:
-        return CleanSummary(rules={k: r.model_dump(exclude_none=True) for k, r in self.config.rules().items()})
+        kind = self.ctx.kind
+        return CleanSummary(rules={target(k, kind).column: r.model_dump(exclude_none=True)
+                                   for k, r in self.config.rules(kind).items()})
 
     def run(self, inputs) -> Iterator[StageOutput]:
-        rules = self.config.rules()
-        steps = [n for n, on in self.config.normalize.model_dump().items() if on and n in NORMALIZERS]
+        kind = self.ctx.kind
+        self.config.check_kind(kind)
+        rules = self.config.rules(kind)
+        signals = self.config.signals_for(kind)
+        generative = kind.default_view is None
+        if generative:
+            plan = fields.resolve(self.config.normalize.model_dump(), kind)
+            steps = [name for name, _ in plan]
+        else:
+            steps = [n for n in self.config.normalize.classification() if n in NORMALIZERS]
         changed = dict.fromkeys(steps, 0)
-        pii = dict.fromkeys(PII_PATTERNS, 0) if self.config.normalize.mask_pii else {}
+        pii = dict.fromkeys(PII_PATTERNS, 0) if not generative and self.config.normalize.mask_pii else {}
         pool = worker_pool(self.ctx.workers)
         try:
             for batch in inputs.batches():
-                original = batch.column("text")
-                texts = original
-                for step in steps:
-                    new = NORMALIZERS[step](texts)
-                    changed[step] += pc.sum(pc.not_equal(new, texts)).as_py() or 0
-                    texts = new
-                for kind, (pattern, placeholder) in PII_PATTERNS.items() if pii else ():
-                    pii[kind] += pc.sum(pc.count_substring_regex(texts, pattern)).as_py() or 0
-                    texts = pc.replace_substring_regex(texts, pattern, placeholder)
-                batch = batch.set_column(batch.schema.get_field_index("text"), "text", texts)
-
-                empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+                original = batch
+                if generative:
+                    batch = fields.normalize(batch, kind, plan, GENERATIVE_NORMALIZERS, changed)
+                    empty, where = fields.empty_texts(batch, kind)
+                else:
+                    batch, empty, where = self._normalize_text(batch, steps, changed, pii)
                 if empty.any():
                     idx = pa.array(np.flatnonzero(empty))
-                    yield StageOutput(rejected=rejected_rows(batch.take(idx), self.name, "empty_after_normalization",
-                                                             text=original.take(idx)))
+                    details = [{"field": where[i]} for i in np.flatnonzero(empty)] if generative else None
+                    yield StageOutput(rejected=rejected_rows(original.take(idx), self.name, "empty_after_normalization",
+                                                             details, kind=kind))
                     keep = pa.array(~empty)
                     batch, original = batch.filter(keep), original.filter(keep)
-                out = apply_rules(batch, rules, self.name, self.config.signals,
-                                  map_signal=lambda sig, t: self._map_signal(pool, sig, t), original_text=original)
+                out = apply_rules(batch, rules, self.name, signals,
+                                  map_signal=lambda sig, t: self._map_signal(pool, sig, t), original=original, kind=kind)
                 self.ctx.progress(batch.num_rows + int(empty.sum()))
                 yield out
         finally:
@@ -316,6 +392,22 @@ class CleanStage(Stage):
         self.stats["normalized_rows"] = changed
         if pii:
             self.stats["pii_masked"] = pii
+
+    def _normalize_text(self, batch: pa.RecordBatch, steps: list[str], changed: dict[str, int], pii: dict[str, int]):
+        """Classification: the normalizers over the `text` column, as always; empty texts found."""
+        texts = batch.column("text")
+        for step in steps:
+            if step == "mask_pii":
+                continue
+            new = NORMALIZERS[step](texts)
+            changed[step] += pc.sum(pc.not_equal(new, texts)).as_py() or 0
+            texts = new
+        for kind_, (pattern, placeholder) in PII_PATTERNS.items() if pii else ():
+            pii[kind_] += pc.sum(pc.count_substring_regex(texts, pattern)).as_py() or 0
+            texts = pc.replace_substring_regex(texts, pattern, placeholder)
+        batch = batch.set_column(batch.schema.get_field_index("text"), "text", texts)
+        empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+        return batch, empty, None
 
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
         """Spread slow pure-Python signals (language detection) over worker processes; each worker gets the
