@@ -34,6 +34,7 @@ def _rows(odd_labels: list[str]) -> list[dict]:
     for k, label in enumerate(odd_labels):
         rows.append({"id": f"w{k}", "text": f"a message with an odd label, {k}", "label": label})
     rows.append({"id": IMG, "text": "a row whose id is a tag", "label": "spam"})
+    rows.append({"id": "dropped", "text": f"{SVG} and a NUL\0 here", "label": "ham"})  # rejected: drop examples
     return rows
 
 
