@@ -309,12 +309,38 @@ _MD_SPECIAL = re.compile(r"([\\`*\[\]()<>|!~{}#&$])")
 def md_text(value: Any, limit: int = 80) -> str:
     """A value from the data (a label, a reason, a path) as literal Markdown text for one table cell or
     list item: whitespace runs (newlines too) become one space, it is cut at `limit` characters, and every
-    ASCII punctuation character is backslash-escaped — so `|` cannot split a cell, `<b>` is not HTML, and
-    `[x](javascript:...)` or `*` is not a link or emphasis."""
+    character Markdown would read as markup is backslash-escaped — so `|` cannot split a cell, `<b>` is not
+    HTML, `[x](javascript:...)` is not a link, `*` is not emphasis and `$...$` is not math."""
     text = " ".join(str(value).split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(value: Any, limit: int = 200) -> str:
+    """A value from the data (a file name) as one Markdown code span: literal whatever it holds (a fence of
+    more backticks than any run inside it), on one line, cut at `limit` characters."""
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _decontamination_line(block: dict[str, Any] | None) -> str:
+    """The card's line on evaluation sets, from the manifest's `decontamination` block (the decontaminate
+    stage's), e.g. "decontaminated against: trec-test (500 items, `TREC_10.label`); 12 rows removed"; names and
+    fields escaped Markdown text, file names code spans."""
+    if not block or block.get("status") != "decontaminated":
+        return "- decontamination: not checked against any evaluation set (no `decontaminate` section)"
+    sets = "; ".join(f"{md_text(s['name'])} ({s['items']:,} items, " + ", ".join(md_code(f["path"]) for f in s["files"]) + ")"
+                     for s in block.get("eval_sets", []))
+    how = {"ngram": f"shared {block.get('ngram')}-word n-grams", "near": "MinHash near copies",
+           "both": f"shared {block.get('ngram')}-word n-grams and MinHash near copies"}.get(block.get("mode"), "")
+    return (f"- decontaminated against: {sets}; {block.get('rows_removed', 0):,} rows removed "
+            f"({', '.join(md_text(f) for f in block.get('fields', []))} compared, {how})")
 
 
 def render_card(m: dict[str, Any]) -> str:
@@ -349,6 +375,7 @@ def render_card(m: dict[str, Any]) -> str:
     ]
     if kind.label_field:
         lines.append(f"- labels: {md_text(m.get('label_origin', 'source labels'))}")
+    lines.append(_decontamination_line(m.get("decontamination")))
     lines += [
         "",
         "## Splits",
@@ -373,7 +400,7 @@ def render_card(m: dict[str, Any]) -> str:
     lines += ["", f"Rows removed are in `rejected.parquet` with the stage, the reason and details{record}.", "",
               "## Inputs", ""]
     for f in m.get("inputs", []):
-        lines.append(f"- {md_text(f['path'], 200)} ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
+        lines.append(f"- {md_code(f['path'])} ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
     if kind.card:
         lines += ["", "## Rows and training", "", kind.card.format(path=path, dataset=m["dataset"], version=m["version"])]
     else:

@@ -78,6 +78,8 @@ CASES = [
     ("bzip2", "a.jsonl.bz2", bz2.compress(GOOD), {}, 6, {}),
     ("xz", "a.jsonl.xz", lzma.compress(GOOD), {}, 6, {}),
     ("gzip CSV", "a.csv.gz", gzip.compress(CSV), {"format": "csv"}, 6, {}),
+    # bzip2's signature begins with printable "BZh": plain text that starts so is still text
+    ("text starting with bzip2's BZh", "a.jsonl", b"BZh9 is not json\n" + GOOD, {}, 6, {"invalid_json": (1, {})}),
 ]
 
 

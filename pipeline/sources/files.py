@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from stages.collect.config import SourceConfig
-from stages.collect.streams import open_source_bytes
+from pipeline.sources.config import SourceConfig
+from pipeline.sources.streams import open_source_bytes
 
 csv.field_size_limit(2**31 - 1)  # one document may be large (tens of MB)
 

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from stages.collect.config import SourceConfig
-from stages.collect.files import csv_dialect, encoding_of, file_digest, open_input
-from stages.collect.streams import SourceBytes, open_source_bytes
+from pipeline.sources.config import SourceConfig
+from pipeline.sources.files import csv_dialect, encoding_of, file_digest, open_input
+from pipeline.sources.streams import SourceBytes, open_source_bytes
 
 # A record as read from a source, before mapping: (line number, fields dict, None, None) or
 # (line number, None, (error reason, details), raw text).

@@ -18,26 +18,30 @@ import gzip
 import hashlib
 import io
 import lzma
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from pipeline.errors import UserError
 
-# First bytes → (name, how to open a decompressing stream over a binary stream).
+# First bytes → the compression they announce. bzip2's signature starts with printable ASCII ("BZh"), so
+# the whole of it is required — the block size digit, then the first block's (or, for an empty stream, the
+# end-of-stream) magic — lest a text file that begins "BZh" be read as bzip2; gzip's names its method.
 _MAGIC = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PK\x03\x04", "zip"),
+    (re.compile(rb"\x1f\x8b\x08"), "gzip"),
+    (re.compile(rb"BZh[1-9](?:1AY&SY|\x17rE8P\x90)"), "bzip2"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
+    (re.compile(rb"PK\x03\x04"), "zip"),
 )
+HEAD_BYTES = 10  # enough for the longest signature
 
 
 def compression_of(head: bytes) -> str | None:
     """The compression a file's first bytes announce, or None for plain bytes."""
     for magic, name in _MAGIC:
-        if head.startswith(magic):
+        if magic.match(head):
             return name
     return None
 
@@ -112,7 +116,7 @@ def open_source_bytes(file: Path | str, opener) -> Iterator[SourceBytes]:
     hashing = HashingReader(opener(file, "rb"))
     buffered = io.BufferedReader(hashing, 1 << 16)
     try:
-        codec = compression_of(buffered.peek(8)[:8])
+        codec = compression_of(buffered.peek(HEAD_BYTES)[:HEAD_BYTES])
         yield SourceBytes(hashing, buffered, decompressing(buffered, codec, file), codec)
     finally:
         buffered.close()
