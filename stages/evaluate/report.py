@@ -203,7 +203,8 @@ def _lengths(figures: dict[str, SplitFigures]) -> str:
 def _languages(figures: dict[str, SplitFigures]) -> str:
     plt = _plt()
     if not any(f.langs is not None and (f.langs.index != "(none)").any() for f in figures.values()):
-        return '<p class="muted">No language column (the clean stage adds <code>lang</code>).</p>'
+        return ('<p class="muted">No language column: the clean stage computes <code>lang</code> for a <code>lang</code> '
+                'rule or with <code>signals: [lang]</code> in its section.</p>')
     counts = {s: f.langs if f.langs is not None else pd.Series(dtype=int) for s, f in figures.items()}
     total = Counter()
     for c in counts.values():
