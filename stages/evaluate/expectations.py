@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 import schemas
+from schemas.summaries import CleanSummary
 from stages.evaluate.config import CHECKS, Config
 from stages.evaluate.evidence import QUALITY_DIR, jsonable, py
 from stages.evaluate.ge import build_expectation, pandas_dtype
@@ -66,14 +67,15 @@ def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, 
     if has_labels and split in config.labelled_splits:
         add("not_null", E.ExpectColumnValuesToNotBeNull, column="label")
     add("unique_ids", E.ExpectColumnValuesToBeUnique, column="id")
-    tl = config.text_length
-    if not generative and (tl.min is not None or tl.max is not None):
-        add("text_length", E.ExpectColumnValueLengthsToBeBetween, column="text", min_value=tl.min, max_value=tl.max)
+    clean = candidate.summaries.get(CleanSummary) if candidate is not None else None
+    lo, hi = config.text_length.resolved(clean.bound("n_chars", "max") if clean is not None else None)
+    if not generative and (lo is not None or hi is not None):
+        add("text_length", E.ExpectColumnValueLengthsToBeBetween, column="text", min_value=lo, max_value=hi)
     for field, bound in config.field_length.items() if generative else ():
         column = field if field in df else f"{field}_text"
-        if column in df and (bound.min is not None or bound.max is not None):
-            add("field_length", E.ExpectColumnValueLengthsToBeBetween, column=column, min_value=bound.min,
-                max_value=bound.max)
+        lo, hi = bound.resolved(clean.bound(f"{field}.n_chars", "max") if clean is not None else None)
+        if column in df and (lo is not None or hi is not None):
+            add("field_length", E.ExpectColumnValueLengthsToBeBetween, column=column, min_value=lo, max_value=hi)
     if "role_order_problem" in df:
         add("role_order", E.ExpectColumnValuesToBeNull, column="role_order_problem")
     if has_labels:
@@ -90,11 +92,12 @@ def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, 
     # Class shares in GE's terms: "values in {label}" for `mostly` = floor; "not in {label}" for
     # `mostly` = 1 - ceiling. Shares are over labelled rows (GE leaves nulls out of `mostly`).
     share_labels = list(labels) if has_labels else sorted(df["label"].dropna().unique()) if "label" in df else []
+    floor = config.class_share_floor(len(share_labels))
     if len(share_labels) > 1:
         for lab in share_labels:
-            if config.class_share_min:
+            if floor:
                 add("class_share", E.ExpectColumnValuesToBeInSet, column="label", value_set=[lab],
-                    mostly=config.class_share_min)
+                    mostly=round(floor, 12))
             if config.class_share_max is not None and config.class_share_max < 1:
                 add("class_share", E.ExpectColumnValuesToNotBeInSet, column="label", value_set=[lab],
                     mostly=round(1 - config.class_share_max, 12))
@@ -111,7 +114,7 @@ def dataset_expectations(bounds: list[Bound], config: Config) -> list:
 
     out = []
     for b in bounds:
-        meta = {"check": b.check, "blocking": config.blocking(b.check)}
+        meta = {"check": b.check, "blocking": config.blocking(b.check), **({"details": b.details} if b.details else {})}
         if b.max_value is not None:
             out.append(E.ExpectColumnMaxToBeBetween(column=b.column, max_value=b.max_value, meta=meta))
         if b.min_value is not None:
@@ -192,6 +195,7 @@ class Validation:
             check = meta.get("check", "user")
             blocking = bool(meta.get("blocking", True))
             observed, details = _observed(r, check)
+            details = details or str(meta.get("details") or "")  # a check's own words for what it measured
             row = {
                 "scope": scope,
                 "check": check,
@@ -296,6 +300,8 @@ def _observed(r, check: str) -> tuple[Any, str]:
         share = 1 - p if r.expectation_config.type == "expect_column_values_to_be_in_set" else p
         labelled = (res.get("element_count") or 0) - (res.get("missing_count") or 0)
         return round(share, 6), f"share of {kwargs['value_set'][0]!r} among {labelled} labelled rows"
+    if check in LENGTH_CHECKS and "unexpected_count" in res:
+        return _lengths_observed(res)
     if "observed_value" in res:
         obs = res["observed_value"]
         details = ""
@@ -316,6 +322,20 @@ def _observed(r, check: str) -> tuple[Any, str]:
     return None, ""
 
 
+LENGTH_CHECKS = ("text_length", "field_length")
+
+
+def _lengths_observed(res: dict[str, Any]) -> tuple[str, str]:
+    """A length bound's result in what was measured: how many texts fall outside, and the lengths (not the
+    texts) of those GE sampled — a row count must not read as a length."""
+    n = res.get("unexpected_count") or 0
+    total = res.get("element_count") or 0
+    lengths = sorted({len(str(x)) for x in res.get("partial_unexpected_list") or []}, reverse=True)
+    observed = f"{n:,} of {total:,} texts outside the bounds"
+    details = ("lengths of those sampled: " + ", ".join(f"{x:,}" for x in lengths[:5])) if lengths else ""
+    return observed, details
+
+
 def _expected(etype: str, kw: dict[str, Any], check: str) -> str:
     kw = {k: (int(v) if isinstance(v, float) and v.is_integer() and k in ("min_value", "max_value") else v)
           for k, v in kw.items() if k not in ("batch_id", "column")}
@@ -325,6 +345,10 @@ def _expected(etype: str, kw: dict[str, Any], check: str) -> str:
             return f"share of {lab!r} >= {kw.get('mostly')}"
         return f"share of {lab!r} <= {round(1 - kw.get('mostly', 0), 6)}"
     lo, hi = kw.get("min_value"), kw.get("max_value")
+    if check in LENGTH_CHECKS:
+        bounds = f"between {lo:,} and {hi:,}" if lo is not None and hi is not None else \
+            f"at least {lo:,}" if lo is not None else f"at most {hi:,}"
+        return f"every length {bounds} characters"
     if lo is not None or hi is not None:
         if lo is not None and hi is not None:
             return f"between {lo} and {hi}"

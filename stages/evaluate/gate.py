@@ -19,7 +19,8 @@ import schemas
 from pipeline.gate import GateRequest
 from pipeline.memory import release_memory
 from schemas.summaries import Summaries
-from stages.evaluate import agreement, decontamination, label_conflicts, label_noise, leakage, refusals, split_overlap
+from stages.evaluate import (agreement, decontamination, label_conflicts, label_noise, leakage, refusals,
+                             rejected_share, split_overlap)
 from stages.evaluate.candidate import read_candidate
 from stages.evaluate.config import Config
 from stages.evaluate.evidence import LABEL_ISSUES_FILE, QUALITY_DIR, REPORT_FILE, SUMMARY_FILE, jsonable
@@ -29,7 +30,8 @@ from stages.evaluate.report import no_mathtext, write_report
 from stages.evaluate.result import CheckResult, EvaluationResult
 
 # The dataset-level checks, in the order their figures and expectations appear.
-CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals, decontamination)
+CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals, decontamination,
+                 rejected_share)
 
 
 def evaluate_candidate(
