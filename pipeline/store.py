@@ -153,7 +153,7 @@ class VersionStore:
                 manifest = {**manifest, "version": version, "tag": tag,
                             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 manifest.pop("files", None)
-                (tmp / "README.md").write_text(render_card(manifest), encoding="utf-8")
+                (tmp / "README.md").write_text(render_card(manifest, final), encoding="utf-8")
                 manifest["files"] = file_hashes(tmp)  # every file but the manifest: what `verify` checks
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
                 _fsync_tree(tmp)
@@ -343,7 +343,23 @@ def _decontamination_line(block: dict[str, Any] | None) -> str:
             f"({', '.join(md_text(f) for f in block.get('fields', []))} compared, {how})")
 
 
-def render_card(m: dict[str, Any]) -> str:
+def gates_line(m: dict[str, Any]) -> str:
+    """What the quality gate said about a version, in one line of plain text: passed, not evaluated, or
+    failed and published anyway (`--allow-failed-gates`) with its blocking failures named."""
+    evaluation = m.get("evaluation") or {}
+    if m.get("gates") == "failed-gates":
+        blocking = [f for f in evaluation.get("failures", []) if f.get("blocking")]
+        named = "; ".join(f"{f.get('check')} on {f.get('split')}" + (f".{f['column']}" if f.get("column") else "")
+                          for f in blocking[:5]) + (f"; and {len(blocking) - 5} more" if len(blocking) > 5 else "")
+        return (f"FAILED, published with --allow-failed-gates: {len(blocking)} blocking failure(s)"
+                + (f" ({named})" if named else ""))
+    if m.get("gates") == "passed":
+        warnings = evaluation.get("warnings") or 0
+        return "passed" + (f" ({warnings} warning(s))" if warnings else "")
+    return "not evaluated" + (f" ({evaluation['skipped']})" if evaluation.get("skipped") else "")
+
+
+def render_card(m: dict[str, Any], folder: Path | str | None = None) -> str:
     """A Hugging Face-style dataset card for a version, from its manifest: the kind's task categories and
     schema, the splits, the funnel, the inputs, and how to load (and, for generative kinds, train on) it.
     Values from the data (labels, reasons, file names) are escaped Markdown text; labels are rows of their
@@ -351,7 +367,8 @@ def render_card(m: dict[str, Any]) -> str:
     from schemas.kinds import DEFAULT_KIND, KINDS
 
     kind = KINDS.get(m.get("kind") or DEFAULT_KIND, KINDS[DEFAULT_KIND])
-    path = f"data/versions/{m['dataset']}/{m['version']}"
+    # Where the version is (under the store's --data-dir; the folder this card is in), for the load snippet.
+    path = Path(folder).as_posix() if folder is not None else f"data/versions/{m['dataset']}/{m['version']}"
     splits = m.get("splits", {})
     labels = sorted({lab for s in splits.values() for lab in s.get("labels", {})}) if kind.label_field else []
     lines = [
@@ -372,6 +389,7 @@ def render_card(m: dict[str, Any]) -> str:
         f"- parent version: {m.get('parent_version') or '—'}",
         f"- content fingerprint: `{m.get('content_fingerprint')}`",
         f"- config hash: `{m.get('config_hash')}`; code version: `{m.get('code_version')}`",
+        f"- quality gates: {md_text(gates_line(m), 400)}",
     ]
     if kind.label_field:
         lines.append(f"- labels: {md_text(m.get('label_origin', 'source labels'))}")

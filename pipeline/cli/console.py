@@ -36,13 +36,19 @@ def print_funnel(reports) -> None:
 
 
 def print_funnel_dicts(stages: list[dict]) -> None:
-    table = Table("stage", "rows in", "rows out", "dropped", "reasons", "rows/s", title="funnel")
+    """The funnel table, then every drop reason on a line of its own: a reason is a name to look up
+    (`completion_unclosed_code_fence_above_max`), so it is never cut to fit a table cell at 80 columns."""
+    table = Table("stage", "rows in", "rows out", "dropped", "rows/s", title="funnel")
     for s in stages:
         dropped = sum(s["dropped"].values())
-        reasons = ", ".join(f"{k}: {v}" for k, v in s["dropped"].items())
         speed = "cached" if s.get("cached") else (f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "")
-        table.add_row(s["name"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", reasons, speed)
+        table.add_row(s["name"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", speed)
     console.print(table)
+    reasons = [(s["name"], reason, n) for s in stages for reason, n in sorted(s["dropped"].items(), key=lambda x: -x[1])]
+    if reasons:
+        console.print("dropped, by reason (all in rejected.parquet):", highlight=False)
+        for stage, reason, n in reasons:
+            console.print(f"  {escape(stage)}: {escape(reason)} {n:,}", highlight=False, soft_wrap=True)
 
 
 def print_evaluation(evaluation, folder: Path | None = None) -> None:

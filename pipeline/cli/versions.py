@@ -11,6 +11,7 @@ from rich.table import Table
 
 from pipeline.cli.console import DataDir, console, print_funnel_dicts, store as _store
 from pipeline.errors import UserError
+from pipeline.store import gates_line
 
 versions_app = typer.Typer(help="List, inspect and compare published dataset versions.", no_args_is_help=True)
 
@@ -21,17 +22,19 @@ def register(app: typer.Typer) -> None:
 
 @versions_app.command("list")
 def versions_list(dataset: str = typer.Argument(..., help="dataset name"), data_dir: Optional[Path] = DataDir) -> None:
-    """One line per version: rows per split, rejected rows, tag, creation time."""
+    """One line per version: rows per split, rejected rows, the quality gates' verdict, tag, creation time."""
     store = _store(data_dir)
     versions = store.versions(dataset)
     if not versions:
         raise UserError(f"dataset {dataset!r} has no published version under {store.root}")
-    table = Table("version", "tag", "created", "train", "validation", "test", "rejected", "fingerprint")
+    table = Table("version", "tag", "created", "train", "validation", "test", "rejected", "gates", "fingerprint")
     for v in versions:
         m = store.manifest(dataset, v)
         s = m.get("splits", {})
-        table.add_row(v, m.get("tag") or "", m.get("created_at", ""), *(str(s.get(k, {}).get("rows", 0)) for k in ("train", "validation", "test")),
-                      str(m.get("rejected", {}).get("rows", 0)), m.get("content_fingerprint", "")[:12])
+        gates = {"failed-gates": "[red]FAILED[/red]", "passed": "passed"}.get(m.get("gates"), "not evaluated")
+        table.add_row(v, escape(m.get("tag") or ""), m.get("created_at", ""),
+                      *(str(s.get(k, {}).get("rows", 0)) for k in ("train", "validation", "test")),
+                      str(m.get("rejected", {}).get("rows", 0)), gates, m.get("content_fingerprint", "")[:12])
     console.print(table)
 
 
@@ -50,6 +53,8 @@ def versions_show(
     console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name)}")
     console.print(f"created {m.get('created_at')}, parent {m.get('parent_version') or '—'}, "
                   f"fingerprint {m.get('content_fingerprint', '')[:16]}, code {m.get('code_version')}")
+    colour = {"failed-gates": "red", "passed": "green"}.get(m.get("gates"), "yellow")
+    console.print(f"quality gates: [{colour}]{escape(gates_line(m))}[/{colour}]", highlight=False, soft_wrap=True)
     print_funnel_dicts(m.get("stages", []))
     table = Table("split", "rows", "labels")
     for s, info in m.get("splits", {}).items():
