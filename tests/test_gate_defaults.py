@@ -153,7 +153,7 @@ def test_class_share_floor_scales_with_the_number_of_classes(tmp_path):
     path = tmp_path / "sentences.jsonl"
     path.write_text("".join(json.dumps({"text": r["text"], "label": f"{r['label']}-{r['bucket']}"}) + "\n" for r in rows))
     base = {"dataset": "tatoeba-68", "sources": [{"name": "t", "path": str(path), "format": "jsonl", "label_field": "label"}],
-            "clean": {"signals": [], "filters": {}}, "dedupe": {"shingle": "char", "ngram": 5},
+            "clean": {"signals": [], "filters": {"lang": None}}, "dedupe": {"shingle": "char", "ngram": 5},
             "split": {"ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}}
     result = run_pipeline(write_config(tmp_path, {**base, "evaluate": QUICK}), tmp_path / "d1", allow_failed_gates=True)
     assert len(result.manifest["splits"]["validation"]["labels"]) == 68
