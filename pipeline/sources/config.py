@@ -1,6 +1,7 @@
 """The config of collect: the top-level `sources` (one `SourceConfig` each) and `inputs_within`."""
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Literal
 
@@ -70,8 +71,29 @@ class SourceConfig(BaseModel):
         # split codes are often numbers ({0: train, 1: test} in YAML); the values read are compared as text
         return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            info = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13: bytes-to-bytes codecs
+            raise ValueError(f"{encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)")
+        return encoding
+
+    @field_validator("delimiter", "quotechar")
+    @classmethod
+    def _one_character(cls, value: str | None, info) -> str | None:
+        # The csv module reads one character; a longer string is a mistake it would report as a TypeError.
+        if value is not None and (len(value) != 1 or value in "\r\n"):
+            raise ValueError(f"{info.field_name} must be exactly one character other than a line break, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
+        if self.delimiter is not None and self.delimiter == self.quotechar:
+            raise ValueError(f"delimiter and quotechar are both {self.delimiter!r}")
         if self.pattern is not None:
             if self.format != "text":
                 raise ValueError("pattern applies to format: text only")
