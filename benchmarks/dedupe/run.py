@@ -49,6 +49,36 @@ IMPLEMENTATIONS = {
 }
 
 
+def run_measured(cmd: list[str], timeout: int) -> tuple[subprocess.CompletedProcess, float]:
+    """Run `cmd`; also its CPU seconds (user + system) summed over the whole process tree — worker pools and
+    fork servers included, which getrusage misses (they are not waited for by the process we start). Each
+    process's last sample counts (every 0.05 s), so a process's last 0.05 s may be missed. On a machine
+    shared with other jobs, CPU seconds move far less than wall seconds."""
+    import psutil
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = psutil.Process(proc.pid)
+    seen: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise subprocess.TimeoutExpired(cmd, timeout)
+        try:
+            procs = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                seen[p.pid] = t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), sum(seen.values())
+
+
 def run_one(name: str, corpus: Path, out: Path, workers: int, timeout: int) -> dict:
     python, runner, note = IMPLEMENTATIONS[name]
     if not Path(python).exists():
@@ -56,8 +86,8 @@ def run_one(name: str, corpus: Path, out: Path, workers: int, timeout: int) -> d
     started = time.perf_counter()
     launched = time.time()
     try:
-        proc = subprocess.run([python, str(HERE / "impls" / runner), str(corpus), str(out), "--workers", str(workers)],
-                              capture_output=True, text=True, timeout=timeout)
+        proc, cpu = run_measured([python, str(HERE / "impls" / runner), str(corpus), str(out), "--workers", str(workers)],
+                                 timeout)
     except subprocess.TimeoutExpired:
         return {"name": name, "error": f"timed out after {timeout}s", "note": note}
     if proc.returncode != 0 or not out.exists():
@@ -65,23 +95,23 @@ def run_one(name: str, corpus: Path, out: Path, workers: int, timeout: int) -> d
         return {"name": name, "error": f"failed: {tail[0][:200]}", "note": note}
     result = np.load(out)
     return {"name": name, "note": note, "seconds": float(result["seconds"]), "wall_with_startup": time.perf_counter() - started,
-            "startup": float(result["main_epoch"]) - launched, "whole": float(result["result_epoch"]) - launched,
+            "startup": float(result["main_epoch"]) - launched, "cpu": cpu, "whole": float(result["result_epoch"]) - launched,
             "peak_rss_mb": float(result["peak_rss_mb"]), "kept": result["kept"], "rep": result["rep"],
             "cluster": result["cluster"], "stats": json.loads(str(result["stats"])) if "stats" in result else None}
 
 
 def table(rows: list[dict], n: int) -> str:
     bands = [f"{lo:.1f}-{min(hi, 1.0):.1f}" if lo < 1.0 else "1.0" for lo, hi in scoring.BANDS]
-    head = (["implementation", "whole-process docs/s", "whole s", "start-up s", "docs/s", "s", "peak RSS MB", "removed (min)", "residual pairs ≥0.8",
+    head = (["implementation", "whole-process docs/s", "whole s", "start-up s", "CPU s (tree)", "docs/s", "s", "peak RSS MB", "removed (min)", "residual pairs ≥0.8",
              "unjustified removals"] + [f"recall {b}" for b in bands])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['name']} | {r['error']} |" + " |" * (len(head) - 2))
             continue
-        speed = [r["name"], f"{n / r['whole']:,.0f}", f"{r['whole']:.2f}", f"{r['startup']:.2f}", f"{n / r['seconds']:,.0f}", f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}"]
+        speed = [r["name"], f"{n / r['whole']:,.0f}", f"{r['whole']:.2f}", f"{r['startup']:.2f}", f"{r['cpu']:.2f}", f"{n / r['seconds']:,.0f}", f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}"]
         if "score" not in r:
-            lines.append("| " + " | ".join(speed + [f"{int((~r['kept']).sum()):,}"]) + " |" + " |" * (len(head) - 8))
+            lines.append("| " + " | ".join(speed + [f"{int((~r['kept']).sum()):,}"]) + " |" + " |" * (len(head) - 9))
             continue
         s = r["score"]
         lines.append("| " + " | ".join(speed + [
@@ -131,7 +161,7 @@ def main() -> None:
         if "error" not in row and truth is not None:
             row["score"] = scoring.score(truth, row["kept"], row["rep"], row["cluster"])
         rows.append(row)
-        print("  " + (row.get("error") or f"{row['seconds']:.1f}s (whole {row['whole']:.1f}s, start-up {row['startup']:.2f}s)"),
+        print("  " + (row.get("error") or f"{row['seconds']:.1f}s (whole {row['whole']:.1f}s, start-up {row['startup']:.2f}s, CPU {row['cpu']:.1f}s)"),
               file=sys.stderr, flush=True)
 
     repeats = {r["name"]: [r] for r in rows if "error" not in r}
@@ -142,7 +172,8 @@ def main() -> None:
             row = run_one(name, corpus, out, args.workers, args.timeout)
             row["load_before"] = load
             repeats[name].append(row)
-            print(f"  round {round_ + 1} {name}: " + (row.get("error") or f"whole {row['whole']:.2f}s"), file=sys.stderr, flush=True)
+            print(f"  round {round_ + 1} {name}: " + (row.get("error") or f"whole {row['whole']:.2f}s, CPU {row['cpu']:.2f}s"),
+                  file=sys.stderr, flush=True)
 
     print(f"\nDedupe benchmark: {args.size:,} rows (seed {args.seed}), threshold 0.8, word 5-grams, 128 permutations; "
           f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
@@ -153,12 +184,14 @@ def main() -> None:
         print(f"- {r['name']} (1-min load average before: {r['load_before']:.2f}): {r['note']}"
               + (f"; stats {r['stats']}" if r.get("stats") else ""))
     if args.repeat > 1:
-        print("\nRepeats (alternating), whole-process seconds / start-up seconds / 1-min load before:")
+        print("\nRepeats (alternating), whole-process seconds / start-up seconds / CPU seconds (tree) / 1-min load before:")
         for name, runs in repeats.items():
             done = [r for r in runs if "error" not in r]
             wholes = sorted(r["whole"] for r in done)
-            print(f"- {name}: " + ", ".join(f"{r['whole']:.2f} / {r['startup']:.2f} / {r['load_before']:.1f}" for r in done)
-                  + f"; median {wholes[len(wholes) // 2]:.2f} s = {args.size / wholes[len(wholes) // 2]:,.0f} docs/s")
+            cpus = sorted(r["cpu"] for r in done)
+            print(f"- {name}: " + ", ".join(f"{r['whole']:.2f} / {r['startup']:.2f} / {r['cpu']:.2f} / {r['load_before']:.1f}" for r in done)
+                  + f"; median {wholes[len(wholes) // 2]:.2f} s = {args.size / wholes[len(wholes) // 2]:,.0f} docs/s, "
+                  f"median CPU {cpus[len(cpus) // 2]:.2f} s")
     results = [{k: v for k, v in r.items() if k not in ("kept", "rep", "cluster")} for r in rows]
     (out_dir / f"results_{args.size}.json").write_text(json.dumps(results, indent=1, default=str))
 
