@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from pipeline.errors import UserError
+from schemas.classification import LabelName
 from schemas.kinds import DEFAULT_KIND, KINDS
 from schemas.record import RecordKind
 
@@ -51,7 +52,8 @@ class DatasetConfig(BaseModel):
 
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
     description: str = ""
-    labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
+    labels: list[LabelName] | None = Field(
+        None, description="the label set (integers are read as their digits); rows with other labels are rejected")
     kind: str = Field(DEFAULT_KIND, description=f"the record kind: what a row holds ({', '.join(KINDS)})")
 
     # Set by the composition: the project this model was composed for, and the keys of sections that do
@@ -122,7 +124,7 @@ def parse_config(path: str | Path, model: type[DatasetConfig]) -> DatasetConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        raise UserError(_yaml_error(path, exc)) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
     try:
@@ -149,6 +151,25 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
         raise RuntimeError("no project is installed: import pipeline.cli.project (the composition root) first, "
                            "or call Project.load_config")
     return _INSTALLED.load_config(path, check_sources)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: what`, then the offending line and a caret under the column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    what = problem + (f" ({' '.join(str(context).split())}, line {exc.context_mark.line + 1})"
+                      if context and getattr(exc, "context_mark", None) is not None else "")
+    try:
+        line = path.read_text(encoding="utf-8", errors="replace").splitlines()[mark.line]
+    except (OSError, IndexError):
+        return f"{where}: not valid YAML: {what}"
+    line = line.replace("\t", " ")
+    gutter = f"  {mark.line + 1} | "
+    return f"{where}: not valid YAML: {what}\n{gutter}{line}\n{' ' * len(gutter)}{' ' * mark.column}^"
 
 
 def _describe(error: dict) -> str:
