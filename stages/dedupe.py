@@ -13,7 +13,7 @@ Python objects, only per-row numpy arrays):
    shingle set (sorted 44-bit fingerprints), which goes to a temporary file.
 2. *Exact duplicates* share the normalized-text hash; one representative per group stays in play.
 3. *Candidates.* Representatives that share a band key in any band are candidate pairs (grouped with
-   numpy sorts, not dicts). Bands × rows come from datasketch's parameter optimizer at `lsh_threshold`,
+   numpy sorts, not dicts). Bands × rows minimize datasketch's error areas (pipeline/minhash.py) at `lsh_threshold`,
    lower than `threshold`: every candidate is verified, so a low LSH threshold only costs verification
    time, and it is what keeps pairs just above `threshold` from being missed (25 × 5 at 0.5: a pair at
    Jaccard 0.8 is missed with probability 5·10⁻⁵).
