@@ -37,7 +37,9 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSe
         f"| trained | {record['created']} |",
         f"| hardware | {rt['device_name']}; {rt['precision']}{', TF32' if rt['tf32'] else ''}; "
         f"torch {rt['torch']}, transformers {rt['transformers']} |",
-        f"| training time | {tr['train_runtime_s']} s ({tr['train_samples_per_second']:.1f} samples/s), "
+        f"| training time | {tr['train_runtime_s']} s ({tr['train_samples_per_second']:.1f} samples/s"
+        + (f", {tr['train_tokens_per_second']:,.0f} input tokens/s" if tr.get("train_tokens_per_second") else "")
+        + "), "
         f"{tr['global_steps']} steps, {tr['epochs_run']:.2f} epochs{' (stopped early)' if tr['stopped_early'] else ''} |",
         "",
         "## Metrics",

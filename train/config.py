@@ -2,6 +2,8 @@
 
 Every key has a default, so a config without a `train:` section trains the offline default model. Command
 line options (`--model`, `--epochs`, ...) override single keys for one run (`Config.model_copy(update=...)`).
+Keys that only one kind of task reads say so (classification: problem_type, labels, class weights;
+generative tasks: chat_template, packing, max_new_tokens, num_beams).
 """
 from __future__ import annotations
 
@@ -43,6 +45,12 @@ class Config(BaseModel):
         description="base model: a Hugging Face model id or a local folder; unset means the offline "
         f"default {DEFAULT_MODEL_NAME} from the package {DEFAULT_MODEL_PACKAGE}",
     )
+    task: str = Field(
+        "auto",
+        description="what to train: auto (from the version's record kind and the base model: classification for "
+        "classification versions; causal_lm for generation / chat versions on a decoder-only model; seq2seq for "
+        "generation versions on an encoder-decoder or encoder model), or one of classification, causal_lm, seq2seq",
+    )
     problem_type: Literal["single_label", "multi_label"] = Field(
         "single_label",
         description="multi_label: a row's `label` holds several labels joined by `label_separator`",
@@ -69,8 +77,23 @@ class Config(BaseModel):
         "train split) or a mapping label -> weight; single_label only",
     )
     early_stopping_patience: int | None = Field(
-        2, ge=1, description="stop after this many evaluations without a better validation macro-F1"
+        2, ge=1, description="stop after this many evaluations without a better validation figure (macro-F1 for "
+        "classifiers, loss for generative tasks)"
     )
+    gradient_accumulation_steps: int = Field(1, ge=1, description="optimizer step every N batches (a larger "
+                                             "effective batch than fits in memory)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, about 30% slower")
+    chat_template: str | None = Field(
+        None,
+        description="causal_lm: the Jinja chat template records are rendered with. Unset: the tokenizer's own, or "
+        "the documented default when it has none; `default`: always the default; a path to a .jinja file; or the "
+        "template text itself",
+    )
+    packing: bool = Field(False, description="causal_lm: pack the examples of a batch into one row without padding "
+                          "(position ids restart per example, so packed examples never attend to each other)")
+    max_new_tokens: int = Field(128, gt=0, description="generative tasks: the longest answer generated when scoring")
+    num_beams: int = Field(1, ge=1, description="generative tasks: beams when scoring (1: greedy decoding)")
     seed: int = Field(42, description="seed of weight init, shuffling and dropout: same data, config and seed, "
                       "same training losses")
     deterministic: bool = Field(False, description="full determinism (slower on GPU)")
