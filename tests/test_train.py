@@ -400,9 +400,10 @@ def test_a_version_no_task_trains_is_a_clear_error(tmp_path):
     tasks there are, before anything is written."""
     from train.run import train_version
 
-    _declare_kind(build_version(tmp_path / "data", "chats", "v1", n_rows=60), "chat")
-    with pytest.raises(UserError, match="no training task for record kind 'chat'.*classification"):
-        train_version("chats", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
+    _declare_kind(build_version(tmp_path / "data", "prefs", "v1", n_rows=60), "preference")
+    with pytest.raises(UserError, match="no training task for record kind 'preference'.*classification: "
+                                        "classification; causal_lm: generation, chat; seq2seq: generation"):
+        train_version("prefs", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 
@@ -419,8 +420,8 @@ def test_runs_recorded_before_tasks_had_names_are_classifiers():
     from train.tasks import ClassificationTask, task_named
 
     assert task_named(None) is ClassificationTask and task_named("classification") is ClassificationTask
-    with pytest.raises(UserError, match="unknown training task 'causal_lm' \\(tasks: classification\\)"):
-        task_named("causal_lm")
+    with pytest.raises(UserError, match="unknown training task 'dpo' \\(tasks: classification, causal_lm, seq2seq\\)"):
+        task_named("dpo")
 
 
 # ------------------------------------------------------------------------------------------------ CLI help

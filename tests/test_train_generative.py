@@ -334,7 +334,7 @@ def test_packed_examples_do_not_attend_to_each_other(bpe_tokenizer):
 
 
 # -- training and scoring -------------------------------------------------------------------------------------------
-OVERFIT = dict(epochs=40, learning_rate=1e-2, warmup_ratio=0.05, weight_decay=0.0, max_length=48, batch_size=8,
+OVERFIT = dict(epochs=50, learning_rate=1e-2, warmup_ratio=0.05, weight_decay=0.0, max_length=48, batch_size=8,
                max_new_tokens=48, early_stopping_patience=None, seed=0)
 LOSS_BOUND = 0.5  # see test_a_tiny_decoder_overfits_32_alpaca_records
 
@@ -359,6 +359,7 @@ def overfit(tmp_path_factory, short_alpaca, tiny_decoder):
     return result, data, runs
 
 
+@pytest.mark.slow  # the overfit run: ~1 min on an idle 2-core CPU, ~4 min under load
 def test_a_tiny_decoder_overfits_32_alpaca_records(overfit, minilm_tokenizer):
     """The training loss falls below LOSS_BOUND nats per answer token, and greedy generation gives back training
     answers. Why that bound: the untrained model is at ln(30522) = 10.3 nats (uniform over the vocabulary), and a
@@ -382,6 +383,7 @@ def test_a_tiny_decoder_overfits_32_alpaca_records(overfit, minilm_tokenizer):
     assert preds["id"].to_pylist() == split_table(data, "test")["id"].to_pylist()
 
 
+@pytest.mark.slow  # the overfit run: ~1 min on an idle 2-core CPU, ~4 min under load
 def test_the_run_loads_with_the_text_generation_pipeline(overfit, minilm_tokenizer):
     """`pipeline("text-generation", model=RUN_DIR)` renders a chat with the saved template, stops at the
     end-of-turn token and answers a training question with its training answer."""
@@ -400,6 +402,7 @@ def test_the_run_loads_with_the_text_generation_pipeline(overfit, minilm_tokeniz
     assert right >= 4
 
 
+@pytest.mark.slow  # the overfit run: ~1 min on an idle 2-core CPU, ~4 min under load
 def test_score_reproduces_the_runs_figures_and_scores_other_splits(overfit):
     from train.run import score_run
 
@@ -534,6 +537,7 @@ def test_a_classification_version_on_a_generative_model_and_the_reverse(tmp_path
     assert not (tmp_path / "runs").exists()  # nothing written
 
 
+@pytest.mark.slow  # the overfit run: ~1 min on an idle 2-core CPU, ~4 min under load
 def test_a_generative_run_does_not_score_a_classification_version(overfit, tmp_path):
     from train.run import score_run
 
@@ -617,6 +621,7 @@ def test_a_template_that_cannot_render_a_system_turn_is_one_line(tmp_path, short
     assert task.template.source == "train.chat_template"
 
 
+@pytest.mark.slow  # the overfit run: ~1 min on an idle 2-core CPU, ~4 min under load
 def test_an_empty_test_split_is_one_line(tmp_path, short_alpaca, overfit):
     from train.run import score_run, train_version
 
