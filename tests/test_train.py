@@ -131,8 +131,10 @@ def test_tiny_run_writes_every_output(tiny_run, runs_root, data_dir):
     assert any("loss" in e for e in log) and any("eval_macro_f1" in e for e in log)
 
     card = (run_dir / "README.md").read_text()
-    for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate"):
+    for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate",
+                   "| label_separator |"):
         assert needle in card, needle
+    assert "| max_new_tokens |" not in card and "| chat_template |" not in card  # generative tasks' settings
     # one metrics convention: the card shows the fractions metrics.json holds (not percentages)
     assert f"| test | 24 | {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['weighted_f1']:.4f} |" in card
     spam = test["per_class"]["spam"]

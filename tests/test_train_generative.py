@@ -451,8 +451,12 @@ def test_the_offline_default_trains_and_writes_every_file(default_run, short_alp
     manifest = json.loads((short_alpaca / "versions" / DATASET / "v1" / "manifest.json").read_text())
     card = (run_dir / "README.md").read_text()
     for needle in ("pipeline_tag: text2text-generation", "EncoderDecoderModel", "all-MiniLM-L6-v2",
-                   manifest["content_fingerprint"], "CPU", "ROUGE-L", "learning_rate", "AutoModelForSeq2SeqLM"):
+                   manifest["content_fingerprint"], "CPU", "ROUGE-L", "learning_rate", "AutoModelForSeq2SeqLM",
+                   "| max_new_tokens | `8` |"):
         assert needle in card, needle
+    # the hyper-parameter table lists what this task reads, not a classifier's or a causal LM's settings
+    for absent in ("label_separator", "class_weights", "problem_type", "chat_template", "packing"):
+        assert f"| {absent} |" not in card, absent
     preds = pq.read_table(run_dir / "test_predictions.parquet")
     test = split_table(short_alpaca, "test").slice(0, 4)
     assert preds["id"].to_pylist() == test["id"].to_pylist()

