@@ -11,7 +11,9 @@ shingles or a lower threshold find and flag instead.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -89,6 +91,27 @@ class NearIndex:
 
     def __len__(self) -> int:
         return len(self.set_offsets) - 1
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the index as .npy files and near.json in `folder` (worker processes `load` it memory-mapped,
+        as `NgramIndex` does)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        bands = len(self.band_keys)
+        np.save(folder / "band_keys.npy", np.stack(self.band_keys) if bands else np.zeros((0, len(self)), np.uint64))
+        np.save(folder / "band_items.npy", np.stack(self.band_items) if bands else np.zeros((0, len(self)), np.int64))
+        for name in ("sets", "set_offsets", "empty"):
+            np.save(folder / f"{name}.npy", getattr(self, name))
+        (folder / "near.json").write_text(json.dumps(asdict(self.params)))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, mmap: bool = True) -> "NearIndex":
+        folder = Path(folder)
+        mode = "r" if mmap else None
+        keys, items = (np.load(folder / f"{name}.npy", mmap_mode=mode) for name in ("band_keys", "band_items"))
+        return cls(NearParams(**json.loads((folder / "near.json").read_text())), list(keys), list(items),
+                   *(np.load(folder / f"{name}.npy", mmap_mode=mode) for name in ("sets", "set_offsets", "empty")))
 
 
 @dataclass

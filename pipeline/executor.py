@@ -295,7 +295,8 @@ class LocalExecutor:
         if gate is not None:
             request = GateRequest(folder=candidate, dataset=dataset, labels=config.labels, kind=plan.kind,
                                   schema=plan.published_schema,
-                                  parent=self.store.path(dataset, parent) if parent else None, summaries=summaries)
+                                  parent=self.store.path(dataset, parent) if parent else None, summaries=summaries,
+                                  config_dir=config.config_dir)
             evaluation = gate.check(config.section(gate.config_key), request)
             manifest[gate.manifest_key] = evaluation.summary
             manifest["gates"] = "passed" if evaluation.passed else "failed-gates"

@@ -230,6 +230,7 @@ def apply_rules(
     map_signal: Callable[[Signal, pa.Array], dict[str, pa.Array]] | None = None,
     original: pa.RecordBatch | None = None,
     kind: RecordKind | None = None,
+    bind: Callable[[Target], Signal] | None = None,
 ) -> StageOutput:
     """Score `batch` and apply `rules` (by rule key) in order; return kept rows (with signal columns) and
     rejected rows.
@@ -238,7 +239,9 @@ def apply_rules(
     expensive signal such as language detection placed last costs nothing for rows already gone.
     `signal_columns` names extra signals (rule keys) to compute and keep without a rule. The first failing
     rule gives a row its reason: `<column>_below_min`, `<column>_above_max` or `<column>_not_allowed`.
-    Rejected rows are taken from `original` (the rows before normalization) when given.
+    Rejected rows are taken from `original` (the rows before normalization) when given. `bind` gives the
+    signal to compute for a rule key when the stage has settings for it (clean binds `lang` to its
+    identifier and to the languages allowed on the field it reads); without it, the registered signal.
     """
     kind = kind or KINDS[DEFAULT_KIND]
     map_signal = map_signal or (lambda sig, texts: sig(texts))
@@ -261,7 +264,7 @@ def apply_rules(
             return
         for need in t.signal.needs:
             compute(target(need, kind))
-        sig = t.signal
+        sig = bind(t) if bind is not None else t.signal
         live = alive.copy()
         if sig.reads == "text" and sig.prose > 1 and kind.keeps_record:
             # Too little prose to judge (a code-only answer has no language): null, "not applicable". A

@@ -27,6 +27,7 @@ class GateRequest:
     schema: pa.Schema  # the published rows' schema (the last boundary of the plan)
     parent: Path | None  # the parent version's folder, if there is one
     summaries: Summaries  # every stage summary of the run, by type
+    config_dir: Path | None = None  # where the config's relative paths start (eval sets the gate re-reads)
 
 
 class GateResult(Protocol):

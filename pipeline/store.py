@@ -208,6 +208,19 @@ def _make_read_only(folder: Path) -> None:
         p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def _decontamination_line(block: dict[str, Any] | None) -> str:
+    """The card's line on evaluation sets, from the manifest's `decontamination` block (the decontaminate
+    stage's), e.g. "decontaminated against: trec-test (500 items, `TREC_10.label`); 12 rows removed"."""
+    if not block or block.get("status") != "decontaminated":
+        return "- decontamination: not checked against any evaluation set (no `decontaminate` section)"
+    sets = "; ".join(f"{s['name']} ({s['items']:,} items, " + ", ".join(f"`{f['path']}`" for f in s["files"]) + ")"
+                     for s in block.get("eval_sets", []))
+    how = {"ngram": f"shared {block.get('ngram')}-word n-grams", "near": "MinHash near copies",
+           "both": f"shared {block.get('ngram')}-word n-grams and MinHash near copies"}.get(block.get("mode"), "")
+    return (f"- decontaminated against: {sets}; {block.get('rows_removed', 0):,} rows removed "
+            f"({', '.join(block.get('fields', []))} compared, {how})")
+
+
 def render_card(m: dict[str, Any]) -> str:
     """A Hugging Face-style dataset card for a version, from its manifest: the kind's task categories and
     schema, the splits, the funnel, the inputs, and how to load (and, for generative kinds, train on) it."""
@@ -238,6 +251,7 @@ def render_card(m: dict[str, Any]) -> str:
     ]
     if kind.label_field:
         lines.append(f"- labels: {m.get('label_origin', 'source labels')}")
+    lines.append(_decontamination_line(m.get("decontamination")))
     lines += [
         "",
         "## Splits",

@@ -22,7 +22,7 @@ SPLIT_COLUMN = pa.field("split", pa.string(), nullable=False)  # split: train / 
 
 # What every row carries from collect onwards.
 COLLECTED = CLASSIFICATION.schema()
-# clean: `text` is normalized; quality signals are added as further columns (see stages/clean.py).
+# clean: `text` is normalized; quality signals are added as further columns (see stages/clean/).
 CLEANED = COLLECTED
 # dedupe: connected component of verified similar rows (a row alone is its own cluster).
 DEDUPED = CLASSIFICATION.schema(CLUSTER_ID)

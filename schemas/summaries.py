@@ -102,6 +102,56 @@ class DedupeSummary(Summary):
     label_conflict_examples: list[LabelConflict]  # up to 10
 
 
+# -- decontaminate ----------------------------------------------------------------------------------------
+
+
+class EvalFile(Summary):
+    """One file of an evaluation set: path relative to the config, size, sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+class ContaminationExample(Summary):
+    """A removed row and the eval item it matched (`details` of its rejected row, plus an excerpt)."""
+
+    id: str
+    field: str  # our field compared
+    eval_id: str
+    eval_field: str
+    match: str  # ngram | whole_item | whole_row | near
+    ngram: str | None = None  # the overlapping normalized text (n-gram modes)
+    jaccard: float | None = None  # near mode
+    text: str  # our field's text, up to 300 characters
+
+
+class EvalSetFigures(Summary):
+    """One evaluation set: what was read, how its items are compared, and the rows removed for it."""
+
+    name: str
+    files: list[EvalFile]
+    fields: list[str]  # its fields compared
+    items: int  # items read
+    unreadable: dict[str, int]  # records that could not be read, by reason
+    empty: int  # items with nothing to compare (every compared text empty once normalized)
+    compared_as: dict[str, int]  # entries (item × field) by rule: ngram, whole_item, whole_row (or near)
+    rows_removed: int  # rows removed for an item of this set (a row matching two sets counts for the first)
+    examples: list[ContaminationExample]
+
+
+class DecontaminationSummary(Summary):
+    """What the decontaminate stage checked and removed, and the section it ran with (`settings`), so the
+    gate re-checks the published rows with the same eval sets and rules (paths relative to the config)."""
+
+    mode: str  # ngram | near | both
+    fields: list[str]  # our fields compared
+    settings: dict[str, Any]  # the decontaminate section as run (pipeline.sources.eval_sets.Config)
+    rows_checked: int
+    rows_removed: int
+    eval_sets: list[EvalSetFigures]
+
+
 # -- annotate ---------------------------------------------------------------------------------------------
 
 

@@ -24,7 +24,8 @@ from pipeline.imports import closure
 
 from .conftest import REPO, run_pipeline, sms_config, write_config
 
-STAGE_MODULES = ["stages.collect.stage", "stages.clean", "stages.dedupe", "stages.annotate.stage", "stages.split"]
+STAGE_MODULES = ["stages.collect.stage", "stages.clean", "stages.decontaminate", "stages.dedupe", "stages.annotate.stage",
+                 "stages.split"]
 
 
 @pytest.mark.parametrize("stage", STAGE_MODULES)
@@ -41,6 +42,16 @@ def test_the_near_duplicate_code_is_in_dedupe_and_the_gate_not_in_clean():
     assert "pipeline.minhash" in closure("stages.dedupe") and "pipeline.minhash" in closure("stages.evaluate.gate")
     assert "pipeline.minhash" not in closure("stages.clean")
     assert "stages.evaluate.report" in closure("stages.evaluate.gate")
+
+
+def test_the_eval_set_readers_and_engines_are_in_decontaminate_and_the_gate():
+    """Editing how sources are read (or the decontamination engine) recomputes decontaminate, as it does
+    collect; the gate re-checks with the same code."""
+    for module in ("pipeline.sources.readers", "pipeline.sources.records", "pipeline.decontamination",
+                   "pipeline.decontamination_near"):
+        assert module in closure("stages.decontaminate") and module in closure("stages.evaluate.gate")
+    assert "pipeline.sources.readers" in closure("stages.collect.stage")
+    assert "pipeline.decontamination" not in closure("stages.collect.stage")
 
 
 # -- through the real CLI, on a copy of the code -------------------------------------------------------------

@@ -127,7 +127,8 @@ def test_the_plan_derives_boundaries_from_the_kind_and_what_stages_add(tmp_path)
     config = project.load_config(write_config(tmp_path, base))
     plan = project.plan(config)
     assert plan.names == ["collect", "clean", "dedupe", "split"]
-    assert [(s, why) for s, why in plan.skipped] == [(stages.AnnotateStage, "no annotate section")]
+    assert [(s, why) for s, why in plan.skipped] == [(stages.DecontaminateStage, "no decontaminate section"),
+                                                     (stages.AnnotateStage, "no annotate section")]
     assert plan.steps[0].input_schema is None and plan.published_schema.equals(schemas.SPLIT)
     assert plan.steps[2].output_schema.equals(schemas.DEDUPED)
 
@@ -140,7 +141,8 @@ def test_the_plan_derives_boundaries_from_the_kind_and_what_stages_add(tmp_path)
         needs = ("cluster_id",)
         adds = (pa.field("cluster_score", pa.float64()),)
 
-    after = Project(stages=(*stages.STAGES[:3], ScoreClusters, *stages.STAGES[3:]), gate=QualityGate())
+    dedupe = stages.STAGES.index(stages.DedupeStage) + 1
+    after = Project(stages=(*stages.STAGES[:dedupe], ScoreClusters, *stages.STAGES[dedupe:]), gate=QualityGate())
     config = after.load_config(write_config(tmp_path, {**base, "score_clusters": {}}))
     plan = after.plan(config)
     assert plan.names == ["collect", "clean", "dedupe", "score_clusters", "split"]

@@ -223,3 +223,28 @@ def test_generative_kinds_on_ray_publish_the_local_version(tmp_path, ray_cluster
     assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", config["dataset"])
     assert "clean: on Ray, 1 chunk(s)" in log and "dedupe: on the driver" in log
     assert on_ray.manifest["kind"] == local.manifest["kind"] != "classification"
+
+
+@needs_ray
+def test_decontaminate_on_ray_publishes_the_local_version(tmp_path, ray_cluster):
+    """The decontaminate stage runs on the actors (each builds the eval sets' index once) in several chunks:
+    the same removed rows, details, stats (examples chosen by smallest id) and version as locally."""
+    import yaml
+
+    from .conftest import REPO
+
+    config = yaml.safe_load((REPO / "configs" / "trec_decontaminated.yaml").read_text())
+    for part in (config["sources"][0], config["decontaminate"]["eval_sets"][0]):
+        part["path"] = str((REPO / "configs" / part["path"]).resolve())
+    config["clean"]["signals"] = []
+    config["decontaminate"]["mode"] = "both"
+    config["evaluate"] = {"label_noise": {"enabled": False}}
+    path = write_config(tmp_path, config)
+    local = run_pipeline(path, tmp_path / "local", batch_size=1000)
+    on_ray, log = run_ray(path, tmp_path / "ray", batch_size=1000)
+    assert any(m.startswith("decontaminate: on Ray,") and int(m.split(", ")[1].split()[0]) > 1 for m in log), log
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", config["dataset"])
+    stage = next(s for s in on_ray.stages if s.name == "decontaminate")
+    assert stage.dropped == {"contaminated": stage.stats["rows_removed"]} and stage.stats["rows_removed"] >= 11
+    assert on_ray.manifest["decontamination"] == local.manifest["decontamination"]
+    assert on_ray.manifest["evaluation"]["decontamination"]["contaminated_rows"] == 0

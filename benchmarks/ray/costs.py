@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import schemas  # noqa: E402
 from pipeline.cli.project import PROJECT  # noqa: E402
+from pipeline.filters import SIGNALS  # noqa: E402
 from pipeline.stage import StageContext  # noqa: E402
 from pipeline.stage_io import BoundaryWriter  # noqa: E402
 from stages import clean, collect  # noqa: E402
@@ -78,8 +79,8 @@ def main() -> None:
     no_lang = clean.Config(**{**sections["clean"][1].model_dump(), "signals": []})
     costs["clean"] = cpu(lambda: drain(clean.CleanStage(no_lang, ctx()), TableInput(collected, 10_000)))
     texts = collected.column("text").slice(0, args.lang_rows).combine_chunks()
-    clean.SIGNALS["lang"](texts.slice(0, 10))  # load langdetect's profiles outside the timing (once per actor)
-    costs["lang signal"] = cpu(lambda: (clean.SIGNALS["lang"](texts), len(texts))[1])
+    SIGNALS["lang"](texts.slice(0, 10))  # load the language model outside the timing (once per actor)
+    costs["lang signal"] = cpu(lambda: (SIGNALS["lang"](texts), len(texts))[1])
 
     cleaned = head("clean", args.rows)
     cls, section = sections["dedupe"]

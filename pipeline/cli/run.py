@@ -36,7 +36,7 @@ def run(
     executor_name: str = typer.Option("local", "--executor", help="local: this process (and worker processes); ray: row-wise stages on Ray Data (needs the [ray] extra)"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="with --executor ray: join this Ray cluster ('auto', 'ray://host:10001'); default: start a local Ray with --workers CPUs"),
 ) -> None:
-    """Run collect → clean → dedupe → (annotate) → split, check quality, and publish a new version.
+    """Run collect → clean → (decontaminate) → dedupe → (annotate) → split, check quality, and publish a new version.
 
     Stages whose inputs, config and code are unchanged since an earlier run are reused, not recomputed.
     Every input row ends either in a split of the version or in its rejected.parquet with a reason.

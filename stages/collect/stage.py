@@ -16,10 +16,10 @@ import schemas
 from pipeline.errors import UserError
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from schemas.summaries import Summary
-from stages.collect.config import Config, InputsWithin, SourceConfig, Sources
-from stages.collect.files import check_encoding, check_source, file_digest, is_url, resolve_files
-from stages.collect.readers import has_surrogates, read_records
-from stages.collect import records
+from pipeline.sources.config import Config, InputsWithin, SourceConfig, Sources
+from pipeline.sources.files import check_encoding, check_source, file_digest, is_url, resolve_files
+from pipeline.sources.readers import has_surrogates, read_records
+from pipeline.sources import records
 
 
 class InputFile(Summary):
@@ -184,7 +184,7 @@ class CollectStage(Stage):
         return None, row
 
     def _map_payload(self, source: SourceConfig, fields: dict[str, Any], row: dict[str, Any]):
-        """A generative record (stages/collect/records.py), its id field and meta fields."""
+        """A generative record (pipeline/sources/records.py), its id field and meta fields."""
         error, payload = records.map_record(source, fields, self.ctx.kind.name)
         if error is not None:
             return error, row

@@ -29,6 +29,7 @@ class Candidate:
     summaries: Summaries = field(default_factory=Summaries)
     schema: pa.Schema = schemas.SPLIT  # the published rows' schema (the plan's last boundary)
     kind: RecordKind = KINDS[DEFAULT_KIND]
+    config_dir: Path | None = None  # where the dataset config's relative paths start
 
     def default_languages(self, column: str = "lang") -> list[str] | None:
         """The languages clean's rule on a language column allowed, if it had one (the `language` check's
@@ -57,7 +58,8 @@ def _read(path: Path) -> pd.DataFrame | None:
 
 
 def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, parent: Path | None,
-                   summaries: Summaries | None, schema: pa.Schema | None, kind: RecordKind | str | None = None) -> Candidate:
+                   summaries: Summaries | None, schema: pa.Schema | None, kind: RecordKind | str | None = None,
+                   config_dir: Path | None = None) -> Candidate:
     manifest = read_json(folder / "manifest.json")
     schema = schema if schema is not None else schemas.SPLIT
     splits = {}
@@ -78,4 +80,5 @@ def read_candidate(folder: Path, dataset: str | None, labels: list[str] | None, 
         schema=schema,
         kind=KINDS[kind] if isinstance(kind, str) else kind or KINDS.get(manifest.get("kind") or DEFAULT_KIND,
                                                                           KINDS[DEFAULT_KIND]),
+        config_dir=Path(config_dir) if config_dir is not None else None,
     )

@@ -27,6 +27,7 @@ CHECKS = (
     "field_length",  # generative kinds: len(prompt), len(completion) within bounds
     "role_order",  # chat: every conversation's roles in order (schemas.chat.ROLE_ORDER)
     "refusals",  # generative kinds: share of published rows whose response is a refusal at most a ceiling
+    "decontamination",  # published rows matching an evaluation set (re-checked) at most a ceiling
 )
 
 
@@ -134,6 +135,9 @@ class Config(BaseModel):
     max_refusal_share: float | None = Field(
         0.02, ge=0.0, le=1.0, description="generative kinds: share of published rows whose response is a refusal "
                                           "(clean's `refusal` signal on completion / last_assistant) at most this")
+    max_contaminated: int | None = Field(
+        0, ge=0, description="published rows that still match an evaluation set of the decontaminate section, "
+                             "re-checked after removal (null: reported, not bounded)")
     leakage: Leakage = Leakage()
     label_noise: LabelNoise = LabelNoise()
     non_blocking: list[str] = Field(

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from pipeline.gate import GateRequest
 from schemas.summaries import Summaries
-from stages.evaluate import agreement, label_conflicts, label_noise, leakage, refusals, split_overlap
+from stages.evaluate import agreement, decontamination, label_conflicts, label_noise, leakage, refusals, split_overlap
 from stages.evaluate.candidate import read_candidate
 from stages.evaluate.config import Config
 from stages.evaluate.evidence import LABEL_ISSUES_FILE, QUALITY_DIR, REPORT_FILE, SUMMARY_FILE, jsonable
@@ -27,7 +27,7 @@ from stages.evaluate.report import write_report
 from stages.evaluate.result import CheckResult, EvaluationResult
 
 # The dataset-level checks, in the order their figures and expectations appear.
-CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals)
+CHECK_MODULES = (split_overlap, leakage, label_noise, label_conflicts, agreement, refusals, decontamination)
 
 
 def evaluate_candidate(
@@ -55,7 +55,7 @@ def evaluate_candidate(
     quality.mkdir(parents=True, exist_ok=True)
     candidate = read_candidate(candidate_dir, getattr(dataset_config, "dataset", None),
                                getattr(dataset_config, "labels", None), previous_version_dir, summaries, schema,
-                               getattr(dataset_config, "kind", None))
+                               getattr(dataset_config, "kind", None), getattr(dataset_config, "config_dir", None))
 
     timings: dict[str, float] = {}
     checks: dict[str, CheckResult] = {}

@@ -199,7 +199,8 @@ def _lengths(splits: dict[str, pd.DataFrame]) -> str:
 def _languages(splits: dict[str, pd.DataFrame]) -> str:
     plt = _plt()
     if not any("lang" in df and df["lang"].notna().any() for df in splits.values()):
-        return '<p class="muted">No language column (the clean stage adds <code>lang</code>).</p>'
+        return ('<p class="muted">No language column: the clean stage computes <code>lang</code> for a <code>lang</code> '
+                'rule or with <code>signals: [lang]</code> in its section.</p>')
     counts = {s: df["lang"].fillna("(none)").value_counts() if "lang" in df else pd.Series(dtype=int) for s, df in splits.items()}
     total = Counter()
     for c in counts.values():

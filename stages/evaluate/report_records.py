@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 import schemas
+from stages.evaluate import decontamination
 from stages.evaluate.report import _COLORS, _e, _img, _plt, _png, _table
 
 FIELDS = ("prompt", "completion", "system")  # the views whose lengths are plotted (when not all empty)
@@ -147,9 +148,11 @@ def drop_examples(rejected: pd.DataFrame | None) -> str:
 def sections(result) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """(anchor, title, html) sections for `write_report`: those that replace the classification sections
     (labels, text length, languages) for a generative kind — none for classification — and those every
-    kind's report adds (examples of each drop reason)."""
+    kind's report adds (examples of each drop reason, decontamination)."""
     candidate = result.candidate
-    common = [("drops", "Removed rows by reason, with examples", drop_examples(candidate.rejected))]
+    common = [("drops", "Removed rows by reason, with examples", drop_examples(candidate.rejected)),
+              ("decontamination", "Decontamination against evaluation sets",
+               decontamination.section(result.summary.get("decontamination")))]
     if candidate.kind.label_field is not None:
         return [], common
     own = [

@@ -40,6 +40,11 @@ def summarize_report(version_dir: Path | str) -> str:
     leak = ev.get("leakage") or {}
     if leak.get("ran"):
         lines.append("leakage: " + (", ".join(f"{k} {v}" for k, v in leak.get("leaked", {}).items()) or "none checked"))
+    decon = ev.get("decontamination") or {}
+    if decon.get("ran"):
+        sets = ", ".join(f"{s['name']} ({s['items']:,} items, {s['rows_removed']:,} rows)" for s in decon["eval_sets"])
+        still = f"; published rows still matching: {decon['contaminated_rows']:,}" if decon.get("rechecked") else ""
+        lines.append(f"decontamination: {decon['rows_removed']:,} rows removed against {sets}{still}")
     noise = ev.get("label_noise") or {}
     if noise.get("ran"):
         lines.append(f"label issues: {noise.get('flagged', 0):,} of {noise.get('labelled_rows', 0):,} labelled rows "

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
-# Generative record formats (stages/collect/records.py) and the fields each reads, with their default names.
+# Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
 DEFAULT_FIELDS: dict[str, dict[str, str]] = {
     "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
     "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
@@ -43,7 +43,7 @@ class SourceConfig(BaseModel):
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
     label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
-    # generative kinds (generation, chat): how a record maps onto the payload (stages/collect/records.py)
+    # generative kinds (generation, chat): how a record maps onto the payload (pipeline/sources/records.py)
     record_format: Literal["fields", "alpaca", "sharegpt", "messages"] | None = Field(
         None, description="fields (two mapped fields) | alpaca | sharegpt | messages; default: fields for "
                           "generation, messages for chat (classification reads text_field / label_field)")

@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from schemas.chat import role_order_problem
-from stages.collect.config import DEFAULT_FIELDS, SourceConfig
+from pipeline.sources.config import DEFAULT_FIELDS, SourceConfig
 
 # The fields a record must have (a missing optional one is simply absent).
 REQUIRED = {"fields": ("prompt", "completion"), "alpaca": ("instruction", "output"),

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from stages.collect.config import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 csv.field_size_limit(2**31 - 1)  # one document may be large (tens of MB)
 

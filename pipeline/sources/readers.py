@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from stages.collect.config import SourceConfig
-from stages.collect.files import csv_dialect, encoding_of, open_input, strip_nul
+from pipeline.sources.config import SourceConfig
+from pipeline.sources.files import csv_dialect, encoding_of, open_input, strip_nul
 
 # A record as read from a source, before mapping: (line number, fields dict, None, None) or
 # (line number, None, (error reason, details), raw text).
