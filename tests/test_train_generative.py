@@ -454,6 +454,9 @@ def test_the_offline_default_trains_and_writes_every_file(default_run, short_alp
                    manifest["content_fingerprint"], "CPU", "ROUGE-L", "learning_rate", "AutoModelForSeq2SeqLM",
                    "| max_new_tokens | `8` |"):
         assert needle in card, needle
+    # sample generations a person can read: the first test rows with prompt, reference and the generated answer
+    assert "## Sample generations" in card and "### 1. `" + first_prediction_id(run_dir) + "`" in card
+    assert first_test_prompt_head(short_alpaca) in card
     # the hyper-parameter table lists what this task reads, not a classifier's or a causal LM's settings
     for absent in ("label_separator", "class_weights", "problem_type", "chat_template", "packing"):
         assert f"| {absent} |" not in card, absent
@@ -473,6 +476,35 @@ def test_the_offline_default_trains_and_writes_every_file(default_run, short_alp
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------
+def first_prediction_id(run_dir: Path) -> str:
+    return pq.read_table(run_dir / "test_predictions.parquet")["id"][0].as_py()
+
+
+def first_test_prompt_head(data_dir: Path) -> str:
+    return split_table(data_dir, "test")["prompt"][0].as_py()[:200]
+
+
+def test_card_samples_show_texts_as_written_whatever_they_hold():
+    """An answer's own code fence cannot close the block it is shown in; long texts are cut with a count; an
+    empty answer says so; a card shows at most CARD_SAMPLES rows."""
+    from train.tasks.generative.task import CARD_SAMPLE_CHARS, CARD_SAMPLES
+    from train.tasks.seq2seq.task import Seq2SeqTask
+
+    answer = "Use:\n```python\nprint('hi')\n```\nand `x`."
+    rows = [{"id": f"r{i}", "prompt": "Q?", "reference": answer, "prediction": "", "rougeL": 0.5, "token_f1": 0.25}
+            for i in range(CARD_SAMPLES + 2)]
+    rows[1]["prompt"] = "x" * (CARD_SAMPLE_CHARS + 50)
+    lines = Seq2SeqTask(Config(), warm_start=False).card_samples(pa.Table.from_pylist(rows))
+    text = "\n".join(lines)
+    assert lines[0] == "## Sample generations"
+    assert text.count("### ") == CARD_SAMPLES and "### 1. `r0` — ROUGE-L 0.50, token-F1 0.25" in text
+    assert "````text\n" + answer + "\n````" in text  # a four-backtick fence around the three-backtick one
+    assert "x" * CARD_SAMPLE_CHARS + " … (50 more characters)" in text and "x" * (CARD_SAMPLE_CHARS + 1) not in text
+    assert "*(empty)*" in text
+    assert Seq2SeqTask(Config(), warm_start=False).card_samples(pa.Table.from_pylist(rows[:0], schema=
+                                                                pa.Table.from_pylist(rows).schema)) == []
+
+
 def test_bleu_and_chrf_match_sacrebleus_published_example():
     """sacrebleu's README: BLEU = 48.53 and chrF2 = 59.73 for this system output and two reference sets; 29.44
     when the first reference of the first sentence is missing."""

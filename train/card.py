@@ -1,5 +1,5 @@
 """The model card (`README.md` in a run folder): base model, data version + fingerprint, hardware, training,
-the task's metrics section, hyper-parameters and how to use the model.
+the task's metrics section, sample predictions (generative tasks), hyper-parameters and how to use the model.
 
 The frame is the same for every task; what is task-specific (pipeline tag, summary, metrics, usage) comes from
 `Task.model_card` as a `CardSection`. Metrics are fractions in 0-1, as in metrics.json and the CLI.
@@ -12,7 +12,9 @@ from train.config import Config
 from train.tasks.base import CardSection
 
 
-def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSection) -> None:
+def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSection,
+                     samples: list[str] = ()) -> None:
+    """`samples`: the task's card_samples lines (a section of its own after the metrics), if any."""
     tr = metrics["training"]
     rt = record["runtime"]
     cfg = record["train_config"]
@@ -47,6 +49,7 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSe
         "",
         *section.metrics,
         "",
+        *([*samples, ""] if samples else []),
         "## Hyper-parameters",
         "",
         "| key | value |",

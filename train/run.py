@@ -154,7 +154,8 @@ def train_version(
                                 key=keys[split], cache_dir=cache)
             results[split] = scored.metrics
             if split == "test":
-                pq.write_table(scored.predictions, work_dir / "test_predictions.parquet")
+                test_predictions = scored.predictions
+                pq.write_table(test_predictions, work_dir / "test_predictions.parquet")
 
         trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
         tokenizer.save_pretrained(str(work_dir))
@@ -196,7 +197,8 @@ def train_version(
             "command": " ".join(sys.argv) if sys.argv else None,
         }
         (work_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-        write_model_card(work_dir, record, metrics, task.model_card(record, metrics))
+        write_model_card(work_dir, record, metrics, task.model_card(record, metrics),
+                         task.card_samples(test_predictions))
 
         os.replace(work_dir, final_dir)
     except BaseException:

@@ -15,7 +15,7 @@ A `Task` supplies the rest, in the order a run needs it:
     tokens        encoding_key, encode_examples, encode_inputs, encoding_notes   (cached by train.run)
     train         best_metric, greater_is_better, compute_metrics, training_overrides, trainer(...)
     score         predict, score, predictions_table, write_figures, scoring_notes
-    present       headline, facts, model_card, detail_table
+    present       headline, facts, model_card, card_samples, detail_table
 
 The tasks: `classification` (a sequence classifier on an encoder), `causal_lm` (a decoder-only LM on
 generation and chat versions, loss on the answer tokens only) and `seq2seq` (an encoder-decoder, or one
@@ -200,6 +200,12 @@ class Task(ABC):
     @abstractmethod
     def model_card(self, record: dict, metrics: dict) -> CardSection:
         """The task's part of the model card, from run.json's record and metrics.json."""
+
+    def card_samples(self, predictions: pa.Table) -> list[str]:
+        """Markdown lines of a model card section (its `##` heading included) showing a few rows of the test
+        split's predictions_table a person can read, e.g. prompts with the reference and the generated answer.
+        None by default (a classifier's card has its per-class table and confusion matrix)."""
+        return []
 
     @classmethod
     def headline_text(cls, metrics: dict) -> str:

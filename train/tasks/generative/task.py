@@ -1,6 +1,6 @@
 """What the generative tasks (causal_lm, seq2seq) share: rows with an answer, validation by loss, scoring by
 generating answers for the split and comparing them with the references, the per-row predictions, the
-headline figures and the metrics part of the model card.
+headline figures, the metrics part of the model card and its sample generations.
 
 A subclass supplies the model (build, load, tokenizer), the encoding (`encode_examples`: input_ids with the
 labels -100 outside the answer; `encode_inputs`: what the model is shown to answer), whether the model is
@@ -8,6 +8,7 @@ decoder-only (left padding when generating), the ids that end an answer, and its
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +23,8 @@ IGNORE = -100  # the label of a token the loss does not cover (PyTorch's cross-e
 # metric key -> how it is named on screen, in `runs list` and in the card: the generative headline
 HEADLINE = {"rougeL": "ROUGE-L", "bleu": "BLEU", "chrf": "chrF", "exact_match": "EM", "token_f1": "token-F1"}
 _ALL = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", **HEADLINE}
+CARD_SAMPLES = 5  # test rows the model card shows with their generated answers
+CARD_SAMPLE_CHARS = 800  # each text of a sample cut there (the parquet file has them whole)
 
 
 class GenerativeTask(Task):
@@ -90,9 +93,42 @@ class GenerativeTask(Task):
         ]
         return lines
 
+    def card_samples(self, predictions: pa.Table) -> list[str]:
+        """The first CARD_SAMPLES test rows (the split's own order: a hash of the id, so a fair draw) with
+        prompt, reference and generated answer in full up to CARD_SAMPLE_CHARS characters each, and their
+        scores: what the figures above mean in words."""
+        rows = predictions.slice(0, CARD_SAMPLES).to_pylist()
+        if not rows:
+            return []
+        lines = ["## Sample generations", "",
+                 f"The first {len(rows)} rows of the test split (of {predictions.num_rows}; all of them, with "
+                 "their scores, are in `test_predictions.parquet`), as the model answered them when it was "
+                 "scored.", ""]
+        for i, row in enumerate(rows, start=1):
+            scores = ", ".join(f"{label} {row[key]:.2f}" for key, label in (("rougeL", "ROUGE-L"),
+                                                                           ("token_f1", "token-F1"))
+                               if row.get(key) is not None)
+            lines += [f"### {i}. `{row['id']}`" + (f" — {scores}" if scores else ""), ""]
+            for name, key in (("Prompt", "prompt"), ("Reference", "reference"), ("Generated", "prediction")):
+                lines += [f"**{name}**", "", *_text_block(row[key]), ""]
+        return lines[:-1]
+
     @classmethod
     def detail_table(cls, metrics_json: dict) -> tuple[list[str], list[list[str]]] | None:
         return ["metric", "value"], [[label, _frac(metrics_json.get(key))] for key, label in _ALL.items()]
+
+
+def _text_block(text: str | None) -> list[str]:
+    """`text` as a fenced block, shown as written (Markdown in an answer is not rendered): the fence is longer
+    than any run of backticks inside (CommonMark), so an answer's own code fences cannot close it."""
+    if text is None:
+        return ["*(none)*"]
+    if not text.strip():
+        return ["*(empty)*"]
+    if len(text) > CARD_SAMPLE_CHARS:
+        text = text[:CARD_SAMPLE_CHARS] + f" … ({len(text) - CARD_SAMPLE_CHARS:,} more characters)"
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [fence + "text", text, fence]
 
 
 def _frac(x) -> str:
