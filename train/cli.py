@@ -57,6 +57,7 @@ def train_command(
     max_length: Optional[int] = Override("max_length", "--max-length", min=1),
     max_steps: Optional[int] = Override("max_steps", "--max-steps", min=1),
     max_train_samples: Optional[int] = Override("max_train_samples", "--max-train-samples", min=1),
+    max_eval_samples: Optional[int] = Override("max_eval_samples", "--max-eval-samples", min=1),
     seed: Optional[int] = Override("seed", "--seed"),
     max_new_tokens: Optional[int] = Override("max_new_tokens", "--max-new-tokens", min=1),
     chat_template: Optional[str] = Override("chat_template", "--chat-template"),
@@ -91,7 +92,8 @@ def train_command(
     cfg = load_config(config, check_sources=False)
     updates = _overrides(
         model=model, task=task, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-        max_length=max_length, max_steps=max_steps, max_train_samples=max_train_samples, seed=seed,
+        max_length=max_length, max_steps=max_steps, max_train_samples=max_train_samples,
+        max_eval_samples=max_eval_samples, seed=seed,
         max_new_tokens=max_new_tokens, chat_template=chat_template,
         gradient_accumulation_steps=gradient_accumulation_steps,
     )

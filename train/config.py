@@ -118,7 +118,8 @@ class Config(BaseModel):
         "auto", description="auto: 0 on CPU, min(4, cpus) on a GPU"
     )
     max_train_samples: int | None = Field(None, gt=0, description="train on the first N rows only (quick runs)")
-    max_eval_samples: int | None = Field(None, gt=0, description="evaluate/score on the first N rows only")
+    max_eval_samples: int | None = Field(None, gt=0, description="validate and score on the first N rows of the "
+                                            "validation and test splits only (generating answers is slow)")
     use_cpu: bool = Field(False, description="train on the CPU even when a GPU is present")
 
     @field_validator("class_weights")
