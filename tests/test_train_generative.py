@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from pipeline.errors import UserError
+from pipeline.store import file_hashes
 from train.config import Config, default_model_path
 from train.tasks.causal_lm import masking, packing
 from train.tasks.causal_lm.template import DEFAULT_TEMPLATE, ChatTemplate
@@ -141,6 +142,8 @@ def short_alpaca(tmp_path_factory) -> Path:
     for source in config["sources"]:
         source["path"] = str((REPO / "configs" / source["path"]).resolve())
     config["clean"] = {"signals": [], "filters": {"prompt.n_words": {"max": 12}, "completion.n_words": {"max": 12}}}
+    # the length rules remove most of the sample on purpose: the gate's rejected_share would block that
+    config["evaluate"] = {"rejected_share": {"stage": None, "reason": None}}
     folder = tmp_path_factory.mktemp("alpaca")
     result = run_pipeline(write_config(folder, config), folder / "data")
     assert result.version == "v1"
@@ -159,6 +162,8 @@ def derived_version(source: Path, data_dir: Path, dataset: str = DATASET, **spli
         pq.write_table(table, dst / f"{split}.parquet")
     manifest = json.loads((dst / "manifest.json").read_text())
     manifest["dataset"] = dataset
+    if "files" in manifest:  # the derived files are this version's as published (train refuses edited versions)
+        manifest["files"] = file_hashes(dst)
     (dst / "manifest.json").write_text(json.dumps(manifest))
     return dst
 
