@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stages.annotate.responses.config import ReviewConfig
+
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +38,11 @@ class Config(BaseModel):
     url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
     api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
     push_batch_size: int = Field(500, ge=1, le=10_000)
+    # Review of responses (generation, chat and preference records): stages/annotate/responses/.
+    mode: Literal["label", "rate", "edit", "compare"] = Field(
+        "label", description="label: pick a class label (classification); rate: grade each response 1..max_rating "
+        "with flags; edit: correct the response; compare: pick the better of two responses (preference records)")
+    review: ReviewConfig = Field(default_factory=ReviewConfig, description="rate / edit / compare settings")
 
     @model_validator(mode="after")
     def _check(self) -> "Config":

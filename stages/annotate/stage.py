@@ -21,6 +21,7 @@ from pipeline.stage import Stage, StageInput, StageOutput
 from schemas.summaries import Agreement, AnnotationSummary, Summary
 from stages.annotate import agreement
 from stages.annotate.config import Config
+from stages.annotate.responses import run as responses
 from stages.annotate.export import annotations_from_export, write_annotations
 from stages.annotate.labelling import FROM_NAME, MULTI_SEP, TO_NAME, instructions_html, label_config
 from stages.annotate.selection import file_hash, read_table, select_rows
@@ -41,11 +42,14 @@ class AnnotateStage(Stage):
     mode: ClassVar[str] = "run"
 
     @classmethod
-    def unsupported(cls, kind) -> str | None:
-        if kind.label_field is None:
-            return (f"review of responses ({kind.name} records) is not supported yet — issue #15 adds rating, "
-                    "editing and comparing them; run with --no-annotate or remove the annotate section")
-        return None
+    def check_section(cls, section: Config, config_dir: Path, config) -> None:
+        kind = config.record_kind
+        if section.mode == "label" and kind.label_field is None:
+            raise UserError(f"annotate: {kind.name} records have no class label to pick — set annotate.mode to "
+                            + ("compare" if kind.name == "preference" else "rate or edit")
+                            + " (review of responses), or run with --no-annotate")
+        if section.mode != "label":
+            responses.check_kind(section.mode, kind.name)
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
@@ -86,12 +90,15 @@ class AnnotateStage(Stage):
                     return stored
             same = client.projects_titled(self.title)
             return int(same[0].id) if len(same) == 1 else None
-        labels = self.labels()
+        if self.config.mode == "label":
+            interface, what = label_config(self.labels(), self.config.choice, self.config.instructions), "a human label"
+        else:
+            interface, what = responses.labelling_config(self), f"review ({self.config.mode})"
         pid, created = client.ensure_project(
             self.title,
-            label_config(labels, self.config.choice, self.config.instructions),
+            interface,
             stored_id=stored,
-            description=f"sftpipe dataset {self.ctx.dataset}: rows that need a human label. Managed by sftpipe; "
+            description=f"sftpipe dataset {self.ctx.dataset}: rows that need {what}. Managed by sftpipe; "
             f"tasks carry the row id in data.row_id.",
             instructions=instructions_html(self.config.instructions),
             maximum_annotations=self.config.annotators_per_task,
@@ -216,6 +223,9 @@ class AnnotateStage(Stage):
     # -- run -------------------------------------------------------------------------------------------------
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
+        if self.config.mode != "label":  # rate, edit, compare: review of responses
+            yield from responses.review(self, inputs)
+            return
         cfg = self.config
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
@@ -383,6 +393,8 @@ class AnnotateStage(Stage):
             agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
             annotator_accuracy=s.get("annotator_accuracy"),
             warnings=s.get("warnings", []),
+            mode=s.get("mode", "label"),
+            review=s.get("review"),
         )
 
     @classmethod
