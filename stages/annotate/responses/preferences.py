@@ -21,8 +21,8 @@ def aggregate(ann: pd.DataFrame) -> pd.DataFrame:
     frame = ann[["item", "annotator", "preference"]].rename(columns={"preference": "label"})
     result = agreement.majority(frame)
     tie_won = result["label"] == "tie"
-    result.loc[tie_won, "unresolved"] = True
-    result.loc[tie_won, "label"] = None
+    result["unresolved"] = result["unresolved"].astype(bool) | tie_won
+    result["label"] = [None if t or not isinstance(l, str) else l for l, t in zip(result["label"], tie_won)]
     return result.rename(columns={"label": "preference"})
 
 
