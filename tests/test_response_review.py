@@ -275,3 +275,70 @@ def test_compare_majority_ties_listed_fleiss_kappa(server, tmp_path):
     # Fleiss' kappa by hand: P̄ = (1/3 + 1/3 + 0 + 1/3) / 4 = 0.25; each value 4 of 12 votes → P_e = 1/3;
     # kappa = (0.25 − 1/3) / (1 − 1/3) = −0.125.
     assert stage.stats["agreement"]["fleiss_kappa"] == pytest.approx(-0.125, abs=1e-6)
+
+
+# -- in a real browser: the conversation turn by turn, markup shown as text, nothing of it run ---------------
+
+
+@pytest.mark.skipif(__import__("tests.conftest", fromlist=["chromium_path"]).chromium_path() is None,
+                    reason="Chromium not installed (apt-get install -y chromium)")
+def test_rating_screen_in_a_real_browser(server, tmp_path):
+    """Also the README's screenshot: SFTPIPE_SCREENSHOT=docs/review_rate.png pytest -k rating_screen."""
+    import base64
+    import os
+    import time
+
+    from .conftest import chromium_path
+    from .test_labelstudio import CDP, start_browser
+
+    kind = KINDS["chat"]
+    row = {"id": "screen-00", "source": "alpaca", "source_file": "alpaca_en_demo.json", "source_line": 1,
+           "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                        {"role": "user", "content": 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">'},
+                        {"role": "assistant", "content": "Use the b element:\n\n```html\n<b>bold</b>\n```"}],
+           "tools": None, "meta": None, "cluster_id": 0}
+    inp = TableInput(pa.RecordBatch.from_pylist([row], schema=kind.schema(schemas.CLUSTER_ID)))
+    cfg = dict(mode="rate", select="all", instructions="Rate the last answer from 1 (unusable) to 5 (excellent).")
+    stage = make("screen-test", "chat", tmp_path / "p", **cfg)
+    with pytest.raises(PipelinePaused):
+        run(stage, inp)
+    pid = stage.stats["project_id"]
+    (tid,) = tasks_by_row(server, pid).values()
+    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
+        h.get("/user/login/")
+        r = h.post("/user/login/", data={"email": server.creds["username"], "password": server.creds["password"],
+                                         "csrfmiddlewaretoken": h.cookies["csrftoken"]}, headers={"Referer": f"{server.url}/user/login/"})
+        assert r.status_code == 302
+        session = h.cookies["sessionid"]
+    proc, port = start_browser(chromium_path(), tmp_path / "profile")
+    try:
+        page = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"][0]
+        cdp = CDP(page["webSocketDebuggerUrl"])
+        cdp.send("Network.enable")
+        cdp.send("Network.setCookie", name="sessionid", value=session, url=server.url)
+        cdp.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        cdp.send("Page.navigate", url=f"{server.url}/projects/{pid}/data?tab=0&task={tid}")
+        body = ""
+        for _ in range(90):
+            time.sleep(1)
+            body = cdp.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)["result"].get("value", "")
+            if "Submit" in body and "<b>bold</b>" in body and "factually_wrong" in body:
+                break
+        assert 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">' in body, body[:1500]
+        assert "```html\n<b>bold</b>\n```" in body  # the response as text, line breaks kept
+        for role in ("system", "user"):
+            assert role in body  # the turns with their roles (Paragraphs, dialogue layout)
+        assert "factually_wrong" in body and "refusal" in body  # the flags
+        ran = cdp.send("Runtime.evaluate", expression="typeof window.__pwned", returnByValue=True)
+        assert ran["result"]["value"] == "undefined"
+        time.sleep(1)
+        shot = base64.b64decode(cdp.send("Page.captureScreenshot", format="png")["data"])
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+        target = os.environ.get("SFTPIPE_SCREENSHOT")
+        if target:
+            from pathlib import Path
+
+            Path(target).write_bytes(shot)
+    finally:
+        proc.kill()
+        proc.wait()
