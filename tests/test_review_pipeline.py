@@ -42,6 +42,15 @@ def test_alpaca_review_config_end_to_end(server, tmp_path):
         b = min(5, a + 1) if i % 3 == 0 else a
         post(server.url, tok_a, by_row[rid], rating(a, ["refusal"] if i == 7 else ()))
         post(server.url, tok_b, by_row[rid], rating(b, ["refusal"] if i == 7 else ()))
+    # `sftpipe annotate status` follows a review as it follows labelling.
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    status = CliRunner().invoke(app, ["annotate", "status", str(path)], catch_exceptions=False)
+    assert status.exit_code == 0, status.output
+    assert "tasks: 50 total, 50 done (2 annotation(s) each)" in status.output and "alpaca.a@example.com" in status.output
+
     result = run_pipeline(path, data)
     assert result.published
     version = data / "versions" / "alpaca-review" / result.version

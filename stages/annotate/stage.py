@@ -309,6 +309,9 @@ class AnnotateStage(Stage):
     def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """(annotations, aside, source label per row id from the task data) from an export snapshot."""
         client = self.client()
+        if self.config.mode != "label":  # rate, edit, compare: one row per review annotation
+            ann, aside = responses.pull(self, pid)
+            return ann, aside, {}
         export = client.export_snapshot(pid)
         ann, aside = annotations_from_export(export, client.users(), self.labels())
         source_of = {(t.get("data") or {}).get("row_id"): (t.get("data") or {}).get("source_label") for t in export}
@@ -317,6 +320,9 @@ class AnnotateStage(Stage):
     def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
         """Aggregate, measure agreement, write the files and the stats; return the resolved rows
         (columns item, label, ...)."""
+        if self.config.mode != "label":
+            raise UserError(f"annotate pull aggregates class labels; a review (annotate.mode {self.config.mode}) is "
+                            "pulled and aggregated by `sftpipe run` (`sftpipe annotate status` shows its progress)")
         cfg, labels = self.config, self.labels()
         agg, details = agreement.aggregate(ann, labels, cfg.aggregation)
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}

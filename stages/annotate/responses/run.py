@@ -64,6 +64,14 @@ def _tasks(stage, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def pull(stage, pid: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(annotations, aside) of the project, from an export snapshot."""
+    cfg, client = stage.config, stage.client()
+    return export.reviews_from_export(
+        client.export_snapshot(pid), client.users(), cfg.mode, flags=cfg.review.flags, max_rating=cfg.review.max_rating,
+        a_is_chosen=interface.a_is_chosen if cfg.mode == "compare" else None)
+
+
 def review(stage, inputs) -> Iterator[StageOutput]:
     cfg, kind = stage.config, stage.ctx.kind
     mode, rcfg = cfg.mode, cfg.review
@@ -80,10 +88,7 @@ def review(stage, inputs) -> Iterator[StageOutput]:
     url = stage.project_url(pid)
     pushed = client.import_missing(pid, _tasks(stage, rows), batch_size=cfg.push_batch_size)
     tasks = client.tasks(pid)
-    snapshot = client.export_snapshot(pid)
-    ann, aside = export.reviews_from_export(
-        snapshot, client.users(), mode, flags=rcfg.flags, max_rating=rcfg.max_rating,
-        a_is_chosen=interface.a_is_chosen if mode == "compare" else None)
+    ann, aside = pull(stage, pid)
     in_input = set(table.column("id").to_pylist())
     ann = ann[ann["row_id"].isin(in_input)].reset_index(drop=True)
     aside = aside[aside["row_id"].isin(in_input) | aside["row_id"].isna()].reset_index(drop=True)
