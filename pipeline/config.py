@@ -122,7 +122,7 @@ def parse_config(path: str | Path, model: type[DatasetConfig]) -> DatasetConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        raise UserError(_yaml_error(path, exc)) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
     try:
@@ -149,6 +149,25 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
         raise RuntimeError("no project is installed: import pipeline.cli.project (the composition root) first, "
                            "or call Project.load_config")
     return _INSTALLED.load_config(path, check_sources)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: what`, then the offending line and a caret under the column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    what = problem + (f" ({' '.join(str(context).split())}, line {exc.context_mark.line + 1})"
+                      if context and getattr(exc, "context_mark", None) is not None else "")
+    try:
+        line = path.read_text(encoding="utf-8", errors="replace").splitlines()[mark.line]
+    except (OSError, IndexError):
+        return f"{where}: not valid YAML: {what}"
+    line = line.replace("\t", " ")
+    gutter = f"  {mark.line + 1} | "
+    return f"{where}: not valid YAML: {what}\n{gutter}{line}\n{' ' * len(gutter)}{' ' * mark.column}^"
 
 
 def _describe(error: dict) -> str:

@@ -9,7 +9,8 @@ class PipelinePaused(UserError):
     """The run cannot go on until people do something outside it (label rows in Label Studio).
 
     Not a failure: the executor stops the run cleanly, keeps what the stages before finished (so the next
-    run resumes from there) and prints the message. Being a UserError, an executor that does not know it
+    run resumes from there), attaches their reports (`stages`) and the CLI prints the funnel so far and the
+    message, and exits with its own code (75). Being a UserError, an executor that does not know it
     still prints one line rather than a traceback.
     """
 
@@ -18,3 +19,4 @@ class PipelinePaused(UserError):
         self.stage = stage
         self.waiting = waiting
         self.url = url
+        self.stages: list = []  # the executor's reports of the stages finished before the pause

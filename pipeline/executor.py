@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import schemas
 from pipeline import candidate as candidates
 from pipeline.config import DatasetConfig
-from pipeline.errors import UserError
+from pipeline.errors import PipelinePaused, UserError
 from pipeline.fingerprint import code_fingerprint
 from pipeline.gate import GateRequest
 from pipeline.project import Plan, Project, Step
@@ -151,7 +151,11 @@ class LocalExecutor:
             folder = self.run_dir / "stages" / f"{index:02d}-{cls.name}-{fp[:16]}"
             report = None if forced else self._cached(cls, fp, folder, code)
             if report is None:
-                report = self._execute(stage, step, inputs, fp, folder, code)
+                try:
+                    report = self._execute(stage, step, inputs, fp, folder, code)
+                except PipelinePaused as paused:
+                    paused.stages = list(reports)  # the funnel so far: the stages finished before it
+                    raise
             reports.append(report)
             upstream = fp
             inputs = ParquetInput(sorted(folder.glob("part-*.parquet")), self.batch_size)

@@ -34,6 +34,23 @@ class VersionStore:
 
     # -- reading --------------------------------------------------------------------------------------------
 
+    def datasets(self) -> list[str]:
+        """The datasets with at least one published version, by name."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def no_version_error(self, dataset: str) -> UserError:
+        """What to say when `dataset` has no published version here: which datasets there are, and where
+        "here" is (a run started from another folder writes to another `data/`)."""
+        where = self.root.absolute()
+        others = self.datasets()
+        if others:
+            return UserError(f"dataset {dataset!r} has no published version under {where} "
+                             f"(datasets there: {', '.join(others)})")
+        return UserError(f"no dataset has a published version under {where} (`sftpipe run CONFIG` publishes one; "
+                         f"--data-dir points elsewhere)")
+
     def versions(self, dataset: str) -> list[str]:
         folder = self.root / dataset
         if not folder.is_dir():
@@ -49,7 +66,7 @@ class VersionStore:
         """Accept `v3`, `3`, `latest` or a tag; return the version name or raise UserError."""
         versions = self.versions(dataset)
         if not versions:
-            raise UserError(f"dataset {dataset!r} has no published version under {self.root}")
+            raise self.no_version_error(dataset)
         if version == "latest":
             return versions[-1]
         if version.isdigit():

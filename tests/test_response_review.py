@@ -99,7 +99,7 @@ def test_rate_push_twice_pull_after_restart_agreement_and_aside(server, tmp_path
     tok_a, tok_b, tok_c = (signup(server.url, f"rater.{x}@example.com") for x in "abc")
     inp = TableInput(generation_rows("rate", 5))
     cfg = dict(mode="rate", select="all", annotators_per_task=2,
-               review={"min_rating": 3, "flags": ["refusal", "harmful"], "flag_share": 0.5})
+               responses={"min_rating": 3, "flags": ["refusal", "harmful"], "flag_share": 0.5})
     with pytest.raises(PipelinePaused, match="^5 tasks awaiting review at"):
         run(make("rate-test", "generation", tmp_path / "p1", **cfg), inp)
     again = make("rate-test", "generation", tmp_path / "p2", **cfg)
@@ -149,7 +149,7 @@ def test_rate_push_twice_pull_after_restart_agreement_and_aside(server, tmp_path
     meta = json.loads(kept.to_pandas().set_index("id").loc[rows[4], "meta"])
     assert meta["origin"] == "test" and meta["review"]["rating"] == 5.0 and meta["review"]["n"] == 2
     assert set(kept.column("label_source").to_pylist()) == {"annotation"}
-    assert st["review"]["rejected"] == {"low_rating": 2, "flagged_refusal": 1} and st["review"]["kept"] == 2
+    assert st["response_review"]["rejected"] == {"low_rating": 2, "flagged_refusal": 1} and st["response_review"]["kept"] == 2
 
     aside = pq.read_table(work / "annotations_aside.parquet").to_pandas().set_index("row_id")
     assert "rating out of range 1..5: 7" in aside.loc[rows[2], "reason"]
@@ -174,7 +174,7 @@ def test_rate_push_twice_pull_after_restart_agreement_and_aside(server, tmp_path
 def test_rate_chat_turn_by_turn(server, tmp_path):
     tok = signup(server.url, "rater.chat@example.com")
     inp = TableInput(chat_rows("chatrate", 2))
-    cfg = dict(mode="rate", select="all", review={"min_rating": 3})
+    cfg = dict(mode="rate", select="all", responses={"min_rating": 3})
     with pytest.raises(PipelinePaused, match="^2 tasks awaiting review"):
         run(make("chat-rate-test", "chat", tmp_path / "p", **cfg), inp)
     pid = make("chat-rate-test", "chat", tmp_path / "x", **cfg).project(create=False)
@@ -220,7 +220,7 @@ def test_edit_becomes_the_response_original_in_lineage(server, tmp_path):
     m0, m1 = json.loads(got.loc[rows[0], "meta"])["review"], json.loads(got.loc[rows[1], "meta"])["review"]
     assert m0["original"] == "It is 0.\n    indented" and m0["annotator"] == "editor.a@example.com" and m0["edited"]
     assert "original" not in m1 and not m1["edited"]
-    assert stage.stats["changed_from_source"] == 2 and stage.stats["review"]["rows_with_differing_edits"] == 2
+    assert stage.stats["changed_from_source"] == 2 and stage.stats["response_review"]["rows_with_differing_edits"] == 2
     ann = pq.read_table(tmp_path / "w" / "annotations.parquet").to_pandas()
     assert len(ann) == 6 and "It is four." in ann["edited"].tolist()  # the edit not chosen is kept
 
@@ -271,7 +271,7 @@ def test_compare_majority_ties_listed_fleiss_kappa(server, tmp_path):
     assert got.loc[rows[1], "chosen"] == "bad answer 1" and got.loc[rows[1], "rejected"] == "good answer 1"  # swapped
     assert sorted(rejected.column("id").to_pylist()) == [rows[2], rows[3]]
     assert set(rejected.column("reason").to_pylist()) == {"preference_tie"}
-    assert stage.stats["review"]["tie_rows"] == [rows[2], rows[3]] and stage.stats["review"]["swapped"] == 1
+    assert stage.stats["response_review"]["tie_rows"] == [rows[2], rows[3]] and stage.stats["response_review"]["swapped"] == 1
     # Fleiss' kappa by hand: P̄ = (1/3 + 1/3 + 0 + 1/3) / 4 = 0.25; each value 4 of 12 votes → P_e = 1/3;
     # kappa = (0.25 − 1/3) / (1 − 1/3) = −0.125.
     assert stage.stats["agreement"]["fleiss_kappa"] == pytest.approx(-0.125, abs=1e-6)

@@ -64,7 +64,7 @@ def test_alpaca_review_config_end_to_end(server, tmp_path):
     mine = rejected[rejected["stage"] == "annotate"].set_index("id")
     assert sorted(mine.index) == sorted(set(low) | {rows[7]})
     assert mine.loc[rows[7], "reason"] == "flagged_refusal"
-    assert block["review"]["rejected"] == {"low_rating": len(set(low)), "flagged_refusal": 1}
+    assert block["response_review"]["rejected"] == {"low_rating": len(set(low)), "flagged_refusal": 1}
     published = pd.concat([pq.read_table(version / f"{s}.parquet").to_pandas() for s in ("train", "validation", "test")])
     rated = published[published["label_source"] == "annotation"]
     assert len(rated) == 50 - len(set(low)) - 1

@@ -8,10 +8,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from pipeline.cli.console import DataDir, console, print_funnel_dicts, store as _store
-from pipeline.errors import UserError
+from pipeline.cli.console import DataDir, console, err_console, print_funnel_dicts, store as _store, typer_app
 
-versions_app = typer.Typer(help="List, inspect and compare published dataset versions.", no_args_is_help=True)
+versions_app = typer_app(help="List, inspect and compare published dataset versions.")
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +23,7 @@ def versions_list(dataset: str = typer.Argument(..., help="dataset name"), data_
     store = _store(data_dir)
     versions = store.versions(dataset)
     if not versions:
-        raise UserError(f"dataset {dataset!r} has no published version under {store.root}")
+        raise store.no_version_error(dataset)
     table = Table("version", "tag", "created", "train", "validation", "test", "rejected", "fingerprint")
     for v in versions:
         m = store.manifest(dataset, v)
@@ -36,7 +35,7 @@ def versions_list(dataset: str = typer.Argument(..., help="dataset name"), data_
 
 @versions_app.command("show")
 def versions_show(
-    dataset: str = typer.Argument(...), version: str = typer.Argument(..., help="v3, 3, latest or a tag"),
+    dataset: str = typer.Argument(..., help="dataset name"), version: str = typer.Argument(..., help="v3, 3, latest or a tag"),
     data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json", help="print the whole manifest"),
 ) -> None:
     """A version's manifest: where its rows came from, what was dropped and why, splits and labels."""
@@ -46,7 +45,7 @@ def versions_show(
     if as_json:
         print(json.dumps(m, indent=2, ensure_ascii=False))
         return
-    console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name)}")
+    console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name).absolute()}")
     console.print(f"created {m.get('created_at')}, parent {m.get('parent_version') or '—'}, "
                   f"fingerprint {m.get('content_fingerprint', '')[:16]}, code {m.get('code_version')}")
     print_funnel_dicts(m.get("stages", []))
@@ -58,12 +57,25 @@ def versions_show(
 
 @versions_app.command("diff")
 def versions_diff(
-    dataset: str = typer.Argument(...), a: str = typer.Argument(..., help="older version"),
-    b: str = typer.Argument(..., help="newer version"), data_dir: Optional[Path] = DataDir,
-    as_json: bool = typer.Option(False, "--json"),
+    dataset: str = typer.Argument(..., help="dataset name"),
+    a: str = typer.Argument(..., help="the version to compare from, the older one (v1, 1, a tag); a newer one is "
+                            "accepted with a warning, and the changes then read backwards"),
+    b: str = typer.Argument(..., help="the version to compare to, the newer one (v2, latest, a tag)"),
+    data_dir: Optional[Path] = DataDir,
+    as_json: bool = typer.Option(False, "--json", help="print the whole diff as JSON (with up to 5 relabelled rows per split)"),
 ) -> None:
     """Per split: rows added, removed, relabelled, moved in; and how the label distribution changed."""
-    d = _store(data_dir).diff(dataset, a, b)
+    store = _store(data_dir)
+    older, newer = store.resolve(dataset, a), store.resolve(dataset, b)
+    if older == newer:
+        console.print(f"{dataset} {older} and {newer} are the same version: nothing differs"
+                      + (f" ({a!r} and {b!r} both name it)" if a != b else ""))
+        return
+    if int(older[1:]) > int(newer[1:]):
+        err_console.print(f"[yellow]note:[/yellow] {older} is newer than {newer}: showing the changes from {older} back "
+                          f"to {newer} (`sftpipe versions diff {dataset} {newer} {older}` shows what changed since {newer})",
+                          highlight=False, soft_wrap=True)
+    d = store.diff(dataset, older, newer)
     if as_json:
         print(json.dumps(d, indent=2, ensure_ascii=False))
         return

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from schemas import SPLITS
+
 
 # Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
 # `chosen` / `rejected` are read by preference datasets only.
@@ -46,6 +48,14 @@ class SourceConfig(BaseModel):
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
     label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    # the source's own train / validation / test split (collect carries it as `source_split`; split keeps it)
+    split_field: str | None = Field(
+        None, description="field holding the source's own split (train / validation / test, or a value split_map "
+                          "renames): such a row is published in that split; a row without a value is split by "
+                          "`split.ratios` as usual")
+    split_map: dict[str, str | None] | None = Field(
+        None, description="rename split values ({dev: validation}); a value mapped to null is split by "
+                          "`split.ratios`; values not listed stay as they are")
     # generative kinds (generation, chat): how a record maps onto the payload (pipeline/sources/records.py)
     record_format: Literal["fields", "alpaca", "sharegpt", "messages"] | None = Field(
         None, description="fields (two mapped fields) | alpaca | sharegpt | messages; default: fields for "
@@ -67,6 +77,12 @@ class SourceConfig(BaseModel):
                 raise ValueError(f"pattern is not a valid regex: {exc}") from None
             if self.text_field not in groups:
                 raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
+        if self.split_map is not None and self.split_field is None:
+            raise ValueError("split_map renames the values of split_field: set split_field too")
+        bad_splits = sorted({v for v in (self.split_map or {}).values() if v is not None and v not in SPLITS})
+        if bad_splits:
+            raise ValueError(f"split_map: {', '.join(map(repr, bad_splits))} is not a split (splits: "
+                             f"{', '.join(SPLITS)}, or null to split such rows by split.ratios)")
         if self.column_names is not None and self.header:
             raise ValueError("column_names is for files without a header: set header: false")
         if self.fields is not None or self.roles is not None:

@@ -81,6 +81,8 @@ class EvalSet(SourceConfig):
 
     @model_validator(mode="after")
     def _known_fields(self) -> "EvalSet":
+        if self.split_field is not None or self.split_map is not None:
+            raise ValueError("split_field / split_map keep a source's own splits; an evaluation set has none")
         kind = item_kind(self.record_format)
         unknown = _unknown_fields(self.compared, kind)
         if unknown:

@@ -106,6 +106,8 @@ def check_source(source: SourceConfig, config_dir: Path, within: Path | None = N
             wanted["id_field"] = source.id_field.split(".")[0] if source.id_field else None
         wanted.update({f"meta_fields[{i}]": m.split(".")[0] if required is not None else m
                        for i, m in enumerate(source.meta_fields)})
+        if source.split_field is not None:  # a misspelt one would leave every row to split.ratios
+            wanted["split_field"] = source.split_field.split(".")[0] if required is not None else source.split_field
         for key, name in wanted.items():
             if name is not None and name not in columns:
                 raise UserError(f"{key} {name!r} is not a column of {file} (columns: {', '.join(columns) or 'none'})")

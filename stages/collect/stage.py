@@ -35,6 +35,11 @@ class CollectSummary(Summary):
     inputs: list[InputFile]
 
 
+# The source's own split of a row (a source's `split_field`, renamed by `split_map`): an extra column, on every
+# row of every batch when any source names a split field (null where a row has none), absent otherwise.
+SOURCE_SPLIT = pa.field("source_split", pa.string())
+
+
 class CollectStage(Stage):
     name = "collect"
     Config = Config
@@ -71,6 +76,7 @@ class CollectStage(Stage):
         within = ctx.config_dir / config.inputs_within if config.inputs_within is not None else None
         sources = [_resolved(s, ctx.kind.name) for s in config.sources]
         self._files = [(s, resolve_files(s, ctx.config_dir, within)) for s in sources]
+        self._schema = ctx.kind.schema(*([SOURCE_SPLIT] if any(s.split_field for s in config.sources) else []))
         for s, files in self._files:
             for f in files:
                 check_encoding(s, f)
@@ -91,7 +97,9 @@ class CollectStage(Stage):
         return len(self.config.sources)
 
     def part(self, index: int) -> "CollectStage":
-        return CollectStage(self.config.model_copy(update={"sources": [self.config.sources[index]]}), self.ctx)
+        part = CollectStage(self.config.model_copy(update={"sources": [self.config.sources[index]]}), self.ctx)
+        part._schema = self._schema  # every part's batches have the same columns (source_split for all or none)
+        return part
 
     def _relpath(self, file: Path | str) -> str:
         # Relative to the config file, so ids, fingerprints and reports do not depend on where one runs.
@@ -114,6 +122,8 @@ class CollectStage(Stage):
                             error, row = self._map(source, fields, row, labels)
                         else:
                             error, row = self._map_payload(source, fields, row)
+                    if error is None and source.split_field is not None:
+                        error, row["source_split"] = _source_split(source, fields)
                     if error is not None:
                         if raw is None and source.record_format is not None:
                             raw = json.dumps(fields, ensure_ascii=False, default=str)  # the record as read
@@ -135,7 +145,7 @@ class CollectStage(Stage):
 
     def _emit(self, rows: list[dict], rejects: list[dict]) -> StageOutput:
         self.ctx.progress(len(rows) + len(rejects))
-        kept = pa.RecordBatch.from_pylist(rows, schema=self.ctx.kind.schema()) if rows else None
+        kept = pa.RecordBatch.from_pylist(rows, schema=self._schema) if rows else None
         rejected = None
         if rejects:
             batch = pa.RecordBatch.from_pylist(
@@ -202,6 +212,22 @@ class CollectStage(Stage):
         meta = {m: (None if (v := records.get_path(fields, m)) is records._MISSING else v) for m in source.meta_fields}
         row["meta"] = json.dumps(meta, ensure_ascii=False, default=str) if meta else None
         return None, row
+
+
+def _source_split(source: SourceConfig, fields: dict[str, Any]):
+    """(error, split) of a record: its split_field's value renamed by split_map; None (split by the ratios)
+    where the record has no value or the map sends it to null; an error for a value that names no split."""
+    value = records.get_path(fields, source.split_field)
+    if value is records._MISSING or value is None or (isinstance(value, float) and value != value):
+        return None, None
+    if isinstance(value, (dict, list)):
+        return ("split_not_a_scalar", {"field": source.split_field, "value": json.dumps(value, default=str)[:200]}), None
+    value = str(value).strip()
+    split = (source.split_map or {}).get(value, value) if value else None
+    if split is not None and split not in schemas.SPLITS:
+        return ("unknown_source_split", {"field": source.split_field, "value": value, "splits": list(schemas.SPLITS),
+                                         "hint": "map it with split_map (e.g. {dev: validation}, or null)"}), None
+    return None, split
 
 
 def _resolved(source: SourceConfig, kind: str) -> SourceConfig:

@@ -17,6 +17,8 @@ from typing import Any
 import pandas as pd
 
 import schemas
+from stages.evaluate.report_agreement import agreement_section
+from stages.evaluate.report_html import _COLORS, _e, _img, _num, _plt, _png, _table  # noqa: F401 (report_records imports them from here)
 from stages.evaluate.result import EvaluationResult
 
 _CSS = """
@@ -31,61 +33,6 @@ tr.fail td{background:#fdecea} tr.warn td{background:#fff4e5}
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 nav a{margin-right:1em}
 """
-
-_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
-
-
-def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _num(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return _e(x)
-
-
-def _table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None, raw: set[int] = frozenset()) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
-    for k, row in enumerate(rows):
-        cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
-        cells = []
-        for j, v in enumerate(row):
-            if j in raw:
-                cells.append(f"<td>{v}</td>")
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                cells.append(f'<td class="num">{_num(v)}</td>')
-            else:
-                cells.append(f"<td>{_e(v)}</td>")
-        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()  # one draw; bbox_inches="tight" would draw every figure twice
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(src: str, alt: str) -> str:
-    return f'<img src="{src}" alt="{_e(alt)}">'
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Sections
@@ -298,59 +245,6 @@ def _noise(noise: dict[str, Any], issues: list[dict[str, Any]], top: int) -> str
     return "\n".join(parts)
 
 
-def _agreement(agreement: dict[str, Any]) -> str:
-    plt = _plt()
-    if not agreement:
-        return '<p class="muted">No annotation in this version (no agreement figures).</p>'
-    figures = []
-    level = agreement.get("level") or "nominal"  # ordinal for ratings (annotate.mode rate)
-    for key, name in (("krippendorff_alpha", f"Krippendorff's alpha ({level})"),
-                      ("krippendorff_alpha_interval", "Krippendorff's alpha (interval)"), ("fleiss_kappa", "Fleiss' kappa")):
-        if agreement.get(key) is not None:
-            figures.append([name, agreement[key]])
-    for k in ("items", "annotations"):
-        if agreement.get(k) is not None:
-            figures.append([k, agreement[k]])
-    if agreement.get("annotators"):
-        a = agreement["annotators"]
-        figures.append(["annotators", len(a) if isinstance(a, list) else a])
-    parts = [_table(["figure", "value"], figures)]
-    bias = agreement.get("annotator_bias")
-    if isinstance(bias, dict) and bias:
-        parts.append("<h3>Per-annotator bias (mean offset from the rows' aggregated rating)</h3>"
-                     + _table(["annotator", "ratings", "mean rating", "bias"],
-                              [[a, b.get("ratings"), b.get("mean_rating"), b.get("bias")] for a, b in bias.items()]))
-    weighted = agreement.get("weighted_kappa")
-    if isinstance(weighted, list) and weighted and isinstance(weighted[0], dict):
-        keys = list(weighted[0].keys())
-        parts.append("<h3>Quadratic-weighted Cohen's kappa per annotator pair</h3>"
-                     + _table(keys, [[p.get(k) for k in keys] for p in weighted]))
-    pairs = agreement.get("cohen_kappa")
-    if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict):
-        keys = list(pairs[0].keys())
-        parts.append("<h3>Cohen's kappa per annotator pair</h3>" + _table(keys, [[p.get(k) for k in keys] for p in pairs]))
-    conf = agreement.get("confusion")
-    if isinstance(conf, dict) and conf:
-        labs = list(conf.keys())
-        import numpy as np
-
-        m = np.array([[float(conf[a].get(b, 0) or 0) for b in labs] for a in labs])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labs), 1 + 0.55 * len(labs)))
-        im = ax.imshow(m, cmap="Blues")
-        ax.set_xticks(range(len(labs)), labs, rotation=45, ha="right")
-        ax.set_yticks(range(len(labs)), labs)
-        for i in range(len(labs)):
-            for j in range(len(labs)):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
-        ax.set_xlabel("label from another annotator")
-        ax.set_ylabel("label from one annotator")
-        ax.set_title("Annotator confusion (pairs of labels on the same item)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        parts.append(_img(_png(fig), "annotator confusion matrix"))
-    return "\n".join(parts)
-
-
 def _expectations(table: list[dict[str, Any]]) -> str:
     scopes = [*schemas.SPLITS, "dataset"]
     order = {s: i for i, s in enumerate(scopes)}
@@ -439,7 +333,7 @@ def write_report(path: Path, result: EvaluationResult,
         _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),
         '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues or [], result.config.report_label_issues),
-        '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
+        '<h2 id="agreement">Annotator agreement</h2>', agreement_section(agreement, splits),
         '<h2 id="expectations">Expectation results</h2>',
         "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
         f'<code>{_e(summary["files"]["suites"])}</code>, <code>{_e(summary["files"]["results"])}</code>, ' +

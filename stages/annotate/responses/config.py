@@ -1,4 +1,4 @@
-"""`annotate.review`: how responses are rated, edited or compared (used when `annotate.mode` is not `label`)."""
+"""`annotate.responses`: how responses are rated, edited or compared (used when `annotate.mode` is not `label`)."""
 from __future__ import annotations
 
 from typing import Literal

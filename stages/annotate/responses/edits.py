@@ -2,7 +2,7 @@
 
 Each non-cancelled annotation gives one text: the submitted text area (an annotator who leaves the response
 as it is submits it unchanged). When all give the same text, that is it. Otherwise the documented rule
-(`review.edit_rule`):
+(`responses.edit_rule`):
 
 - `medoid` (default): the text closest to the others — the highest mean similarity (difflib's
   `SequenceMatcher.ratio`, 0..1) to the other annotators' texts; a tie goes to the text most annotators

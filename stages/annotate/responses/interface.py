@@ -105,7 +105,10 @@ def task_data(kind: str, mode: str, row: dict[str, Any]) -> dict[str, Any]:
     return {"row_id": row["id"], CONTEXT: context, RESPONSE: response}
 
 
-def prefill(response: str, model_version: str = "original-response") -> dict[str, Any]:
+PREFILL_VERSION = "original-response"  # model_version of edit mode's pre-annotations
+
+
+def prefill(response: str, model_version: str = PREFILL_VERSION) -> dict[str, Any]:
     """edit: the response as a pre-annotation of the text area, so the annotator edits it in place."""
     return {"model_version": model_version,
             "result": [{"from_name": EDITED, "to_name": RESPONSE, "type": "textarea", "value": {"text": [response]}}]}

@@ -11,7 +11,7 @@ What comes out, per mode (rows nobody reviewed pass unchanged, `label_source` nu
 - edit: the chosen text replaces the response (generation: `completion`; chat: the last assistant turn);
   `meta.review.original` keeps what it replaced; the funnel counts `edited`.
 - compare: `chosen` / `rejected` swapped where people preferred the source's `rejected`; a tie or a split
-  vote goes to rejected.parquet (`preference_tie`, the votes in `details`) unless `review.reject_ties` is off.
+  vote goes to rejected.parquet (`preference_tie`, the votes in `details`) unless `responses.reject_ties` is off.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def check_kind(mode: str, kind: str) -> None:
 
 def labelling_config(stage) -> str:
     cfg = stage.config
-    return interface.label_config(cfg.mode, flags=cfg.review.flags, max_rating=cfg.review.max_rating,
+    return interface.label_config(cfg.mode, flags=cfg.responses.flags, max_rating=cfg.responses.max_rating,
                                   instructions=cfg.instructions)
 
 
@@ -68,13 +68,13 @@ def pull(stage, pid: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(annotations, aside) of the project, from an export snapshot."""
     cfg, client = stage.config, stage.client()
     return export.reviews_from_export(
-        client.export_snapshot(pid), client.users(), cfg.mode, flags=cfg.review.flags, max_rating=cfg.review.max_rating,
+        client.export_snapshot(pid), client.users(), cfg.mode, flags=cfg.responses.flags, max_rating=cfg.responses.max_rating,
         a_is_chosen=interface.a_is_chosen if cfg.mode == "compare" else None)
 
 
 def review(stage, inputs) -> Iterator[StageOutput]:
     cfg, kind = stage.config, stage.ctx.kind
-    mode, rcfg = cfg.mode, cfg.review
+    mode, rcfg = cfg.mode, cfg.responses
     check_kind(mode, kind.name)
     batches = list(inputs.batches()) if inputs is not None else []
     table = pa.Table.from_batches(batches) if batches else kind.schema().empty_table()
@@ -87,6 +87,8 @@ def review(stage, inputs) -> Iterator[StageOutput]:
     pid = stage.project()
     url = stage.project_url(pid)
     pushed = client.import_missing(pid, _tasks(stage, rows), batch_size=cfg.push_batch_size)
+    if mode == "edit" and rows:  # the prefilled response is the pre-annotation Label Studio pre-selects
+        client.use_predictions(pid, interface.PREFILL_VERSION)
     tasks = client.tasks(pid)
     ann, aside = pull(stage, pid)
     in_input = set(table.column("id").to_pylist())
@@ -148,7 +150,7 @@ def review(stage, inputs) -> Iterator[StageOutput]:
     stage._agreement = report
     stage.stats.update({"aggregation": aggregation, "annotators": sorted(ann["annotator"].unique().tolist()),
                         "labelled_rows": int(len(decided)), "unresolved": unresolved, "changed_from_source": changed,
-                        "review": figures, "agreement": {k: v for k, v in report.items() if k not in ("annotators",)}})
+                        "relabelled": changed, "response_review": figures, "agreement": {k: v for k, v in report.items() if k not in ("annotators",)}})
     _write_decisions(decided, work / "labels.parquet")
     doc = {"mode": mode, "method": aggregation, **figures,
            "coverage": {k: stage.stats.get(k) for k in ("selected", "done", "coverage", "min_coverage")},
@@ -200,21 +202,21 @@ def _apply(stage, batch: pa.RecordBatch, by_item: dict[str, dict[str, Any]]) -> 
         source[i] = "annotation"
         if mode == "rate":
             info = {"mode": "rate", "rating": d["rating"], "ratings": d["ratings"], "n": d["n"], "support": d["support"],
-                    "flags": d["flags"], "aggregation": cfg.review.rating_aggregation}
+                    "flags": d["flags"], "aggregation": cfg.responses.rating_aggregation}
             if d["decision"] != "keep":
                 keep[i] = False
                 reasons[i] = d["decision"]
-                details[i] = {**info, "annotators": d["annotators"], "min_rating": cfg.review.min_rating,
-                              "flag_share": cfg.review.flag_share}
+                details[i] = {**info, "annotators": d["annotators"], "min_rating": cfg.responses.min_rating,
+                              "flag_share": cfg.responses.flag_share}
         elif mode == "edit":
             info = {"mode": "edit", "edited": bool(d["edited"]), "annotator": d["annotator"],
-                    "annotation_id": d["annotation_id"], "n": d["n"], "n_edits": d["n_edits"], "rule": cfg.review.edit_rule}
+                    "annotation_id": d["annotation_id"], "n": d["n"], "n_edits": d["n_edits"], "rule": cfg.responses.edit_rule}
             if d["edited"]:
                 replace[i] = d["text"]
         else:
             info = {"mode": "compare", "votes": d["votes"], "n": d["n"], "support": d["support"],
                     "swapped": d["preference"] == "rejected"}
-            if d["unresolved"] and cfg.review.reject_ties:
+            if d["unresolved"] and cfg.responses.reject_ties:
                 keep[i] = False
                 reasons[i] = "preference_tie"
                 details[i] = info
