@@ -3,6 +3,7 @@ starts, with simulated annotators posting with their own tokens (no mocks)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import httpx
 import pandas as pd
@@ -17,7 +18,7 @@ from schemas.kinds import KINDS
 from stages.annotate import AnnotateStage, Config
 from stages.annotate.responses.interface import a_is_chosen
 
-from .conftest import TableInput
+from .conftest import TableInput, chromium_path
 from .test_labelstudio import server, signup, tasks_by_row  # noqa: F401 (the session's real server)
 
 pytestmark = [
@@ -277,33 +278,14 @@ def test_compare_majority_ties_listed_fleiss_kappa(server, tmp_path):
     assert stage.stats["agreement"]["fleiss_kappa"] == pytest.approx(-0.125, abs=1e-6)
 
 
-# -- in a real browser: the conversation turn by turn, markup shown as text, nothing of it run ---------------
-
-
-@pytest.mark.skipif(__import__("tests.conftest", fromlist=["chromium_path"]).chromium_path() is None,
-                    reason="Chromium not installed (apt-get install -y chromium)")
-def test_rating_screen_in_a_real_browser(server, tmp_path):
-    """Also the README's screenshot: SFTPIPE_SCREENSHOT=docs/review_rate.png pytest -k rating_screen."""
-    import base64
-    import os
+@contextmanager
+def open_task(server, pid: int, tid: int, tmp_path, ready):
+    """The task's labelling screen in headless Chromium, logged in as the admin: (devtools, page text) once
+    `ready(page text)` holds (or after 90 s)."""
     import time
 
-    from .conftest import chromium_path
     from .test_labelstudio import CDP, start_browser
 
-    kind = KINDS["chat"]
-    row = {"id": "screen-00", "source": "alpaca", "source_file": "alpaca_en_demo.json", "source_line": 1,
-           "messages": [{"role": "system", "content": "You are a helpful assistant."},
-                        {"role": "user", "content": 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">'},
-                        {"role": "assistant", "content": "Use the b element:\n\n```html\n<b>bold</b>\n```"}],
-           "tools": None, "meta": None, "cluster_id": 0}
-    inp = TableInput(pa.RecordBatch.from_pylist([row], schema=kind.schema(schemas.CLUSTER_ID)))
-    cfg = dict(mode="rate", select="all", instructions="Rate the last answer from 1 (unusable) to 5 (excellent).")
-    stage = make("screen-test", "chat", tmp_path / "p", **cfg)
-    with pytest.raises(PipelinePaused):
-        run(stage, inp)
-    pid = stage.stats["project_id"]
-    (tid,) = tasks_by_row(server, pid).values()
     with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
         h.get("/user/login/")
         r = h.post("/user/login/", data={"email": server.creds["username"], "password": server.creds["password"],
@@ -322,8 +304,40 @@ def test_rating_screen_in_a_real_browser(server, tmp_path):
         for _ in range(90):
             time.sleep(1)
             body = cdp.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)["result"].get("value", "")
-            if "Submit" in body and "<b>bold</b>" in body and "factually_wrong" in body:
+            if ready(body):
                 break
+        yield cdp, body
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# -- in a real browser: the conversation turn by turn, markup shown as text, nothing of it run ---------------
+
+
+@pytest.mark.skipif(chromium_path() is None,
+                    reason="Chromium not installed (apt-get install -y chromium)")
+def test_rating_screen_in_a_real_browser(server, tmp_path):
+    """Also the README's screenshot: SFTPIPE_SCREENSHOT=docs/review_rate.png pytest -k rating_screen."""
+    import base64
+    import os
+    import time
+
+    kind = KINDS["chat"]
+    row = {"id": "screen-00", "source": "alpaca", "source_file": "alpaca_en_demo.json", "source_line": 1,
+           "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                        {"role": "user", "content": 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">'},
+                        {"role": "assistant", "content": "Use the b element:\n\n```html\n<b>bold</b>\n```"}],
+           "tools": None, "meta": None, "cluster_id": 0}
+    inp = TableInput(pa.RecordBatch.from_pylist([row], schema=kind.schema(schemas.CLUSTER_ID)))
+    cfg = dict(mode="rate", select="all", instructions="Rate the last answer from 1 (unusable) to 5 (excellent).")
+    stage = make("screen-test", "chat", tmp_path / "p", **cfg)
+    with pytest.raises(PipelinePaused):
+        run(stage, inp)
+    pid = stage.stats["project_id"]
+    (tid,) = tasks_by_row(server, pid).values()
+    with open_task(server, pid, tid, tmp_path, lambda body: "Submit" in body and "<b>bold</b>" in body
+                   and "factually_wrong" in body) as (cdp, body):
         assert 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">' in body, body[:1500]
         assert "```html\n<b>bold</b>\n```" in body  # the response as text, line breaks kept
         for role in ("system", "user"):
@@ -339,6 +353,19 @@ def test_rating_screen_in_a_real_browser(server, tmp_path):
             from pathlib import Path
 
             Path(target).write_bytes(shot)
-    finally:
-        proc.kill()
-        proc.wait()
+
+
+@pytest.mark.skipif(chromium_path() is None,
+                    reason="Chromium not installed (apt-get install -y chromium)")
+def test_edit_screen_is_prefilled_in_a_real_browser(server, tmp_path):
+    inp = TableInput(generation_rows("editscreen", 1))
+    cfg = dict(mode="edit", select="all", annotators_per_task=2)  # two people: pre-annotations still shown
+    stage = make("edit-screen-test", "generation", tmp_path / "p", **cfg)
+    with pytest.raises(PipelinePaused):
+        run(stage, inp)
+    pid = stage.stats["project_id"]
+    (tid,) = tasks_by_row(server, pid).values()
+    with open_task(server, pid, tid, tmp_path, lambda body: "Submit" in body and "Corrected response" in body) as (cdp, body):
+        # The response as the text area's text, which the annotator edits in place (Label Studio shows a TextArea's
+        # text under its input box, editable), from the pre-annotation of model version original-response.
+        assert "Corrected response (edit the text; submit unchanged if it is right)\n\nIt is 0.\nindented" in body
