@@ -78,3 +78,46 @@ def test_alpaca_review_config_end_to_end(server, tmp_path):
     strict = write_config(tmp_path, config)
     with pytest.raises(GateFailed):
         run_pipeline(strict, tmp_path / "data2")
+
+
+def test_push_review_low_scores_sends_the_rows_a_signal_flags(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    good = "Paris is the capital of France, and it has been the seat of government for centuries."
+    records = [{"instruction": f"Question {i}: name a capital city and say something about it.", "output": f"{good} ({i})"}
+               for i in range(6)]
+    records[1]["output"] = "I'm sorry, but I cannot help with that request."
+    records[4]["output"] = "There are many reasons for this and they include the following important points about the"
+    (tmp_path / "alpaca.json").write_text(json.dumps(records))
+    config = write_config(tmp_path, {
+        "dataset": "low-scores", "kind": "generation",
+        "sources": [{"name": "a", "path": "alpaca.json", "format": "json", "record_format": "alpaca"}],
+        # Refusals are kept for a person to judge (the rule off, the signal on); cut-off answers are a signal only.
+        "clean": {"filters": {"completion.refusal": None}, "signals": ["completion.refusal", "completion.ends_mid_sentence"]},
+        "annotate": {"mode": "rate", "select": "all"},
+        "split": {"ratios": {"train": 0.5, "validation": 0.25, "test": 0.25}},
+    })
+    data = tmp_path / "data"
+    runner = CliRunner()
+    res = runner.invoke(app, ["annotate", "push", str(config), "--data-dir", str(data), "--review-low-scores"],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "2 tasks awaiting review" in res.output
+    stage = make("low-scores", "generation", tmp_path / "x", mode="rate")
+    by_row = tasks_by_row(server, stage.project(create=False))
+    texts = {server.client().sdk.tasks.get(id=t).data["response"] for t in by_row.values()}
+    assert texts == {records[1]["output"], records[4]["output"]}
+    # The config's own selection afterwards adds the other rows, never one twice.
+    res = runner.invoke(app, ["annotate", "push", str(config), "--data-dir", str(data)], catch_exceptions=False)
+    assert res.exit_code == 0 and "6 tasks awaiting review" in res.output, res.output
+    assert len(tasks_by_row(server, stage.project(create=False))) == 6
+    # Without a review section the flag is one clear line.
+    (tmp_path / "plain").mkdir()
+    plain = write_config(tmp_path / "plain", {
+        "dataset": "low-scores-2", "kind": "generation",
+        "sources": [{"name": "a", "path": str(tmp_path / "alpaca.json"), "format": "json", "record_format": "alpaca"}],
+    })
+    res = runner.invoke(app, ["annotate", "push", str(plain), "--data-dir", str(data), "--review-low-scores"])
+    assert res.exit_code != 0 and "--review-low-scores sends responses to review" in str(res.exception)

@@ -23,6 +23,12 @@ class ReviewConfig(BaseModel):
         description="edit: when annotators' edits differ — medoid: the text closest to the others (mean similarity; "
         "ties: the text most annotators submitted, then an edit over the original, then the earliest annotation); "
         "first: the earliest annotation")
+    low_scores: list[str] = Field(
+        ["completion_refusal", "completion_placeholders", "completion_unclosed_code_fence",
+         "completion_ends_mid_sentence", "repeated_turns"],
+        description="select: low_scores (sftpipe annotate push --review-low-scores) — clean's signal columns whose "
+        "non-zero value sends a row for review (a row clean's rules dropped never reaches annotate: turn a rule off "
+        "with `null` to review its rows instead)")
     reject_ties: bool = Field(True, description="compare: a pair whose majority is a tie (or split) goes to rejected.parquet "
                               "(preference_tie); False keeps the source order")
 

@@ -44,8 +44,29 @@ def labelling_config(stage) -> str:
                                   instructions=cfg.instructions)
 
 
+def low_scores(table: pa.Table, signals: list[str]) -> list[str]:
+    """The ids of rows where any of the signal columns (those the table has) is non-zero / true."""
+    import pyarrow.compute as pc
+
+    flagged = pa.array([False] * table.num_rows)
+    for name in signals:
+        if name not in table.column_names:
+            continue
+        col = table.column(name)
+        if pa.types.is_boolean(col.type):
+            hit = pc.fill_null(col, False)
+        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+            hit = pc.fill_null(pc.not_equal(col, 0), False)
+        else:
+            continue
+        flagged = pc.or_(flagged, hit)
+    return sorted(table.filter(flagged).column("id").to_pylist())
+
+
 def _selected(stage, table: pa.Table) -> list[str]:
     cfg = stage.config
+    if cfg.select == "low_scores":
+        return low_scores(table, cfg.responses.low_scores)
     ids = table.column("id").to_pylist()
     frame = pd.DataFrame({"id": ids, "text": [""] * len(ids), "label": ["-"] * len(ids)})
     sel = cfg if cfg.select != "unlabelled" else cfg.model_copy(update={"select": "all"})  # unreviewed = all
