@@ -327,7 +327,7 @@ def test_rating_screen_in_a_real_browser(server, tmp_path):
     row = {"id": "screen-00", "source": "alpaca", "source_file": "alpaca_en_demo.json", "source_line": 1,
            "messages": [{"role": "system", "content": "You are a helpful assistant."},
                         {"role": "user", "content": 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">'},
-                        {"role": "assistant", "content": "Use the b element:\n\n```html\n<b>bold</b>\n```"}],
+                        {"role": "assistant", "content": "Use the b element:\n\n```html\n<p>\n    <b>bold</b>\n</p>\n```"}],
            "tools": None, "meta": None, "cluster_id": 0}
     inp = TableInput(pa.RecordBatch.from_pylist([row], schema=kind.schema(schemas.CLUSTER_ID)))
     cfg = dict(mode="rate", select="all", instructions="Rate the last answer from 1 (unusable) to 5 (excellent).")
@@ -339,7 +339,7 @@ def test_rating_screen_in_a_real_browser(server, tmp_path):
     with open_task(server, pid, tid, tmp_path, lambda body: "Submit" in body and "<b>bold</b>" in body
                    and "factually_wrong" in body) as (cdp, body):
         assert 'Write HTML that shows <b>bold</b> text. <img src=x onerror="window.__pwned=1">' in body, body[:1500]
-        assert "```html\n<b>bold</b>\n```" in body  # the response as text, line breaks kept
+        assert "```html\n<p>\n    <b>bold</b>\n</p>\n```" in body  # the response as text, line breaks and indentation kept
         for role in ("system", "user"):
             assert role in body  # the turns with their roles (Paragraphs, dialogue layout)
         assert "factually_wrong" in body and "refusal" in body  # the flags
@@ -368,4 +368,4 @@ def test_edit_screen_is_prefilled_in_a_real_browser(server, tmp_path):
     with open_task(server, pid, tid, tmp_path, lambda body: "Submit" in body and "Corrected response" in body) as (cdp, body):
         # The response as the text area's text, which the annotator edits in place (Label Studio shows a TextArea's
         # text under its input box, editable), from the pre-annotation of model version original-response.
-        assert "Corrected response (edit the text; submit unchanged if it is right)\n\nIt is 0.\nindented" in body
+        assert "Corrected response (edit the text; submit unchanged if it is right)\n\nIt is 0.\n    indented" in body

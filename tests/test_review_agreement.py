@@ -128,11 +128,11 @@ def test_labelling_configs_are_valid_xml_and_escape_values():
     for mode in ("rate", "edit", "compare"):
         root = ET.fromstring(interface.label_config(mode, flags=['a"<b>', "ok"], instructions="<script>x</script>"))
         assert root.tag == "View"
-        assert root.find("Paragraphs").get("layout") == "dialogue"
+        assert next(root.iter("Paragraphs")).get("layout") == "dialogue"
     rate = ET.fromstring(interface.label_config("rate", flags=['a"<b>'], max_rating=7))
-    assert rate.find("Rating").get("maxRating") == "7"
+    assert next(rate.iter("Rating")).get("maxRating") == "7"
     assert [c.get("value") for c in rate.iter("Choice")] == ['a"<b>']
-    assert ET.fromstring(interface.label_config("edit")).find("TextArea").get("editable") == "true"
+    assert next(ET.fromstring(interface.label_config("edit")).iter("TextArea")).get("editable") == "true"
 
 
 def test_task_data_shows_turns_and_stable_sides():

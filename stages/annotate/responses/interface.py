@@ -16,7 +16,9 @@ RESPONSE_A, RESPONSE_B = "response_a", "response_b"
 RATING, FLAGS, EDITED, PREFERENCE = "rating", "flags", "edited", "preference"  # control tags
 PREFERENCE_CHOICES = ("A", "B", "tie")
 
-_STYLE = "  <Style>.htx-text { white-space: pre-wrap; }</Style>\n"  # keep line breaks and code indentation
+# A View around each object tag: its text keeps line breaks and code indentation. (The `<Style>.htx-text {...}`
+# rule Label Studio's docs give does not reach the Text tag's element in 1.23; an inherited style does.)
+PRE = 'style="white-space: pre-wrap;"'
 
 
 def _header(instructions: str) -> str:
@@ -26,32 +28,32 @@ def _header(instructions: str) -> str:
 def _context() -> str:
     return (
         '  <Header value="Conversation"/>\n'
-        f'  <Paragraphs name="{CONTEXT}" value="${CONTEXT}" layout="dialogue" nameKey="role" textKey="content" '
-        'saveTextResult="no"/>\n'
+        f'  <View {PRE}><Paragraphs name="{CONTEXT}" value="${CONTEXT}" layout="dialogue" nameKey="role" textKey="content" '
+        'saveTextResult="no"/></View>\n'
     )
 
 
 def label_config(mode: str, *, flags: list[str] = (), max_rating: int = 5, instructions: str = "") -> str:
     """The labelling config of `mode` (rate, edit, compare)."""
-    head = "<View>\n" + _STYLE + _header(instructions) + _context()
+    head = "<View>\n" + _header(instructions) + _context()
     if mode == "compare":
         return (
             head
             + '  <View style="display: flex; gap: 1em;">\n'
-            f'    <View style="flex: 50%;"><Header value="Response A"/><Text name="{RESPONSE_A}" value="${RESPONSE_A}" saveTextResult="no"/></View>\n'
-            f'    <View style="flex: 50%;"><Header value="Response B"/><Text name="{RESPONSE_B}" value="${RESPONSE_B}" saveTextResult="no"/></View>\n'
+            f'    <View style="flex: 50%;"><Header value="Response A"/><View {PRE}><Text name="{RESPONSE_A}" value="${RESPONSE_A}" saveTextResult="no"/></View></View>\n'
+            f'    <View style="flex: 50%;"><Header value="Response B"/><View {PRE}><Text name="{RESPONSE_B}" value="${RESPONSE_B}" saveTextResult="no"/></View></View>\n'
             "  </View>\n"
             '  <Header value="Which response is better?"/>\n'
             f'  <Choices name="{PREFERENCE}" toName="{RESPONSE_A}" choice="single-radio" showInline="true" required="true">\n'
             + "".join(f"    <Choice value={quoteattr(c)}/>\n" for c in PREFERENCE_CHOICES)
             + "  </Choices>\n</View>\n"
         )
-    response = f'  <Header value="Response"/>\n  <Text name="{RESPONSE}" value="${RESPONSE}" saveTextResult="no"/>\n'
+    response = f'  <Header value="Response"/>\n  <View {PRE}><Text name="{RESPONSE}" value="${RESPONSE}" saveTextResult="no"/></View>\n'
     if mode == "edit":
         return (
             head + response
             + '  <Header value="Corrected response (edit the text; submit unchanged if it is right)"/>\n'
-            f'  <TextArea name="{EDITED}" toName="{RESPONSE}" editable="true" maxSubmissions="1" rows="12"/>\n'
+            f'  <View {PRE}><TextArea name="{EDITED}" toName="{RESPONSE}" editable="true" maxSubmissions="1" rows="12"/></View>\n'
             "</View>\n"
         )
     if mode == "rate":
