@@ -43,13 +43,7 @@ class AnnotateStage(Stage):
 
     @classmethod
     def check_section(cls, section: Config, config_dir: Path, config) -> None:
-        kind = config.record_kind
-        if section.mode == "label" and kind.label_field is None:
-            raise UserError(f"annotate: {kind.name} records have no class label to pick — set annotate.mode to "
-                            + ("compare" if kind.name == "preference" else "rate or edit")
-                            + " (review of responses), or run with --no-annotate")
-        if section.mode != "label":
-            responses.check_kind(section.mode, kind.name)
+        responses.check_mode(section.mode, config.record_kind)
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
@@ -92,10 +86,8 @@ class AnnotateStage(Stage):
                     return stored
             same = client.projects_titled(self.title)
             return int(same[0].id) if len(same) == 1 else None
-        if self.config.mode == "label":
-            interface, what = label_config(self.labels(), self.config.choice, self.config.instructions), "a human label"
-        else:
-            interface, what = responses.labelling_config(self), f"review ({self.config.mode})"
+        interface, what = ((label_config(self.labels(), self.config.choice, self.config.instructions), "a human label")
+                           if self.config.mode == "label" else responses.labelling_config(self))
         pid, created = client.ensure_project(
             self.title,
             interface,
@@ -104,7 +96,6 @@ class AnnotateStage(Stage):
             f"tasks carry the row id in data.row_id.",
             instructions=instructions_html(self.config.instructions),
             maximum_annotations=self.config.annotators_per_task,
-            # edit: the response is prefilled as a pre-annotation, which annotators must see to edit it in place
             show_predictions=self.config.prefilled if self.config.mode == "label" else self.config.mode == "edit",
         )
         if stored != pid:
@@ -252,8 +243,7 @@ class AnnotateStage(Stage):
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         if self.config.mode != "label":  # rate, edit, compare: review of responses
-            yield from responses.review(self, inputs)
-            return
+            return (yield from responses.review(self, inputs))
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
@@ -379,8 +369,7 @@ class AnnotateStage(Stage):
         """(annotations, aside, source label per row id from the task data) from an export snapshot."""
         client = self.client()
         if self.config.mode != "label":  # rate, edit, compare: one row per review annotation
-            ann, aside = responses.pull(self, pid)
-            return ann, aside, {}
+            return (*responses.pull(self, pid), {})
         export = client.export_snapshot(pid)
         ann, aside = annotations_from_export(export, client.users(), self.labels())
         source_of = {(t.get("data") or {}).get("row_id"): source_label_of(t) for t in export}
@@ -389,9 +378,7 @@ class AnnotateStage(Stage):
     def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
         """Aggregate, measure agreement, write the files and the stats; return the resolved rows
         (columns item, label, ...)."""
-        if self.config.mode != "label":
-            raise UserError(f"annotate pull aggregates class labels; a review (annotate.mode {self.config.mode}) is "
-                            "pulled and aggregated by `sftpipe run` (`sftpipe annotate status` shows its progress)")
+        responses.refuse_label_aggregation(self.config.mode)
         cfg, labels = self.config, self.labels()
         agg, details = agreement.aggregate(ann, labels, cfg.aggregation)
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}

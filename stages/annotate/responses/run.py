@@ -38,10 +38,27 @@ def check_kind(mode: str, kind: str) -> None:
         raise UserError(f"annotate.mode {mode} reviews {wanted} records, not {kind}{hint}")
 
 
-def labelling_config(stage) -> str:
+def check_mode(mode: str, kind) -> None:
+    """The annotate section's mode fits the dataset's kind (a one-line UserError otherwise)."""
+    if mode == "label" and kind.label_field is None:
+        raise UserError(f"annotate: {kind.name} records have no class label to pick — set annotate.mode to "
+                        + ("compare" if kind.name == "preference" else "rate or edit")
+                        + " (review of responses), or run with --no-annotate")
+    if mode != "label":
+        check_kind(mode, kind.name)
+
+
+def refuse_label_aggregation(mode: str) -> None:
+    if mode != "label":
+        raise UserError(f"annotate pull aggregates class labels; a review (annotate.mode {mode}) is pulled and "
+                        "aggregated by `sftpipe run` (`sftpipe annotate status` shows its progress)")
+
+
+def labelling_config(stage) -> tuple[str, str]:
+    """(the labelling config, what the project's rows need — for its description)."""
     cfg = stage.config
-    return interface.label_config(cfg.mode, flags=cfg.responses.flags, max_rating=cfg.responses.max_rating,
-                                  instructions=cfg.instructions)
+    return (interface.label_config(cfg.mode, flags=cfg.responses.flags, max_rating=cfg.responses.max_rating,
+                                   instructions=cfg.instructions), f"review ({cfg.mode})")
 
 
 def low_scores(table: pa.Table, signals: list[str]) -> list[str]:
