@@ -19,12 +19,20 @@ from stages.annotate import AnnotateStage, Config
 from stages.annotate.responses.interface import a_is_chosen
 
 from .conftest import TableInput, chromium_path
-from .test_labelstudio import server, signup, tasks_by_row  # noqa: F401 (the session's real server)
+from .test_labelstudio import running_server, signup, tasks_by_row
 
 pytestmark = [
     pytest.mark.labelstudio,
     pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk.*"),
 ]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module's own Label Studio from the migrated template (stopped when the module ends; one test
+    restarts it)."""
+    with running_server(tmp_path_factory.mktemp("ls-responses") / "labelstudio") as s:
+        yield s
 
 
 def generation_rows(prefix: str, n: int) -> pa.RecordBatch:

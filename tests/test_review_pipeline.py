@@ -15,10 +15,18 @@ from pipeline.errors import PipelinePaused
 from pipeline.executor import GateFailed
 
 from .conftest import REPO, SAMPLES, run_pipeline, write_config
-from .test_labelstudio import server, signup, tasks_by_row  # noqa: F401 (the session's real server)
+from .test_labelstudio import running_server, signup, tasks_by_row
 from .test_response_review import make, post, rating
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.filterwarnings("ignore::DeprecationWarning:label_studio_sdk.*")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """This module's own Label Studio from the migrated template (stopped when the module ends; one test
+    restarts it)."""
+    with running_server(tmp_path_factory.mktemp("ls-review-pipeline") / "labelstudio") as s:
+        yield s
 
 
 def test_alpaca_review_config_end_to_end(server, tmp_path):
