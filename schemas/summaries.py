@@ -62,6 +62,11 @@ class CleanSummary(Summary):
         allowed = rule.get("allowed")
         return list(allowed) if allowed else None
 
+    def bound(self, column: str, side: str) -> float | None:
+        """A numeric rule's `min` or `max` on a signal column (`n_chars`, `prompt.n_chars`), or None."""
+        value = (self.rules.get(column) or {}).get(side)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 
 # -- dedupe -----------------------------------------------------------------------------------------------
 

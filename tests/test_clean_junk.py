@@ -218,6 +218,27 @@ def test_normalization_is_idempotent_on_real_and_hostile_texts(shared_data):
     assert html.unescape("&amp;lt;") == "&lt;"  # why strip_html decodes until nothing is left
 
 
+def test_generative_normalization_is_idempotent_with_every_normalizer_on(shared_data, tmp_path):
+    """The same on instruction data, per field and around code blocks (which stay byte for byte)."""
+    records = json.loads((shared_data / "alpaca_en_demo" / "original" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    payloads = [{"prompt": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), "completion": r["output"]}
+                for r in records]
+    payloads += [{"prompt": f"Explain this: {h}", "completion": f"Here: {h}\n\n```html\n{h}\n```"} for h in hostile_texts()]
+    every = {name: True for name in ("strip_html", "nfkc", "collapse_whitespace", "mask_pii")}
+    off = {"prompt.placeholder_only": None, "prompt.url_only": None, "completion.refusal": None,
+           "completion.placeholders": None, "completion.unclosed_code_fence": None, "repeated_turns": None}
+
+    def normalized(table):
+        kept, rejected, _ = clean_records(table, "generation", tmp_path, normalize=every, filters=off)
+        assert rejected.num_rows == 0
+        return [{"prompt": p, "completion": c} for p, c in zip(kept.column("prompt").to_pylist(),
+                                                               kept.column("completion").to_pylist())]
+
+    once = normalized(record_rows("generation", payloads))
+    assert normalized(record_rows("generation", once)) == once
+    assert "```html\n＜ｂ＞full-width tag＜／ｂ＞\n```" in once[len(records) + 5]["completion"]  # code untouched
+
+
 def test_the_stage_counts_each_normalizer_once_per_row():
     kept, _, stats = clean(rows(["＜ｂ＞bold＜／ｂ＞ words", "plain"]), signals=[], filters={"lang": None})
     assert kept.column("text").to_pylist() == ["bold words", "plain"]

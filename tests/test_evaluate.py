@@ -407,8 +407,12 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
       div.textContent = `images ${ok.length}/${imgs.length} tables ${document.querySelectorAll('table').length}`;
       document.body.appendChild(div);
     });</script>"""
+    # The page allows no script (its Content-Security-Policy): the copy lets the probe's inline script run
+    # and keeps the rest of the policy, so the images are loaded under the page's own rules.
+    assert "default-src 'none'" in page and "script-src" not in page
     copy = tmp_path / "probe.html"
-    copy.write_text(page.replace("</body>", probe + "</body>"))
+    copy.write_text(page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+                    .replace("</body>", probe + "</body>"))
     cmd = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)

@@ -36,7 +36,7 @@ CASES = [
     ("utf-16 undeclared", "a.jsonl", ("\n".join(LINES) + "\n").encode("utf-16"), {}, {"error": r"a.jsonl is UTF-16.*encoding: utf-16"}),
     ("utf-8 BOM", "a.jsonl", b"\xef\xbb\xbf" + GOOD, {}, {"kept": 6}),
     ("CRLF", "a.jsonl", GOOD.replace(b"\n", b"\r\n"), {}, {"kept": 6}),
-    ("NUL bytes", "a.jsonl", GOOD + b'{"text": "nul\x00 inside"}\n', {}, {"kept": 6, "rejected": {"invalid_json": 1}}),
+    ("NUL bytes", "a.jsonl", GOOD + b'{"text": "nul\x00 inside"}\n', {}, {"kept": 6, "rejected": {"nul_byte": 1}}),
     ("truncated last line", "a.jsonl", GOOD + b'{"text": "cut off in the mid', {}, {"kept": 6, "rejected": {"invalid_json": 1}}),
     ("JSON not an object", "a.jsonl", GOOD + b'["a", "list"]\n"a string"\n', {}, {"kept": 6, "rejected": {"json_not_an_object": 2}}),
     ("nested text", "a.jsonl", GOOD + b'{"text": {"inner": "x"}}\n{"text": ["x"]}\n', {}, {"kept": 6, "rejected": {"text_not_a_string": 2}}),

@@ -13,8 +13,9 @@ Runs the real clean stage (`stages.clean.CleanStage`, its default config) over:
 - **alpaca_en_demo** (999 instructions, generation kind): what each junk rule would drop if a config named
   it on `prompt` or on `completion` — the measurement behind leaving them off for generative kinds.
 
-Each set runs twice: with today's defaults, and with the short-junk rules switched off (`null`: the
-defaults before them), so the rows the new rules cost are counted apart from what clean dropped before.
+Each set runs three times: with today's defaults, with the short-junk rules switched off (`null`: the
+defaults before them), so the rows the new rules cost are counted apart from what clean dropped before,
+and with the language rule a user writes (`lang: {allowed: [en]}`, plausible 0.04) for comparison.
 CPU seconds of each run are printed (the language rule is the slow one). Results: printed, and written to
 benchmarks/clean/results/junk.json.
 """
@@ -42,6 +43,7 @@ from stages.clean import CleanStage, Config  # noqa: E402
 
 JUNK_RULES = ["placeholder_only", "url_only", "markup_share", "top_token_share", "lang"]
 OFF = {rule: None for rule in JUNK_RULES}
+LANG_004 = {"lang": {"allowed": ["en"]}}  # the variant: the rule a user writes (clean.language.plausible, 0.04)
 DEFAULT_CORRUPTED = [REPO / "benchmarks/outcome/work/inputs" / f"{ds}-f10-d15-j5-s0-r1" for ds in ("trec", "sms")]
 
 
@@ -112,17 +114,21 @@ def measure_planted(folders: list[Path]) -> dict:
     text_of = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
     now, cpu = run_clean(table)
     before, cpu_before = run_clean(table, filters=OFF)
+    at_004, _ = run_clean(table, filters=LANG_004)
     per_kind = {}
     for kind in sorted(set(kinds.values())):
         rows = [i for i, k in kinds.items() if k == kind]
         per_kind[kind] = {"planted": len(rows), "removed": sum(i in now for i in rows),
                           "removed_before": sum(i in before for i in rows),
+                          "removed_lang_0.04": sum(i in at_004 for i in rows),
                           "by_reason": dict(Counter(now[i] for i in rows if i in now).most_common())}
     left = [text_of[i] for i in kinds if i not in now]
-    out = {"planted": len(kinds), "removed": len(now), "removed_before": len(before), "per_kind": per_kind,
+    out = {"planted": len(kinds), "removed": len(now), "removed_before": len(before),
+           "removed_lang_0.04": len(at_004), "per_kind": per_kind,
            "by_reason": dict(Counter(now.values()).most_common()), "left": left, "cpu_s": round(cpu, 2)}
     print(f"planted junk ({', '.join(f.name for f in folders)}): {len(now)} / {len(kinds)} removed "
-          f"({len(now) / len(kinds):.1%}); {len(before)} with the short-junk rules off")
+          f"({len(now) / len(kinds):.1%}); {len(before)} with the short-junk rules off; {len(at_004)} with the "
+          f"language rule at plausible 0.04")
     for kind, v in per_kind.items():
         print(f"  {kind:>13}: {v['removed']:>3} / {v['planted']:<3} (before {v['removed_before']:>3})  {v['by_reason']}")
     print(f"  left: {left}")
@@ -133,14 +139,18 @@ def measure_real(name: str, texts: list[str]) -> dict:
     table = classification_rows(texts)
     now, cpu = run_clean(table)
     before, cpu_before = run_clean(table, filters=OFF)
+    at_004, _ = run_clean(table, filters=LANG_004)
     text_of = dict(zip(table.column("id").to_pylist(), texts))
     new = {i: r for i, r in now.items() if i not in before}
+    new_004 = [i for i in at_004 if i not in before]
     out = {"rows": len(texts), "dropped": len(now), "dropped_before": len(before), "dropped_by_new_rules": len(new),
            "share_by_new_rules": round(len(new) / len(texts), 5), "by_reason": dict(Counter(now.values()).most_common()),
            "new_examples": {r: [text_of[i] for i, x in new.items() if x == r][:10] for r in sorted(set(new.values()))},
-           "cpu_s": round(cpu, 2), "cpu_s_rules_off": round(cpu_before, 2)}
+           "cpu_s": round(cpu, 2), "cpu_s_rules_off": round(cpu_before, 2),
+           "dropped_by_new_rules_lang_0.04": len(new_004)}
     print(f"{name} ({len(texts):,} real rows): dropped {len(now)} (before the short-junk rules: {len(before)}); "
-          f"by the new rules {len(new)} = {len(new) / len(texts):.2%}   CPU {cpu:.1f} s (rules off {cpu_before:.1f} s)")
+          f"by the new rules {len(new)} = {len(new) / len(texts):.2%} (language rule at 0.04: {len(new_004)} = "
+          f"{len(new_004) / len(texts):.2%})   CPU {cpu:.1f} s (rules off {cpu_before:.1f} s)")
     for reason, examples in out["new_examples"].items():
         print(f"  {reason}: {sum(1 for r in new.values() if r == reason)}  e.g. {examples[:5]}")
     return out

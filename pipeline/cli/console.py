@@ -52,19 +52,24 @@ def print_funnel(reports, title: str = "funnel") -> None:
 
 
 def print_funnel_dicts(stages: list[dict], title: str = "funnel") -> None:
-    """One row per stage: rows in, out, dropped (by reason), and, where a stage changed labels (annotate:
-    people's labels, review decisions), how many rows it relabelled."""
+    """One row per stage: rows in, out, dropped, and, where a stage changed labels (annotate: people's
+    labels, review decisions), how many rows it relabelled; then every drop reason on a line of its own: a
+    reason is a name to look up (`completion_unclosed_code_fence_above_max`), so it is never cut to fit a
+    table cell at 80 columns."""
     relabels = any("relabelled" in (s.get("stats") or {}) for s in stages)
-    table = Table("stage", "rows in", "rows out", "dropped", "reasons", *(["relabelled"] if relabels else []), "rows/s",
-                  title=title)
+    table = Table("stage", "rows in", "rows out", "dropped", *(["relabelled"] if relabels else []), "rows/s", title=title)
     for s in stages:
         dropped = sum(s["dropped"].values())
-        reasons = ", ".join(f"{k}: {v}" for k, v in s["dropped"].items())
         speed = "cached" if s.get("cached") else (f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "")
         relabelled = (s.get("stats") or {}).get("relabelled")
-        table.add_row(escape(s["name"]), f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", escape(reasons),
+        table.add_row(escape(s["name"]), f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}",
                       *([f"{relabelled:,}" if relabelled is not None else ""] if relabels else []), speed)
     console.print(table)
+    reasons = [(s["name"], reason, n) for s in stages for reason, n in sorted(s["dropped"].items(), key=lambda x: -x[1])]
+    if reasons:
+        console.print("dropped, by reason (all in rejected.parquet):", highlight=False)
+        for stage, reason, n in reasons:
+            console.print(f"  {escape(stage)}: {escape(reason)} {n:,}", highlight=False, soft_wrap=True)
 
 
 def print_evaluation(evaluation, folder: Path | None = None) -> None:

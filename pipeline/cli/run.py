@@ -17,11 +17,14 @@ def register(app: typer.Typer) -> None:
     app.command()(run)
 
 
-def validate(config: Path = typer.Argument(..., help="the dataset's YAML config")) -> None:
-    """Check a config without running anything: keys, types, source files and the fields they name."""
+def validate(config: Path = typer.Argument(..., help="the dataset's YAML config"), data_dir: Optional[Path] = DataDir) -> None:
+    """Check a config without running anything: keys, types, source files and the fields they name, and that
+    the data folder can be written."""
     from pipeline.cli.project import PROJECT
+    from pipeline.store import VersionStore
 
     cfg = PROJECT.load_config(config)
+    VersionStore(data_dir if data_dir is not None else Path(cfg.store.data_dir)).check_writable()
     console.print(f"[green]ok[/green] {config}: dataset {cfg.dataset!r}, {len(cfg.sources)} source(s)")
 
 

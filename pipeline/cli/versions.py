@@ -1,4 +1,4 @@
-"""`sftpipe versions list|show|diff`: the published versions of a dataset."""
+"""`sftpipe versions list|show|diff|verify`: the published versions of a dataset."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.console import DataDir, console, err_console, print_funnel_dicts, store as _store, typer_app
+from pipeline.errors import UserError
+from pipeline.store import gates_line
 
 versions_app = typer_app(help="List, inspect and compare published dataset versions.")
 
@@ -19,17 +22,19 @@ def register(app: typer.Typer) -> None:
 
 @versions_app.command("list")
 def versions_list(dataset: str = typer.Argument(..., help="dataset name"), data_dir: Optional[Path] = DataDir) -> None:
-    """One line per version: rows per split, rejected rows, tag, creation time."""
+    """One line per version: rows per split, rejected rows, the quality gates' verdict, tag, creation time."""
     store = _store(data_dir)
     versions = store.versions(dataset)
     if not versions:
         raise store.no_version_error(dataset)
-    table = Table("version", "tag", "created", "train", "validation", "test", "rejected", "fingerprint")
+    table = Table("version", "tag", "created", "train", "validation", "test", "rejected", "gates", "fingerprint")
     for v in versions:
         m = store.manifest(dataset, v)
         s = m.get("splits", {})
-        table.add_row(v, m.get("tag") or "", m.get("created_at", ""), *(str(s.get(k, {}).get("rows", 0)) for k in ("train", "validation", "test")),
-                      str(m.get("rejected", {}).get("rows", 0)), m.get("content_fingerprint", "")[:12])
+        gates = {"failed-gates": "[red]FAILED[/red]", "passed": "passed"}.get(m.get("gates"), "not evaluated")
+        table.add_row(v, escape(m.get("tag") or ""), m.get("created_at", ""),
+                      *(str(s.get(k, {}).get("rows", 0)) for k in ("train", "validation", "test")),
+                      str(m.get("rejected", {}).get("rows", 0)), gates, m.get("content_fingerprint", "")[:12])
     console.print(table)
 
 
@@ -48,6 +53,8 @@ def versions_show(
     console.print(f"[bold]{dataset} {name}[/bold]" + (f" ({m['tag']})" if m.get("tag") else "") + f" — {store.path(dataset, name).absolute()}")
     console.print(f"created {m.get('created_at')}, parent {m.get('parent_version') or '—'}, "
                   f"fingerprint {m.get('content_fingerprint', '')[:16]}, code {m.get('code_version')}")
+    colour = {"failed-gates": "red", "passed": "green"}.get(m.get("gates"), "yellow")
+    console.print(f"quality gates: [{colour}]{escape(gates_line(m))}[/{colour}]", highlight=False, soft_wrap=True)
     print_funnel_dicts(m.get("stages", []))
     table = Table("split", "rows", "labels")
     for s, info in m.get("splits", {}).items():
@@ -87,3 +94,31 @@ def versions_diff(
         table.add_row(s, str(x["rows_before"]), str(x["rows_after"]), str(x["added"]), str(x["removed"]),
                       str(x["relabelled"]), str(x["moved_in"]), change)
     console.print(table)
+
+
+@versions_app.command("verify")
+def versions_verify(
+    dataset: str = typer.Argument(..., help="dataset name"),
+    version: Optional[str] = typer.Argument(None, help="v3, 3, latest or a tag (default: every version)"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Check that published versions are what was published: every file's sha256 against the manifest and
+    the content fingerprint recomputed from the rows. Exits non-zero when one differs (read-only modes do
+    not stop root or the owner from editing a version)."""
+    store = _store(data_dir)
+    names = [store.resolve(dataset, version)] if version is not None else store.versions(dataset)
+    if not names:
+        raise store.no_version_error(dataset)
+    modified = []
+    for name in names:
+        problems = store.verify(dataset, name)
+        if not problems:
+            console.print(f"[green]ok[/green] {dataset} {name}: files and content fingerprint as published")
+            continue
+        modified.append(name)
+        console.print(f"[red]modified[/red] {dataset} {name}:", highlight=False)
+        for problem in problems:
+            console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
+    if modified:
+        raise UserError(f"{len(modified)} of {len(names)} version(s) of {dataset!r} differ from what was published: "
+                        f"{', '.join(modified)}")

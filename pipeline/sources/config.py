@@ -1,12 +1,14 @@
 """The config of collect: the top-level `sources` (one `SourceConfig` each) and `inputs_within`."""
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas import SPLITS
+from schemas.classification import LabelName
 
 
 # Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
@@ -47,7 +49,7 @@ class SourceConfig(BaseModel):
     label_field: str | None = None
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
-    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    label_map: dict[LabelName, LabelName] | None = Field(None, description="rename labels; labels not listed stay as they are")
     # the source's own train / validation / test split (collect carries it as `source_split`; split keeps it)
     split_field: str | None = Field(
         None, description="field holding the source's own split (train / validation / test, or a value split_map "
@@ -66,8 +68,35 @@ class SourceConfig(BaseModel):
     roles: dict[str, str] | None = Field(
         None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
 
+    @field_validator("split_map", mode="before")
+    @classmethod
+    def _split_codes_as_text(cls, value):
+        # split codes are often numbers ({0: train, 1: test} in YAML); the values read are compared as text
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            info = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13: bytes-to-bytes codecs
+            raise ValueError(f"{encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)")
+        return encoding
+
+    @field_validator("delimiter", "quotechar")
+    @classmethod
+    def _one_character(cls, value: str | None, info) -> str | None:
+        # The csv module reads one character; a longer string is a mistake it would report as a TypeError.
+        if value is not None and (len(value) != 1 or value in "\r\n"):
+            raise ValueError(f"{info.field_name} must be exactly one character other than a line break, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
+        if self.delimiter is not None and self.delimiter == self.quotechar:
+            raise ValueError(f"delimiter and quotechar are both {self.delimiter!r}")
         if self.pattern is not None:
             if self.format != "text":
                 raise ValueError("pattern applies to format: text only")

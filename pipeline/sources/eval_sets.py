@@ -197,7 +197,7 @@ def set_digests(eval_set: EvalSet, config_dir: Path) -> list[dict[str, Any]]:
     """Path (relative to the config), size and sha256 of each of an eval set's files (a Hugging Face
     dataset folder: of all its files together)."""
     return [{"path": relpath(f, config_dir), "bytes": d["bytes"], "sha256": d["sha256"]}
-            for f in eval_files(eval_set, config_dir) for d in [file_digest(f)]]
+            for f in eval_files(eval_set, config_dir) for d in [file_digest(f, eval_set.format)]]
 
 
 def digests(config: Config, config_dir: Path) -> list[dict[str, Any]]:

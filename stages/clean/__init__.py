@@ -33,13 +33,14 @@ from pipeline.filters import (SIGNALS, Rule, Signal, Target, apply_rules, portab
                               signals_fingerprint, target)
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
-from schemas.record import RecordKind
+from schemas.record import MAX_TEXT_CHARS, RecordKind
 from schemas.summaries import CleanSummary
 from stages.clean import fields, junk  # noqa: F401  (junk registers the short-junk signals)
 from stages.clean.instruction import GENERATIVE_FILTERS
 from stages.clean.language import LanguageConfig, check_allowed, identify
 from stages.clean.language import fingerprint as language_fingerprint
-from stages.clean.normalize import (_HTML_HINT, _TAG, GENERATIVE_NORMALIZERS, NORMALIZERS, PII_PATTERNS,  # noqa: F401
+from stages.clean.fields import GENERATIVE_NORMALIZERS
+from stages.clean.normalize import (_HTML_HINT, _TAG, NORMALIZERS, PII_PATTERNS,  # noqa: F401  (public here, as before)
                                     collapse_whitespace, fix_mojibake, mask_pii, nfkc, normalize_until_stable,
                                     remove_control, strip_html)
 from stages.clean.words import split_words, word_counts
@@ -223,7 +224,7 @@ class Normalize(BaseModel):
 # the SMS and TREC samples: no message or question is dropped by them. Set a rule to null in the config to
 # switch it off, or override its bounds.
 DEFAULT_FILTERS: dict[str, dict] = {
-    "n_chars": {"min": 1, "max": 100_000},
+    "n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
     "n_words": {"min": 1},
     "mean_word_length": {"min": 3, "max": 10},
     "symbol_word_ratio": {"max": 0.1},

@@ -30,13 +30,14 @@ import pyarrow.compute as pc
 
 from pipeline import markdown
 from pipeline.filters import signal
+from schemas.record import MAX_TEXT_CHARS
 from schemas.views import flat_turns
 
 # The defaults a `generation` or `chat` dataset gets (a config's `clean.filters` is merged over them; a rule
 # set to null switches one off). No Gopher rule: they were made for web pages and misfire on code answers.
 GENERATIVE_FILTERS: dict[str, dict] = {
-    "prompt.n_chars": {"min": 1, "max": 100_000},
-    "completion.n_chars": {"min": 1, "max": 100_000},
+    "prompt.n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
+    "completion.n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
     "completion.unclosed_code_fence": {"max": 0},
     "completion.refusal": {"max": 0},
     "completion.placeholders": {"max": 0},

@@ -1,6 +1,7 @@
 """clean's normalizers: each maps a pyarrow string array to a string array; the stage counts the rows each
 one changed. Classification runs them in `NORMALIZERS` order, repeated until the text stops changing
-(`normalize_until_stable`); generative kinds run them on each field's prose (`stages/clean/fields.py`).
+(`normalize_until_stable`); generative kinds run them on each field's prose, also until stable
+(`stages/clean/fields.py`, which holds their variants: `GENERATIVE_NORMALIZERS`).
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import re
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from stages.clean import fields
 
 
 _MOJIBAKE_HINT = r"[ÃÂ][\x{80}-\x{bf}]|â€|ï»¿|\x{fffd}"  # UTF-8 read as cp1252 / latin-1 (RE2 syntax)
@@ -114,35 +113,43 @@ NORMALIZERS = {
 MAX_NORMALIZE_PASSES = 5
 
 
-def normalize_until_stable(texts: pa.Array, steps: list[str]) -> tuple[pa.Array, dict[str, np.ndarray]]:
-    """The classification normalizers `steps`, in order, repeated on the rows the previous pass changed
-    (at most MAX_NORMALIZE_PASSES passes); per step, which rows it changed in any pass."""
-    changed = {step: np.zeros(len(texts), dtype=bool) for step in steps}
-    rows = np.arange(len(texts))
-    current = texts
+def repeat_until_stable(one_pass, texts: pa.Array) -> tuple[pa.Array, list[np.ndarray]]:
+    """Run `one_pass` (texts → new texts, a changed-rows mask per step) again over the rows the previous
+    pass changed, until none changes or MAX_NORMALIZE_PASSES passes; per step, the rows it changed in any."""
+    n = len(texts)
+    rows = np.arange(n)
+    current, masks = texts, None
     for _ in range(MAX_NORMALIZE_PASSES):
         if not len(rows):
             break
-        start = current.take(pa.array(rows, pa.int64())) if len(rows) < len(texts) else current
-        part = start
-        for step in steps:
-            new = NORMALIZERS[step](part)
-            changed[step][rows] |= np.asarray(pc.fill_null(pc.not_equal(new, part), False).to_numpy(zero_copy_only=False), dtype=bool)
-            part = new
-        moved = np.asarray(pc.fill_null(pc.not_equal(part, start), False).to_numpy(zero_copy_only=False), dtype=bool)
-        if len(rows) == len(texts):
-            current = part
+        start = current if len(rows) == n else current.take(pa.array(rows, pa.int64()))
+        new, per_step = one_pass(start)
+        if masks is None:
+            masks = [np.zeros(n, dtype=bool) for _ in per_step]
+        for mask, hit in zip(masks, per_step):
+            mask[rows] |= hit
+        moved = np.asarray(pc.fill_null(pc.not_equal(new, start), False).to_numpy(zero_copy_only=False), dtype=bool)
+        if len(rows) == n:
+            current = new
         elif moved.any():
             values = current.to_pylist()
-            for i, v in zip(rows[moved], part.filter(pa.array(moved)).to_pylist()):
+            for i, v in zip(rows[moved], new.filter(pa.array(moved)).to_pylist()):
                 values[i] = v
             current = pa.array(values, pa.string())
         rows = rows[moved]
-    return current, changed
+    return current, masks if masks is not None else []
 
 
-# On generative kinds the same steps run on each field's prose (stages/clean/fields.py), two of them in
-# variants that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
-GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": fields.remove_control,
-                          "collapse_whitespace": fields.collapse_whitespace, "tidy_whitespace": fields.tidy_whitespace,
-                          "mask_pii": mask_pii}
+def normalize_until_stable(texts: pa.Array, steps: list[str]) -> tuple[pa.Array, dict[str, np.ndarray]]:
+    """The classification normalizers `steps`, in order, repeated until the text stops changing
+    (`repeat_until_stable`); per step, which rows it changed in any pass."""
+    def one_pass(part: pa.Array) -> tuple[pa.Array, list[np.ndarray]]:
+        hits = []
+        for step in steps:
+            new = NORMALIZERS[step](part)
+            hits.append(np.asarray(pc.fill_null(pc.not_equal(new, part), False).to_numpy(zero_copy_only=False), dtype=bool))
+            part = new
+        return part, hits
+
+    out, masks = repeat_until_stable(one_pass, texts)
+    return out, {step: masks[k] if masks else np.zeros(len(texts), dtype=bool) for k, step in enumerate(steps)}
