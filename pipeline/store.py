@@ -427,6 +427,11 @@ def render_card(m: dict[str, Any], folder: Path | str | None = None) -> str:
         for lab in labels:
             lines.append(f"| {md_text(lab)} | " + " | ".join(str(splits[n].get("labels", {}).get(lab, 0)) for n in names) + " |")
         lines.append("")
+    own = next((st.get("stats", {}).get("source_split") for st in m.get("stages", []) if st.get("name") == "split"), None)
+    if own:
+        taken = ", ".join(f"{md_text(s)} {n}" for s, n in own.items() if n)
+        lines += [f"Rows whose source names its own split are in that split ({taken or 'none'}; column "
+                  "`source_split`); the others were split by ratio, stable per row id.", ""]
     lines += ["## How the rows got here", "", "| stage | rows in | rows out | dropped (reason: rows) |", "|---|---|---|---|"]
     for st in m.get("stages", []):
         dropped = ", ".join(f"{md_text(k)}: {v}" for k, v in st.get("dropped", {}).items()) or "—"

@@ -58,6 +58,8 @@ def test_trec_keeps_its_test_questions_and_splits_its_training_questions(shared_
     stats = split_stats(result)
     assert stats["source_split"] == {"train": 0, "validation": 0, "test": len(splits["test"])}
     assert stats["moved_to_source_split"] == 0
+    card = (VersionStore(tmp_path / "data").path("trec-own", result.version) / "README.md").read_text()
+    assert f"Rows whose source names its own split are in that split (test {len(splits['test'])}; column" in card
 
 
 def trec_jsonl(shared_data, path, values):
@@ -142,3 +144,49 @@ def test_split_config_errors_are_one_line(shared_data, tmp_path, source, message
     out = sftpipe("validate", str(config))
     assert out.returncode == 1, out.stdout + out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_alpaca_records_with_a_nested_split_field(tmp_path):
+    """A generation source reads the split at a nested path (`info.part`); the column is on every row,
+    null where a record has none, and absent from a dataset whose sources name no split field."""
+    from pipeline.stage import StageContext
+    from schemas.kinds import KINDS
+    from stages.collect import CollectStage, Config, SourceConfig
+
+    from .conftest import SAMPLES
+
+    records = json.loads((SAMPLES / "alpaca_en" / "alpaca_en_demo.json").read_text())[:40]
+    parts = ["train", "dev", None, "test"]
+    for k, r in enumerate(records):
+        if parts[k % 4] is not None:
+            r["info"] = {"part": parts[k % 4]}
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+    def collect(**extra):
+        source = SourceConfig(name="a", path=str(path), format="jsonl", record_format="alpaca", **extra)
+        stage = CollectStage(Config(sources=[source]), StageContext(dataset="t", config_dir=tmp_path, work_dir=tmp_path,
+                                                                    kind=KINDS["generation"]))
+        return [o.kept for o in stage.run(None) if o.kept is not None]
+
+    (batch,) = collect(split_field="info.part", split_map={"dev": "validation"})
+    assert batch.column("source_split").to_pylist() == [{"dev": "validation"}.get(p, p) for p in parts] * 10
+    assert batch.num_rows == 40 and batch.column("prompt").to_pylist()[0].startswith(records[0]["instruction"])
+    (plain,) = collect()
+    assert "source_split" not in plain.schema.names
+
+
+def test_numeric_split_codes_are_mapped(tmp_path):
+    """Split codes written as numbers (`{0: train, 1: test}` in YAML, integers in the records) are mapped."""
+    from pipeline.config import load_config
+
+    trec_jsonl_path = tmp_path / "q.jsonl"
+    rows = [{"question": f"What is question {k} about ?", "coarse": "DESC", "part": k % 2} for k in range(6)]
+    trec_jsonl_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = tmp_path / "c.yaml"
+    config.write_text("dataset: d\nlabels: [DESC]\nsources: [{name: q, path: q.jsonl, format: jsonl, text_field: question,"
+                      " label_field: coarse, split_field: part, split_map: {0: train, 1: test}}]\n")
+    from stages.collect.stage import _source_split
+
+    (source,) = load_config(config).sources
+    assert [_source_split(source, r)[1] for r in rows] == ["train", "test"] * 3

@@ -65,6 +65,12 @@ class SourceConfig(BaseModel):
     roles: dict[str, str] | None = Field(
         None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
 
+    @field_validator("split_map", mode="before")
+    @classmethod
+    def _split_codes_as_text(cls, value):
+        # split codes are often numbers ({0: train, 1: test} in YAML); the values read are compared as text
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, encoding: str) -> str:
