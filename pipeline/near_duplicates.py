@@ -5,7 +5,7 @@ numpy primitives it is made of are in `pipeline.minhash`.
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -80,6 +80,12 @@ def sketch_batch(texts: pa.Array, params: SketchParams
     return exact, length, keys, sets, counts
 
 
+def _done(result) -> Future:
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
 class LocalNearDuplicates:
     """Near-duplicate search in this process and a pool of `workers` processes.
 
@@ -119,14 +125,23 @@ class LocalNearDuplicates:
             sizes.append(counts)
             fingerprints.tofile(sets_file)
 
+        pool_started, submitted = False, []  # whether a worker has returned a result (the pool is up)
         with open(self.sets_path, "wb") as sets_file:
             for batch in inputs.batches(columns=self.params.columns()):
                 texts = self.params.texts(batch)
                 if self.pool is None:
                     collect(sketch_batch(texts, self.params))
                 else:
-                    pending.append(self.pool.submit(sketch_batch, texts, self.params))
-                    # Bounded read-ahead; results are consumed in submission order (determinism).
+                    pool_started = pool_started or any(f.done() for f in submitted)
+                    if not pool_started and len(submitted) >= self.workers:
+                        # The workers are still starting (a fresh fork server imports numpy and pyarrow:
+                        # ~0.5 s, a fifth of 100k rows' work) and have a batch each queued: this process
+                        # sketches the batch itself meanwhile instead of waiting.
+                        pending.append(_done(sketch_batch(texts, self.params)))
+                    else:
+                        submitted.append(self.pool.submit(sketch_batch, texts, self.params))
+                        pending.append(submitted[-1])
+                    # Bounded read-ahead; results are consumed in stream order (determinism).
                     while len(pending) > 2 * self.workers:
                         collect(pending.pop(0).result())
                 progress(batch.num_rows)

@@ -8,14 +8,27 @@ on a lock held by a thread that does not exist in it. What a worker runs must th
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import spawn
+
+MAIN_ENV = "SFTPIPE_WORKER_MAIN"  # read by pipeline.worker_warmup in the fork server
 
 
 def _worker_context():
     context = multiprocessing.get_context("forkserver")
+    # Every worker process imports the main script (`sftpipe`, a benchmark's runner) unless the fork server
+    # has it already; CPython 3.11's fork server never preloads it (it looks for a `main_path` key that
+    # `spawn.get_preparation_data` names `init_main_from_path`), so each worker of each pool paid the
+    # script's imports (the whole CLI: ~0.5 s). The warm-up module imports it once in the server instead.
+    main = {k: v for k, v in spawn.get_preparation_data("worker").items()
+            if k in ("init_main_from_path", "init_main_from_name")}
+    if main:
+        os.environ[MAIN_ENV] = json.dumps(main)
     context.set_forkserver_preload(["numpy", "pyarrow", "pyarrow.compute", "pipeline.worker_warmup"])
     return context
 

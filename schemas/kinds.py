@@ -4,6 +4,7 @@ from __future__ import annotations
 from schemas.chat import CHAT
 from schemas.classification import CLASSIFICATION
 from schemas.generation import GENERATION
+from schemas.preference import PREFERENCE
 from schemas.record import RecordKind
 
 KINDS: dict[str, RecordKind] = {
@@ -12,6 +13,7 @@ KINDS: dict[str, RecordKind] = {
         CLASSIFICATION,
         GENERATION,
         CHAT,
+        PREFERENCE,
     )
 }
 DEFAULT_KIND = CLASSIFICATION.name

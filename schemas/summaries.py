@@ -189,7 +189,14 @@ class DecontaminationSummary(Summary):
 
 
 class Agreement(Summary):
-    """How much the annotators agree (nominal labels); None where a figure is undefined."""
+    """How much the annotators agree; None where a figure is undefined. `level` says what
+    `krippendorff_alpha` measures: nominal (labels, preferences) or ordinal (ratings: then the interval
+    alpha, quadratic-weighted kappa per pair and each annotator's bias are beside it)."""
+
+    level: str = "nominal"
+    krippendorff_alpha_interval: float | None = None
+    weighted_kappa: list[dict[str, Any]] = []  # ratings: per annotator pair, quadratic-weighted Cohen's kappa
+    annotator_bias: dict[str, dict[str, Any]] = {}  # ratings: mean offset from the rows' aggregated rating
 
     items: int | None = None
     items_with_2plus: int | None = None
@@ -264,3 +271,5 @@ class AnnotationSummary(Summary):
     ties: list[Tie] = []  # the first 100 unresolved rows (all of them: annotations/agreement.json)
     reviews: list[ReviewSummary] = []
     warnings: list[str] = []
+    mode: str = "label"  # label, or a review of responses: rate, edit, compare
+    response_review: dict[str, Any] | None = None  # rate / edit / compare: what the review decided (rejected, edited, swapped, ties)

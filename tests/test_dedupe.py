@@ -307,3 +307,36 @@ def test_copies_of_a_removed_row_name_the_kept_row(real_texts):
         for i in (0, 1, 3)
     }
     assert stats["near_removed"] == 3 and stats["exact_removed"] == 0
+
+
+def test_lsh_bands_are_datasketch_optimizers_choice():
+    """pipeline.minhash.bands_rows integrates exactly (Gauss-Legendre) where datasketch calls scipy's quad:
+    the same (bands, rows) for every threshold and permutation count tried."""
+    from datasketch.lsh import _optimal_param
+
+    from pipeline.minhash import bands_rows
+
+    for num_perm in (16, 17, 64, 100, 128, 256):
+        for threshold in (0.05, 0.1, 0.3, 0.33, 0.5, 0.55, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0):
+            assert bands_rows(threshold, num_perm) == _optimal_param(threshold, num_perm, 0.5, 0.5), (threshold, num_perm)
+
+
+def test_connected_components_match_scipy():
+    """The numpy components (each row labelled with its component's smallest row) partition rows as scipy's
+    csgraph does, on random graphs, a long path in shuffled order, self loops and no edges."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as scipy_components
+
+    from stages.dedupe import connected_components
+
+    rng = np.random.default_rng(0)
+    path = rng.permutation(5000)
+    cases = [(7, np.zeros(0, np.int64), np.zeros(0, np.int64)), (5, np.arange(5), np.arange(5)),
+             (5000, path[:-1], path[1:])]
+    cases += [(n, rng.integers(0, n, m), rng.integers(0, n, m)) for n, m in ((100, 30), (10_000, 6_000), (10_000, 20_000))]
+    for n, left, right in cases:
+        ours = connected_components(n, left, right)
+        _, theirs = scipy_components(coo_matrix((np.ones(len(left)), (left, right)), shape=(n, n)), directed=False)
+        smallest = np.full(theirs.max() + 1, n)
+        np.minimum.at(smallest, theirs, np.arange(n))
+        assert np.array_equal(ours, smallest[theirs])

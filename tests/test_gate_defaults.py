@@ -3,7 +3,7 @@
 - A label set that misses a class: the rows of that class are `label_not_in_label_set`, and a blocking
   `rejected_share` bound names every label seen with its count; a stage that removes most of what it read
   blocks the same way. The shipped Tatoeba config, which leaves 13 languages out on purpose, says so.
-- Default class-share floors scale with the number of classes; the longest text has one source (clean's
+- Default class-share floors scale with the number of classes (TREC's 50 fine classes); the longest text has one source (clean's
   `n_chars` rule), and a length failure says how many texts are outside which bound, and their lengths.
 - A version published with `--allow-failed-gates` says so in its card, `versions list` and `versions show`;
   the card's load snippet points at the store it was published in (`--data-dir`); drop reasons are printed
@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -29,7 +28,6 @@ from pipeline.executor import LocalExecutor
 from .conftest import REPO, SAMPLES, run_pipeline, write_config
 
 TREC_TEST = SAMPLES / "trec" / "TREC_10.label"  # the 500 TREC-10 questions, 6 coarse classes
-TATOEBA = SAMPLES / "tatoeba" / "test.csv"  # 2,712 sentences in 17 languages
 XSUM = SAMPLES / "xsum" / "sample.json"  # BBC articles
 ALPACA = SAMPLES / "alpaca_en" / "alpaca_en_demo.json"  # answers, many of them long prose
 QUICK = {"leakage": {"enabled": False}, "label_noise": {"enabled": False}}  # checks tested elsewhere, slow here
@@ -146,21 +144,32 @@ def test_the_shipped_tatoeba_config_keeps_four_languages_on_purpose(tmp_path):
 
 
 def test_class_share_floor_scales_with_the_number_of_classes(tmp_path):
-    """68 balanced classes of real sentences (Tatoeba language × length bucket, 36-43 rows each): the old
-    fixed 1 % floor fails classes of ordinary validation / test splits; the default floor, a quarter of an
-    even share, passes them."""
-    rows = list(csv.DictReader(TATOEBA.open(encoding="utf-8")))
-    path = tmp_path / "sentences.jsonl"
-    path.write_text("".join(json.dumps({"text": r["text"], "label": f"{r['label']}-{r['bucket']}"}) + "\n" for r in rows))
-    base = {"dataset": "tatoeba-68", "sources": [{"name": "t", "path": str(path), "format": "jsonl", "label_field": "label"}],
-            "clean": {"signals": [], "filters": {"lang": None}}, "dedupe": {"shingle": "char", "ngram": 5},
-            "split": {"ratios": {"train": 0.6, "validation": 0.2, "test": 0.2}}}
-    result = run_pipeline(write_config(tmp_path, {**base, "evaluate": QUICK}), tmp_path / "d1", allow_failed_gates=True)
-    assert len(result.manifest["splits"]["validation"]["labels"]) == 68
-    assert not failures(result.manifest, "class_share")
-    old = run_pipeline(write_config(tmp_path, {**base, "evaluate": {**QUICK, "class_share_min": 0.01}}),
-                       tmp_path / "d2", allow_failed_gates=True)
-    assert len(failures(old.manifest, "class_share")) >= 3
+    """TREC's 50 fine classes (5,952 questions; an even share is 2 %): the old fixed 1 % floor fails
+    ordinary classes of 0.7-1 % (`ENTY:product`, `NUM:dist`, ...); the default floor, a quarter of an even
+    share (0.5 %), passes every class of 0.7 % or more and still fails the tiny ones."""
+    shares = Counter(line.split(" ", 1)[0] for f in ("train_5500.label", "TREC_10.label")
+                     for line in (SAMPLES / "trec" / f).read_text(encoding="latin-1").splitlines() if line)
+    total = sum(shares.values())
+    base = {"dataset": "trec-50",
+            "sources": [{"name": "trec", "path": [str(SAMPLES / "trec" / f) for f in ("train_5500.label", "TREC_10.label")],
+                         "format": "text", "encoding": "latin-1", "pattern": r"^(?P<label>[A-Z]+:\S+) (?P<text>.+)$",
+                         "text_field": "text", "label_field": "label"}],
+            "clean": {"signals": []}}
+
+    def failing(evaluate: dict, data: str) -> set[str]:
+        result = run_pipeline(write_config(tmp_path, {**base, "evaluate": {**QUICK, **evaluate}}), tmp_path / data,
+                              allow_failed_gates=True)
+        assert len({lab for s in result.manifest["splits"].values() for lab in s["labels"]}) == 50
+        return {re.search(r"share of '([^']+)'", f["expected"]).group(1) for f in failures(result.manifest, "class_share")
+                if ">=" in f["expected"]}
+
+    ordinary = {label for label, n in shares.items() if 0.007 <= n / total < 0.01}
+    tiny = {label for label, n in shares.items() if n / total < 0.004}
+    assert len(ordinary) >= 4 and len(tiny) >= 10
+    now = failing({}, "d1")
+    assert not now & {label for label, n in shares.items() if n / total >= 0.007}, now
+    assert tiny <= now  # a class under a fifth of an even share is still too small
+    assert ordinary <= failing({"class_share_min": 0.01}, "d2")
 
 
 def _article() -> str:

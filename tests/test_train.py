@@ -131,8 +131,10 @@ def test_tiny_run_writes_every_output(tiny_run, runs_root, data_dir):
     assert any("loss" in e for e in log) and any("eval_macro_f1" in e for e in log)
 
     card = (run_dir / "README.md").read_text()
-    for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate"):
+    for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate",
+                   "| label_separator |"):
         assert needle in card, needle
+    assert "| max_new_tokens |" not in card and "| chat_template |" not in card  # generative tasks' settings
     # one metrics convention: the card shows the fractions metrics.json holds (not percentages)
     assert f"| test | 24 | {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['weighted_f1']:.4f} |" in card
     spam = test["per_class"]["spam"]
@@ -400,9 +402,10 @@ def test_a_version_no_task_trains_is_a_clear_error(tmp_path):
     tasks there are, before anything is written."""
     from train.run import train_version
 
-    _declare_kind(build_version(tmp_path / "data", "chats", "v1", n_rows=60), "chat")
-    with pytest.raises(UserError, match="no training task for record kind 'chat'.*classification"):
-        train_version("chats", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
+    _declare_kind(build_version(tmp_path / "data", "prefs", "v1", n_rows=60), "preference")
+    with pytest.raises(UserError, match="no training task for record kind 'preference'.*classification: "
+                                        "classification; causal_lm: generation, chat; seq2seq: generation"):
+        train_version("prefs", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
 
 
@@ -419,8 +422,8 @@ def test_runs_recorded_before_tasks_had_names_are_classifiers():
     from train.tasks import ClassificationTask, task_named
 
     assert task_named(None) is ClassificationTask and task_named("classification") is ClassificationTask
-    with pytest.raises(UserError, match="unknown training task 'causal_lm' \\(tasks: classification\\)"):
-        task_named("causal_lm")
+    with pytest.raises(UserError, match="unknown training task 'dpo' \\(tasks: classification, causal_lm, seq2seq\\)"):
+        task_named("dpo")
 
 
 # ------------------------------------------------------------------------------------------------ CLI help

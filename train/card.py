@@ -1,5 +1,5 @@
 """The model card (`README.md` in a run folder): base model, data version + fingerprint, hardware, training,
-the task's metrics section, hyper-parameters and how to use the model.
+the task's metrics section, sample predictions (generative tasks), hyper-parameters and how to use the model.
 
 The frame is the same for every task; what is task-specific (pipeline tag, summary, metrics, usage) comes from
 `Task.model_card` as a `CardSection`. Metrics are fractions in 0-1, as in metrics.json and the CLI.
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from train.config import Config
 from train.tasks.base import CardSection
 
 
-def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSection) -> None:
+def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSection,
+                     samples: list[str] = ()) -> None:
+    """`samples`: the task's card_samples lines (a section of its own after the metrics), if any."""
     tr = metrics["training"]
     rt = record["runtime"]
     cfg = record["train_config"]
@@ -37,13 +40,16 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSe
         f"| trained | {record['created']} |",
         f"| hardware | {rt['device_name']}; {rt['precision']}{', TF32' if rt['tf32'] else ''}; "
         f"torch {rt['torch']}, transformers {rt['transformers']} |",
-        f"| training time | {tr['train_runtime_s']} s ({tr['train_samples_per_second']:.1f} samples/s), "
+        f"| training time | {tr['train_runtime_s']} s ({tr['train_samples_per_second']:.1f} samples/s"
+        + (f", {tr['train_tokens_per_second']:,.0f} input tokens/s" if tr.get("train_tokens_per_second") else "")
+        + "), "
         f"{tr['global_steps']} steps, {tr['epochs_run']:.2f} epochs{' (stopped early)' if tr['stopped_early'] else ''} |",
         "",
         "## Metrics",
         "",
         *section.metrics,
         "",
+        *([*samples, ""] if samples else []),
         "## Hyper-parameters",
         "",
         "| key | value |",
@@ -55,7 +61,10 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSe
         "eval_batch_size (effective)": rt["eval_batch_size"],
         "precision (effective)": rt["precision"],
     }
+    task = record.get("task") or "classification"
     for key, value in effective.items():
+        if not Config.read_by(key, task):
+            continue  # another kind of task's setting (a classifier's label separator in a causal LM's card)
         shown = "(bundled default)" if key == "model" and value is None else str(value).replace("|", "\\|")
         lines.append(f"| {key} | `{shown}` |")
     lines += [

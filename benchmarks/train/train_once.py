@@ -1,6 +1,6 @@
 """`sftpipe train` without the CLI (for machines where the pipeline's stage dependencies are not installed,
 such as the GPU box): train on a published version with the `train:` defaults plus the options given, print
-the run folder and test metrics as JSON.
+the run folder, the task and its headline test metrics as JSON.
 
     python benchmarks/train/train_once.py --data-dir data --dataset sms_spam --version v1 --max-length 64
 """
@@ -38,8 +38,8 @@ def main() -> None:
     result = train_version(args.dataset, args.version, cfg, data_dir=args.data_dir, runs_root=args.runs_dir,
                            echo=lambda m: print(m, flush=True))
     m = result.metrics
-    print(json.dumps({"run_dir": str(result.run_dir), "test_accuracy": m["test"]["accuracy"],
-                      "test_macro_f1": m["test"]["macro_f1"], "test_weighted_f1": m["test"]["weighted_f1"],
+    headline = {f"test_{key}": m["test"].get(key) for key in result.task.headline}  # the task's figures
+    print(json.dumps({"run_dir": str(result.run_dir), "task": result.task.name, **headline,
                       "training": m["training"]}, indent=2))
 
 

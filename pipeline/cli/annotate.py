@@ -125,6 +125,11 @@ def annotate_push(
     top: int = typer.Option(100, min=1, help="with --review-label-issues: how many of the most suspicious rows"),
     annotators: int = typer.Option(1, min=1, max=20, help="with --review-label-issues: people per row (with one, the "
                                    "suggested label is pre-selected; with more, nothing is, so that their agreement means something)"),
+    review_low_scores: bool = typer.Option(
+        False, "--review-low-scores",
+        help="rate / edit (generation, chat): send the rows a clean signal flags (annotate.responses.low_scores: "
+        "refusals, placeholders, cut-off answers, ...) to the dataset's review project instead of the config's "
+        "selection; the next run decides them with the rest"),
 ) -> None:
     """Send the rows that need a human to Label Studio; import only the rows that are not tasks yet.
 
@@ -139,6 +144,11 @@ def annotate_push(
     from stages.annotate import AnnotateStage
 
     cfg = _config(config, data_dir)
+    if review_low_scores:
+        if getattr(cfg, "annotate", None) is None or cfg.annotate.mode not in ("rate", "edit"):
+            raise UserError(f"{config}: --review-low-scores sends responses to review: it needs an annotate section "
+                            "with mode rate or edit")
+        cfg.annotate = cfg.annotate.model_copy(update={"select": "low_scores"})
     if getattr(cfg, "annotate", None) is None or cfg.annotate.select == "none":
         raise UserError(f"{config}: no `annotate` section — nothing is sent to Label Studio for this dataset "
                         f"(--review-label-issues sends a version's likely label errors)")

@@ -18,12 +18,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-import pyarrow.parquet as pq
 import typer
 
 from pipeline.cli.console import console
 from pipeline.errors import UserError
-from pipeline.store import VersionStore
 
 FORMATS = ("alpaca", "sharegpt", "messages")
 SPLITS = ("train", "validation", "test")
@@ -81,6 +79,8 @@ CONVERT = {"alpaca": to_alpaca, "sharegpt": to_sharegpt, "messages": to_messages
 
 
 def rows(path: Path) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq  # here, not at the top: `sftpipe --help` should not import pyarrow
+
     for batch in pq.ParquetFile(path).iter_batches(batch_size=2000):
         yield from batch.to_pylist()
 
@@ -132,6 +132,8 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
         if split is not None and split not in SPLITS:
             raise UserError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
+        from pipeline.store import VersionStore  # imports pandas: only when the command runs
+
         store = VersionStore(data_dir)
         name = store.resolve(dataset, version)
         target = out or Path("exports") / f"{dataset}-{name}-{fmt}"

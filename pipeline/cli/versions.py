@@ -11,7 +11,6 @@ from rich.table import Table
 
 from pipeline.cli.console import DataDir, console, err_console, print_funnel_dicts, store as _store, typer_app
 from pipeline.errors import UserError
-from pipeline.store import gates_line
 
 versions_app = typer_app(help="List, inspect and compare published dataset versions.")
 
@@ -44,6 +43,8 @@ def versions_show(
     data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json", help="print the whole manifest"),
 ) -> None:
     """A version's manifest: where its rows came from, what was dropped and why, splits and labels."""
+    from pipeline.store import gates_line  # here: pipeline.store imports pandas, which `sftpipe --help` need not
+
     store = _store(data_dir)
     name = store.resolve(dataset, version)
     m = store.manifest(dataset, name)

@@ -352,6 +352,31 @@ class LabelStudioClient:
         )
         return [int(i) for i in (getattr(resp, "task_ids", None) or [])]
 
+    def import_missing(self, project_id: int, tasks: list[dict[str, Any]], key: str = "row_id",
+                       batch_size: int = 500) -> dict[str, int]:
+        """Import the tasks whose `data[key]` no task of the project has yet, in bulk batches; safe to
+        interrupt and run again, and never a task twice: after an ambiguous failure the project is read
+        again and only what is not there is resent. Returns {selected, already_in_project, imported}."""
+        present = {t["data"].get(key) for t in self.tasks(project_id)}
+        todo = [t for t in tasks if t["data"][key] not in present]
+        imported = 0
+        for start in range(0, len(todo), batch_size):
+            pending = todo[start : start + batch_size]
+            for attempt in range(self.retries + 1):
+                try:
+                    imported += len(self.import_tasks(project_id, pending))
+                    break
+                except LabelStudioUnreachable:  # a 5xx, a timeout, a lost answer: stored or not, we cannot tell
+                    if attempt == self.retries:
+                        raise
+                self.backoff(attempt)
+                present = {t["data"].get(key) for t in self.tasks(project_id)}
+                imported += sum(1 for t in pending if t["data"][key] in present)
+                pending = [t for t in pending if t["data"][key] not in present]
+                if not pending:
+                    break
+        return {"selected": len(tasks), "already_in_project": len(tasks) - len(todo), "imported": imported}
+
     def export_snapshot(self, project_id: int, timeout_s: float = 600) -> list[dict[str, Any]]:
         """Export every task with its annotations as a snapshot (JSON), then delete the snapshot."""
         exports = self.sdk.projects.exports

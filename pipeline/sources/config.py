@@ -12,12 +12,15 @@ from schemas.classification import LabelName
 
 
 # Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
+# `chosen` / `rejected` are read by preference datasets only.
 DEFAULT_FIELDS: dict[str, dict[str, str]] = {
-    "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
+    "fields": {"prompt": "prompt", "completion": "completion", "system": "system", "chosen": "chosen",
+               "rejected": "rejected"},
     "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
                "history": "history"},
-    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools"},
-    "messages": {"messages": "messages", "tools": "tools"},
+    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools", "chosen": "chosen",
+                 "rejected": "rejected"},
+    "messages": {"messages": "messages", "tools": "tools", "chosen": "chosen", "rejected": "rejected"},
 }
 
 

@@ -13,6 +13,12 @@ Record formats (`record_format` of a source; field names in `fields:` where a so
 A `generation` dataset takes a conversation of one user turn and its answer (and a system turn); a
 longer one is rejected (`several_turns_need_chat_kind`), as is an Alpaca record with `history`. A `chat`
 dataset takes every format but `fields`; an Alpaca record becomes a conversation (its history first).
+
+A `preference` dataset reads `prompt` / `chosen` / `rejected` (`fields`: TRL's standard form, strings, or
+its conversational form, lists of `{role, content}`), ShareGPT-style `conversations` + `chosen` + `rejected`
+(LLaMA-Factory's, each answer a `{from, value}` turn) or `messages` + `chosen` + `rejected`. The prompt is
+one user turn (`preference_prompt_not_single_turn` otherwise: the published prompt is a string), each answer
+a non-empty string.
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from pipeline.sources.config import DEFAULT_FIELDS, SourceConfig
 # The fields a record must have (a missing optional one is simply absent).
 REQUIRED = {"fields": ("prompt", "completion"), "alpaca": ("instruction", "output"),
             "sharegpt": ("conversations",), "messages": ("messages",)}
+REQUIRED_PREFERENCE = {"fields": ("prompt", "chosen", "rejected"), "sharegpt": ("conversations", "chosen", "rejected"),
+                       "messages": ("messages", "chosen", "rejected")}
 # How a turn's role and text are named, and which roles mean what.
 TURN_KEYS = {"sharegpt": ("from", "value"), "messages": ("role", "content")}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
@@ -39,13 +47,14 @@ def fields_of(source: SourceConfig) -> dict[str, str]:
     return {**DEFAULT_FIELDS[source.record_format], **(source.fields or {})}
 
 
-def required_columns(source: SourceConfig) -> dict[str, str]:
+def required_columns(source: SourceConfig, kind: str | None = None) -> dict[str, str]:
     """The top-level columns a source's files must have (the first part of each required field's path)."""
     fields = fields_of(source)
-    return {r: fields[r].split(".")[0] for r in REQUIRED[source.record_format]}
+    required = REQUIRED_PREFERENCE if kind == "preference" else REQUIRED
+    return {r: fields[r].split(".")[0] for r in required[source.record_format]}
 
 
-DEFAULT_FORMAT = {"generation": "fields", "chat": "messages"}
+DEFAULT_FORMAT = {"generation": "fields", "chat": "messages", "preference": "fields"}
 
 
 def resolved(source: SourceConfig, kind: str) -> SourceConfig:
@@ -56,6 +65,9 @@ def resolved(source: SourceConfig, kind: str) -> SourceConfig:
                              "text_field and label_field")
         return source
     fmt = source.record_format or DEFAULT_FORMAT[kind]
+    if kind == "preference" and fmt == "alpaca":
+        raise ValueError("a preference dataset reads record_format fields (prompt / chosen / rejected), sharegpt or "
+                         "messages (a conversation + chosen + rejected)")
     if kind == "chat" and fmt == "fields":
         raise ValueError("record_format fields maps two fields onto a generation record; a chat dataset reads "
                          "alpaca, sharegpt or messages")
@@ -92,6 +104,8 @@ def map_record(source: SourceConfig, record: dict[str, Any], kind: str) -> tuple
     """(error, payload): the record as the kind's payload, or the first reason it cannot be one."""
     fmt = source.record_format
     fields = fields_of(source)
+    if kind == "preference":
+        return _preference(record, fields, fmt, source.roles or {})
     if fmt == "fields":
         return _map_fields(record, fields)
     if fmt == "alpaca":
@@ -246,3 +260,49 @@ def _as_generation(messages: list[dict]) -> tuple[Error | None, dict[str, Any]]:
     if roles != ["user", "assistant"]:
         return ("several_turns_need_chat_kind", {"roles": roles[:40]}), {}
     return None, {"prompt": turns[0]["content"], "completion": turns[1]["content"], "system": system}
+
+
+def _answer(value: Any, path: str) -> tuple[str | None, Error | None]:
+    """A preference answer: a string, a `{from, value}` / `{role, content}` turn, or a list of turns (the last
+    assistant turn's content: TRL's conversational form)."""
+    if value is _MISSING or value is None:
+        return None, ("missing_field", {"field": path})
+    if isinstance(value, list):
+        value = next((t for t in reversed(value) if isinstance(t, dict)
+                      and (t.get("role") or t.get("from")) in ("assistant", "gpt")), None)
+        if value is None:
+            return None, ("answer_has_no_assistant_turn", {"field": path})
+    if isinstance(value, dict):
+        value = value.get("content", value.get("value"))
+    if not isinstance(value, str):
+        return None, ("field_not_a_string", {"field": path, "type": type(value).__name__})
+    if not value.strip():
+        return None, ("empty_response", {"field": path})
+    return value, None
+
+
+def _preference(record: dict, fields: dict[str, str], fmt: str, roles: dict[str, str]) -> tuple[Error | None, dict[str, Any]]:
+    if fmt == "fields" and not isinstance(get_path(record, fields["prompt"]), list):
+        prompt, error = _string(record, "prompt", fields["prompt"], True)
+        if error:
+            return error, {}
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        if fmt == "fields":  # TRL's conversational form: prompt is a list of {role, content}
+            record, fields, fmt = {"messages": get_path(record, fields["prompt"]), **record}, {**fields, "messages": "messages"}, "messages"
+        error, messages, system = _conversation(record, fields, fmt, roles)
+        if error:
+            return error, {}
+        if system:
+            messages = [{"role": "system", "content": system}, *messages]
+    roles_seen = [m["role"] for m in messages]
+    if roles_seen != ["user"]:
+        return ("preference_prompt_not_single_turn", {"roles": roles_seen[:40]}), {}
+    if not messages[0]["content"].strip():
+        return ("empty_prompt", {"field": fields.get("prompt", "prompt")}), {}
+    out = {"prompt": messages[0]["content"]}
+    for name in ("chosen", "rejected"):
+        out[name], error = _answer(get_path(record, fields[name]), fields[name])
+        if error:
+            return error, {}
+    return None, out

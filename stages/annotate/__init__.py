@@ -21,6 +21,9 @@ The stage never trusts its own memory of the server: every run asks Label Studio
 Label Studio is reached only through `pipeline.labelstudio`. What the gate and the manifest need (coverage,
 aggregation, agreement) is handed on as a typed `schemas.summaries.AnnotationSummary`.
 
+For generation, chat and preference records `mode` (rate, edit, compare) replaces picking a label: the
+same loop, with the review's own interface, aggregation and agreement, in `stages.annotate.responses`.
+
 Modules: `config` (the section), `selection` (which rows), `labelling` (the labelling interface),
 `export` (snapshot → annotations), `agreement` (aggregation and agreement statistics), `stage` (the stage).
 """

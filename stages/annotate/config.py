@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from stages.annotate.responses.config import ReviewConfig
+
 
 class Review(BaseModel):
     """A review of a published version's likely label errors, pushed by `sftpipe annotate push
@@ -23,10 +25,11 @@ class Review(BaseModel):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["unlabelled", "sample", "flagged", "all", "none"] = Field(
+    select: Literal["unlabelled", "sample", "flagged", "all", "none", "low_scores"] = Field(
         "unlabelled",
         description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
-        "listed in flagged_file (e.g. likely label errors found by evaluate), all, or none (only `reviews`)",
+        "listed in flagged_file (e.g. likely label errors found by evaluate), all, or none (only `reviews`); "
+        "rate / edit: low_scores — the rows a clean signal flags (responses.low_scores)",
     )
     flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
                                      "or one id per line (txt); relative to the config file")
@@ -51,6 +54,11 @@ class Config(BaseModel):
     url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
     api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
     push_batch_size: int = Field(500, ge=1, le=10_000)
+    # Review of responses (generation, chat and preference records): stages/annotate/responses/.
+    mode: Literal["label", "rate", "edit", "compare"] = Field(
+        "label", description="label: pick a class label (classification); rate: grade each response 1..max_rating "
+        "with flags; edit: correct the response; compare: pick the better of two responses (preference records)")
+    responses: ReviewConfig = Field(default_factory=ReviewConfig, description="rate / edit / compare settings")
     reviews: list[Review] = Field([], description="label reviews whose decisions apply (filled in by sftpipe from the "
                                   "reviews pushed for the dataset)")
 
@@ -65,6 +73,11 @@ class Config(BaseModel):
             raise ValueError("select: sample needs exactly one of sample_size or sample_fraction")
         if self.select != "sample" and (self.sample_size is not None or self.sample_fraction is not None or self.stratify):
             raise ValueError("sample_size / sample_fraction / stratify apply to select: sample only")
+        if self.mode == "label" and self.select == "low_scores":
+            raise ValueError("select: low_scores picks responses to review: it needs mode rate or edit")
+        if self.mode != "label" and self.select == "none":
+            raise ValueError("select: none is for label reviews only; a review of responses (mode "
+                             f"{self.mode}) needs rows to send")
         if (self.select == "flagged") != (self.flagged_file is not None):
             raise ValueError("select: flagged and flagged_file go together")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):

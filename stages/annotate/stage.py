@@ -21,6 +21,7 @@ from pipeline.stage import Stage, StageInput, StageOutput
 from schemas.summaries import Agreement, AnnotationSummary, LabelChange, ReviewSummary, Summary, Tie
 from stages.annotate import agreement, review
 from stages.annotate.config import Config
+from stages.annotate.responses import run as responses
 from stages.annotate.export import annotations_from_export, write_annotations
 from stages.annotate.labelling import FROM_NAME, MULTI_SEP, TO_NAME, instructions_html, label_config
 from stages.annotate.selection import file_hash, read_table, select_rows
@@ -41,11 +42,8 @@ class AnnotateStage(Stage):
     mode: ClassVar[str] = "run"
 
     @classmethod
-    def unsupported(cls, kind) -> str | None:
-        if kind.label_field is None:
-            return (f"review of responses ({kind.name} records) is not supported yet — issue #15 adds rating, "
-                    "editing and comparing them; run with --no-annotate or remove the annotate section")
-        return None
+    def check_section(cls, section: Config, config_dir: Path, config) -> None:
+        responses.check_mode(section.mode, config.record_kind)
 
     def __init__(self, config: Config, ctx):
         super().__init__(config, ctx)
@@ -88,16 +86,17 @@ class AnnotateStage(Stage):
                     return stored
             same = client.projects_titled(self.title)
             return int(same[0].id) if len(same) == 1 else None
-        labels = self.labels()
+        interface, what = ((label_config(self.labels(), self.config.choice, self.config.instructions), "a human label")
+                           if self.config.mode == "label" else responses.labelling_config(self))
         pid, created = client.ensure_project(
             self.title,
-            label_config(labels, self.config.choice, self.config.instructions),
+            interface,
             stored_id=stored,
-            description=f"sftpipe dataset {self.ctx.dataset}: rows that need a human label. Managed by sftpipe; "
+            description=f"sftpipe dataset {self.ctx.dataset}: rows that need {what}. Managed by sftpipe; "
             f"tasks carry the row id in data.row_id.",
             instructions=instructions_html(self.config.instructions),
             maximum_annotations=self.config.annotators_per_task,
-            show_predictions=self.config.prefilled,
+            show_predictions=self.config.prefilled if self.config.mode == "label" else self.config.mode == "edit",
         )
         if stored != pid:
             labelstudio.store_project_id(state_dir, client.url, self.title, pid)
@@ -243,6 +242,8 @@ class AnnotateStage(Stage):
     # -- run -------------------------------------------------------------------------------------------------
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
+        if self.config.mode != "label":  # rate, edit, compare: review of responses
+            return (yield from responses.review(self, inputs))
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
@@ -367,6 +368,8 @@ class AnnotateStage(Stage):
     def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """(annotations, aside, source label per row id from the task data) from an export snapshot."""
         client = self.client()
+        if self.config.mode != "label":  # rate, edit, compare: one row per review annotation
+            return (*responses.pull(self, pid), {})
         export = client.export_snapshot(pid)
         ann, aside = annotations_from_export(export, client.users(), self.labels())
         source_of = {(t.get("data") or {}).get("row_id"): source_label_of(t) for t in export}
@@ -375,6 +378,7 @@ class AnnotateStage(Stage):
     def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
         """Aggregate, measure agreement, write the files and the stats; return the resolved rows
         (columns item, label, ...)."""
+        responses.refuse_label_aggregation(self.config.mode)
         cfg, labels = self.config, self.labels()
         agg, details = agreement.aggregate(ann, labels, cfg.aggregation)
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
@@ -455,7 +459,7 @@ class AnnotateStage(Stage):
             annotators_per_task=self.config.annotators_per_task,
             coverage=s.get("coverage", 1.0),
             annotators=s.get("annotators", []),
-            aggregation=self.config.aggregation,
+            aggregation=s.get("aggregation", self.config.aggregation),
             agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
             annotator_accuracy=s.get("annotator_accuracy"),
             relabelled=s["relabelled"],
@@ -463,6 +467,8 @@ class AnnotateStage(Stage):
             ties=[Tie(**t) for t in self._ties],
             reviews=[ReviewSummary(**r) for r in s.get("reviews", [])],
             warnings=s.get("warnings", []),
+            mode=s.get("mode", "label"),
+            response_review=s.get("response_review"),
         )
 
     @classmethod

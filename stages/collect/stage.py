@@ -65,7 +65,7 @@ class CollectStage(Stage):
         for i, source in enumerate(section.sources):
             try:
                 source = _resolved(source, kind)
-                required = records.required_columns(source) if source.record_format else None
+                required = records.required_columns(source, kind) if source.record_format else None
                 check_source(source, config_dir, within, required)
             except UserError as exc:
                 raise UserError(f"sources[{i}] ({source.name}): {exc}") from None

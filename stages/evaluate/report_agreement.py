@@ -16,7 +16,9 @@ def agreement_section(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]
     whose label people or a label review changed (with their texts)."""
     plt = _plt()
     figures = []
-    for key, name in (("krippendorff_alpha", "Krippendorff's alpha (nominal)"), ("fleiss_kappa", "Fleiss' kappa")):
+    level = agreement.get("level") or "nominal"  # ordinal for ratings (annotate.mode rate)
+    for key, name in (("krippendorff_alpha", f"Krippendorff's alpha ({level})"),
+                      ("krippendorff_alpha_interval", "Krippendorff's alpha (interval)"), ("fleiss_kappa", "Fleiss' kappa")):
         if agreement.get(key) is not None:
             figures.append([name, agreement[key]])
     for k, name in (("items", "rows annotated"), ("annotations", "annotations"), ("pairs", "pairs of annotations of a row")):
@@ -32,6 +34,16 @@ def agreement_section(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]
     if not figures:
         return '<p class="muted">No annotation in this version (no agreement figures).</p>'
     parts = [_table(["figure", "value"], figures)]
+    bias = agreement.get("annotator_bias")
+    if isinstance(bias, dict) and bias:
+        parts.append("<h3>Per-annotator bias (mean offset from the rows' aggregated rating)</h3>"
+                     + _table(["annotator", "ratings", "mean rating", "bias"],
+                              [[a, b.get("ratings"), b.get("mean_rating"), b.get("bias")] for a, b in bias.items()]))
+    weighted = agreement.get("weighted_kappa")
+    if isinstance(weighted, list) and weighted and isinstance(weighted[0], dict):
+        keys = list(weighted[0].keys())
+        parts.append("<h3>Quadratic-weighted Cohen's kappa per annotator pair</h3>"
+                     + _table(keys, [[p.get(k) for k in keys] for p in weighted]))
     pairs = agreement.get("cohen_kappa")
     if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict):
         keys = list(pairs[0].keys())

@@ -18,6 +18,7 @@ from stages.evaluate import decontamination
 from stages.evaluate.report import _COLORS, _e, _img, _plt, _png, _table
 
 FIELDS = ("prompt", "completion", "system")  # the views whose lengths are plotted (when not all empty)
+PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")  # a preference record's instead
 EXAMPLES_PER_REASON = 3
 
 
@@ -30,7 +31,8 @@ def field_lengths(candidate) -> str:
     """Characters per field and split (log-scale histograms and percentiles)."""
     plt = _plt()
     rows, series = [], {}
-    for field in FIELDS:
+    fields = PREFERENCE_FIELDS if candidate.kind.name == "preference" else FIELDS
+    for field in fields:
         for split in schemas.SPLITS:
             texts = candidate.view(split, field)
             lengths = np.array([len(t) for t in texts])

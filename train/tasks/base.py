@@ -7,23 +7,19 @@ score`, metrics.json, run.json, the run index and the frame of the model card.
 
 A `Task` supplies the rest, in the order a run needs it:
 
-    choose        kinds, suits_model(cfg)                    record kinds (and their columns), base models
+    choose        kinds, model_problem(base, explicit)       record kinds (and their columns), base models
     rows          usable_rows(table, file)                   rows trained / scored on
     set up        for_training(cfg, version, rows)            e.g. the label set; one-line error if unsuitable
                   for_scoring(cfg, run_dir, record)           the same, from a finished run
-    model         load_tokenizer, build_model, load_trained_model, collator
-    tokens        encoding_key, encode_examples, encode_inputs   (cached by train.run)
-    train         best_metric, greater_is_better, compute_metrics, trainer(...)
+    model         load_tokenizer, build_model, load_trained_model, collator, finish_model
+    tokens        encoding_key, encode_examples, encode_inputs, encoding_notes   (cached by train.run)
+    train         best_metric, greater_is_better, compute_metrics, training_overrides, trainer(...)
     score         predict, score, predictions_table, write_figures, scoring_notes
-    present       headline, facts, model_card, detail_table
+    present       headline, facts, model_card, card_samples, detail_table
 
-A generative task (causal_lm: loss on assistant / completion tokens only, scored on generated text; seq2seq)
-fits the same frame: `kinds = {"generation": ("prompt", "completion"), "chat": ("messages",)}` (the batch an
-encode function gets tells which); its `encode_examples` builds input_ids with -100 outside the completion /
-assistant turns, `encode_inputs` the prompt alone; `best_metric = "loss"` with `greater_is_better = False`
-and no `compute_metrics` during training; `predict` generates (greedy, left padding) and returns texts;
-`score` computes ROUGE / BLEU / chrF / exact match / token F1 from them; `suits_model` tells a decoder-only
-base model (causal_lm) from an encoder-decoder one (seq2seq).
+The tasks: `classification` (a sequence classifier on an encoder), `causal_lm` (a decoder-only LM on
+generation and chat versions, loss on the answer tokens only) and `seq2seq` (an encoder-decoder, or one
+warm-started from an encoder, on generation versions); the generative two share `generative/`.
 
 Adding a task: a module (or package) under `train/tasks/` with a `Task` subclass, and one line in
 `train/tasks/__init__.py`'s TASKS.
@@ -40,6 +36,7 @@ import pyarrow as pa
 from pipeline.errors import UserError
 from train.config import Config
 from train.data import PublishedVersion
+from train.models import BaseModel
 from train.runtime import Runtime
 
 
@@ -77,10 +74,10 @@ class Task(ABC):
 
     # -- choosing a task --------------------------------------------------------------------------------------
     @classmethod
-    def suits_model(cls, cfg: Config) -> bool:
-        """Whether this task trains `cfg`'s base model, when several tasks train one record kind (causal_lm
-        for decoder-only models, seq2seq for encoder-decoder ones)."""
-        return True
+    def model_problem(cls, base: BaseModel, *, explicit: bool = False) -> str | None:
+        """Why this task cannot train `base` (a clause for a one-line error), or None when it can. `explicit`:
+        the config names this task (`train.task`), so only what cannot work at all is a problem."""
+        return None
 
     @classmethod
     def check_kind(cls, version: PublishedVersion) -> None:
@@ -135,6 +132,11 @@ class Task(ABC):
 
         return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None)
 
+    def finish_model(self, model, tokenizer) -> None:
+        """Called on the trained model before it is scored and saved: what a loader of the run folder needs
+        (e.g. a generative model's end-of-turn token in its generation config, the chat template on the
+        tokenizer). Nothing by default."""
+
     # -- tokens -------------------------------------------------------------------------------------------------
     def encoding_key(self) -> list:
         """Every setting of this task that changes what encode_* return (part of the tokenization cache key)."""
@@ -150,7 +152,18 @@ class Task(ABC):
         """A batch of payload columns -> what `predict` consumes (no targets: a scored row's answer may be unknown to
         the model, and a generative model must not see it)."""
 
+    def encoding_notes(self, rows: int, examples) -> dict:
+        """What encoding `rows` rows gave `examples` (a datasets.Dataset from encode_examples) that metrics.json
+        records per split, e.g. answers cut short by max_length; encode_examples may leave rows out (an example
+        with nothing to learn), and the note says how many. Nothing by default."""
+        return {}
+
     # -- training -----------------------------------------------------------------------------------------------
+    def training_overrides(self) -> dict:
+        """TrainingArguments this task needs beyond the shared ones (e.g. a generative task evaluates the loss
+        only: keeping every validation logit of a language model would fill the memory)."""
+        return {}
+
     def trainer(self, train_rows: pa.Table, **kwargs):
         """The Trainer to train with, from the Trainer keyword arguments train.run prepared (model, args,
         datasets, collator, callbacks, compute_metrics). A task needing its own loss returns a subclass."""
@@ -187,6 +200,12 @@ class Task(ABC):
     @abstractmethod
     def model_card(self, record: dict, metrics: dict) -> CardSection:
         """The task's part of the model card, from run.json's record and metrics.json."""
+
+    def card_samples(self, predictions: pa.Table) -> list[str]:
+        """Markdown lines of a model card section (its `##` heading included) showing a few rows of the test
+        split's predictions_table a person can read, e.g. prompts with the reference and the generated answer.
+        None by default (a classifier's card has its per-class table and confusion matrix)."""
+        return []
 
     @classmethod
     def headline_text(cls, metrics: dict) -> str:

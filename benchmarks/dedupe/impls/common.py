@@ -2,7 +2,9 @@
 venv (.peers), so it needs only the standard library, numpy and pyarrow.
 
 A runner is `python impls/NAME.py CORPUS.parquet OUT.npz [--workers N]`. It times from reading the corpus
-to having its result (imports and interpreter start excluded), and writes per row: `kept` (bool), `rep`
+to having its result (imports and interpreter start excluded; `main_epoch` and `result_epoch`, wall-clock
+times at the start of `main` and when the result was ready, let `run.py` add the start-up it saw from
+outside), and writes per row: `kept` (bool), `rep`
 (the row a removed row was removed for: its named duplicate, or its cluster's kept row; -1 if kept) and
 `cluster` (cluster id, for pair recall), plus `seconds` and `peak_rss_mb` (this process and its children).
 """
@@ -20,7 +22,12 @@ NUM_PERM = 128
 THRESHOLD = 0.8
 
 
+_MAIN = {}  # wall clock and perf counter when main() began (after the runner's imports)
+
+
 def args() -> argparse.Namespace:
+    """The runner's arguments; called first in every runner's main(), so it also marks where start-up ends."""
+    _MAIN.update(epoch=time.time(), perf=time.perf_counter())
     parser = argparse.ArgumentParser()
     parser.add_argument("corpus")
     parser.add_argument("out")
@@ -78,5 +85,6 @@ def peak_rss_mb() -> float:
 def write(out: str, kept, rep, cluster, started: float, result_seconds: float | None = None, **extra) -> None:
     """Save the result; `result_seconds` is when the result was ready, if converting it took extra time."""
     seconds = result_seconds if result_seconds is not None else time.perf_counter() - started
+    result_epoch = _MAIN["epoch"] + (started + seconds - _MAIN["perf"])
     np.savez(out, kept=np.asarray(kept, bool), rep=np.asarray(rep, np.int64), cluster=np.asarray(cluster, np.int64),
-             seconds=seconds, peak_rss_mb=peak_rss_mb(), **extra)
+             seconds=seconds, peak_rss_mb=peak_rss_mb(), main_epoch=_MAIN["epoch"], result_epoch=result_epoch, **extra)

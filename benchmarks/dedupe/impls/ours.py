@@ -1,5 +1,6 @@
 """The pipeline's dedupe stage (stages/dedupe.py), fed from the Parquet file batch by batch on every pass
-as the executor does, on `--workers` processes."""
+as the executor does, on `--workers` processes. As `sftpipe run` does (pipeline/executor.py), the worker
+fork server is started first, so that its start-up overlaps the stage's imports."""
 import json
 import sys
 import time
@@ -12,8 +13,6 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 import common  # noqa: E402
-from pipeline.stage import StageContext  # noqa: E402
-from stages.dedupe import Config, DedupeStage  # noqa: E402
 
 
 class ParquetInput:
@@ -30,6 +29,13 @@ class ParquetInput:
 def main() -> None:
     a = common.args()
     started = time.perf_counter()
+    if a.workers > 1:
+        from pipeline.workers import start_worker_server
+
+        start_worker_server()
+    from pipeline.stage import StageContext
+    from stages.dedupe import Config, DedupeStage
+
     config = Config(threshold=common.THRESHOLD, ngram=common.NGRAM, num_perm=common.NUM_PERM)
     stage = DedupeStage(config, StageContext(dataset="bench", config_dir=Path("."), work_dir=Path("."), workers=a.workers))
     inputs = ParquetInput(a.corpus, 10_000)

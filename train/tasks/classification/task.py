@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from pipeline.errors import UserError
 from train.config import Config
 from train.data import PublishedVersion
+from train.models import ENCODER, BaseModel
 from train.runtime import Runtime
 from train.tasks.base import CardSection, Task
 from train.tasks.classification.labels import LabelCodec, class_weights, label_set
@@ -47,6 +48,16 @@ class ClassificationTask(Task):
         return self.codec.labels
 
     # -- rows and set-up ----------------------------------------------------------------------------------------
+    @classmethod
+    def model_problem(cls, base: BaseModel, *, explicit: bool = False) -> str | None:
+        # A classification head fits on any transformer (GPT2ForSequenceClassification exists), but a generative
+        # base model given for a classification version is far more often a mistake than a choice: say so,
+        # unless the config chose it (train.task: classification).
+        if base.family == ENCODER or explicit:
+            return None
+        return (f"{cls.name} trains a sequence classifier, on an encoder model such as the default; this is a "
+                "generative model (set train.task: classification to put a classification head on it anyway)")
+
     @classmethod
     def usable_rows(cls, table: pa.Table, file: Path) -> tuple[pa.Table, int]:
         try:
