@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,16 +77,19 @@ class Budget:
     """The training budget every arm gets (measured on this 2-core CPU: see README.md)."""
 
     epochs: float = 1.0
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     batch_size: int = 32
     max_length: int = 64
+    model: str | None = None  # None: sftpipe train's default (the bundled all-MiniLM-L6-v2)
 
     def key(self) -> str:
-        return f"e{self.epochs:g}-lr{self.learning_rate:g}-b{self.batch_size}-l{self.max_length}"
+        model = "" if self.model is None else "-m" + hashlib.sha256(self.model.encode()).hexdigest()[:8]
+        return f"e{self.epochs:g}-lr{self.learning_rate:g}-b{self.batch_size}-l{self.max_length}{model}"
 
     def flags(self) -> list[str]:
         return ["--epochs", f"{self.epochs:g}", "--lr", f"{self.learning_rate:g}", "--batch-size",
-                str(self.batch_size), "--max-length", str(self.max_length)]
+                str(self.batch_size), "--max-length", str(self.max_length),
+                *(["--model", self.model] if self.model else [])]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -174,7 +178,7 @@ def train_and_score(config: Path, dataset: str, version_dir: Path, test_dataset:
     cache = work / "results" / dataset / f"{fp}-{budget.key()}-{device}" / f"seed{seed}.json"
     if cache.is_file():
         return {**json.loads(cache.read_text()), "cached": True}
-    runs_dir = work / "runs"
+    runs_dir = work / "runs" / f"seed{seed}"  # one folder per seed: parallel jobs never share a parent
     parent = runs_dir / dataset / version_dir.name
     before = set(parent.iterdir()) if parent.is_dir() else set()
     log = work / "logs" / f"{dataset}.train.log"
@@ -266,8 +270,9 @@ def render(report: dict) -> str:
         "",
         f"Test set: {report['test_set']}. Budget: {report['budget']['epochs']:g} epoch(s), lr "
         f"{report['budget']['learning_rate']:g}, batch {report['budget']['batch_size']}, max_length "
-        f"{report['budget']['max_length']}, fp32; seeds {', '.join(map(str, report['seeds']))}; device "
-        f"{report['device']}; code {report['code_version']}.",
+        f"{report['budget']['max_length']}, fp32, model {report['budget'].get('model') or 'default'}; seeds {', '.join(map(str, report['seeds']))}; device "
+        f"{report['device']}; code {report['code_version']} (commit {report.get('git_commit', '?')}); load average "
+        f"{' '.join(f'{x:.1f}' for x in report['load_average'])} at the end.",
         "",
         "| arm | gates | train rows | wrong-label share (train) | junk share (train) | accuracy mean (range) "
         "| macro-F1 mean (range) | accuracy per seed | macro-F1 per seed |",
@@ -316,7 +321,21 @@ def render(report: dict) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def run_one(name: str, flip_rate: float, args, budget: Budget, device: str) -> dict:
+@dataclass
+class Arm:
+    dataset: str  # the data set (trec, sms)
+    flip_rate: float | None  # None: the clean arm, shared by every flip rate
+    arm: str
+    name: str  # the sftpipe dataset name
+    config: Path
+    truth: Path
+    version_dir: Path | None = None
+    timing: dict | None = None
+    accounting: dict | None = None
+
+
+def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -> tuple[list[Arm], dict, str]:
+    """Corrupt (cached), write the configs and publish the test set and every arm of (name, flip_rate)."""
     spec = data_sets.DATASETS[name]
     work: Path = args.work
     clean_file, clean_truth, test_file = prepare_inputs(name, work)
@@ -324,43 +343,54 @@ def run_one(name: str, flip_rate: float, args, budget: Budget, device: str) -> d
     corrupted, truth_file, recipe_info = corrupted_inputs(name, recipe, work)
     tag = recipe.tag()
     cfg_dir = work / "configs"
-
     test_ds = f"{name}-test"
-    test_cfg = write_config(cfg_dir / f"{test_ds}.yaml", test_ds, spec.labels, test_file, True,
-                            split={"test": 1.0}, description=f"test set of {name}: {spec.test_note}")
-    publish(test_cfg, test_ds, work, args.train_only)
-
-    arms: dict[str, dict] = {}
+    if test_ds not in published:
+        test_cfg = write_config(cfg_dir / f"{test_ds}.yaml", test_ds, spec.labels, test_file, True,
+                                split={"test": 1.0}, description=f"test set of {name}: {spec.test_note}")
+        publish(test_cfg, test_ds, work, args.train_only)
+        published[test_ds] = Arm(name, None, "test", test_ds, test_cfg, clean_truth)
+    arms = []
     for arm in args.arms:
         if arm == "clean":
-            ds, source, truth, passthrough = f"{name}-clean", clean_file, clean_truth, True
+            ds, source, truth, passthrough, rate = f"{name}-clean", clean_file, clean_truth, True, None
         else:
-            ds, source, truth, passthrough = f"{name}-{arm}-{tag}", corrupted, truth_file, arm == "raw"
-        cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, passthrough)
-        print(f"[{name} f{flip_rate:g}] {arm}: publishing {ds}", flush=True)
-        version_dir, timing = publish(cfg, ds, work, args.train_only)
-        acct = accounting.account(version_dir, pd.read_parquet(truth))
-        results = []
-        for seed in args.seeds:
-            if args.no_train:
-                break
-            print(f"[{name} f{flip_rate:g}] {arm}: training seed {seed}", flush=True)
-            r = train_and_score(cfg, ds, version_dir, test_ds, seed, budget, work, device, args.keep_models)
-            cost = "cached" if r.get("cached") else f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall"
-            print(f"    accuracy {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} ({cost})", flush=True)
-            results.append(r)
-        arms[arm] = {"dataset": ds, "version_dir": str(version_dir), "publish": timing, "accounting": acct,
-                     "results": results}
+            ds, source, truth, passthrough, rate = f"{name}-{arm}-{tag}", corrupted, truth_file, arm == "raw", flip_rate
+        if ds not in published:
+            cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, passthrough)
+            print(f"[{name}] publishing {ds}", flush=True)
+            a = Arm(name, rate, arm, ds, cfg, truth)
+            a.version_dir, a.timing = publish(cfg, ds, work, args.train_only)
+            a.accounting = accounting.account(a.version_dir, pd.read_parquet(truth))
+            published[ds] = a
+        arms.append(published[ds])
+    return arms, recipe_info, tag
 
-    code = next((a["accounting"]["code_version"] for a in arms.values() if a["accounting"].get("code_version")), "?")
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "?"
+    except OSError:
+        return "?"
+
+
+def report_for(name: str, arms: list[Arm], recipe_info: dict, tag: str, results: dict, args, budget: Budget,
+               device: str) -> dict:
+    spec = data_sets.DATASETS[name]
+    code = next((a.accounting["code_version"] for a in arms if a.accounting.get("code_version")), "?")
     report = {
         "dataset": name, "test_set": spec.test_note, "recipe": recipe_info["recipe"], "recipe_tag": tag,
         "corruption": recipe_info, "budget": asdict(budget), "seeds": [] if args.no_train else args.seeds,
-        "device": device, "code_version": code, "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs", "load_average": os.getloadavg(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "arms": arms,
+        "device": device, "code_version": code, "git_commit": _git_commit(),
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "load_average": os.getloadavg(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "arms": {a.arm: {"dataset": a.name, "version_dir": str(a.version_dir), "publish": a.timing,
+                         "accounting": a.accounting,
+                         "results": [results[(a.name, s)] for s in args.seeds if (a.name, s) in results]}
+                 for a in arms},
     }
-    out = work / "reports" / f"{name}-{tag}{'-quick' if args.quick else ''}"
+    out = args.work / "reports" / f"{name}-{tag}{'-quick' if args.quick else ''}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = render(report)
@@ -381,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=Budget.learning_rate)
     p.add_argument("--batch-size", type=int, default=Budget.batch_size)
     p.add_argument("--max-length", type=int, default=Budget.max_length)
+    p.add_argument("--model", default=None, help="base model for every arm (default: sftpipe train's default)")
+    p.add_argument("--jobs", type=int, default=1, help="training runs at a time (1 on a 2-core CPU; 4-6 on a GPU)")
     p.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder (default benchmarks/outcome/work, git-ignored)")
     p.add_argument("--quick", action="store_true", help="one seed and a quarter epoch: every step runs, figures are a smoke check")
     p.add_argument("--no-train", action="store_true", help="publish the arms and count planted corruptions; no training")
@@ -391,11 +423,38 @@ def main(argv: list[str] | None = None) -> None:
         args.seeds = args.seeds[:1]
         args.epochs = 0.25
     args.work = args.work.resolve()
-    budget = Budget(args.epochs, args.lr, args.batch_size, args.max_length)
+    budget = Budget(args.epochs, args.lr, args.batch_size, args.max_length, args.model)
     device = "none" if args.no_train else device_kind()
+
+    published: dict[str, Arm] = {}
+    tables = []
     for name in args.datasets:
         for rate in args.flip_rates:
-            run_one(name, rate, args, budget, device)
+            tables.append((name, *publish_arms(name, rate, args, published)))
+
+    # Every (arm, seed) once, seeds outermost: with a time limit, all arms get their first seed first.
+    jobs = []
+    for seed in ([] if args.no_train else args.seeds):
+        for a in published.values():
+            if a.arm != "test" and (a.name, seed) not in [(j[0].name, j[1]) for j in jobs]:
+                jobs.append((a, seed))
+    results: dict[tuple[str, int], dict] = {}
+
+    def one(job):
+        a, seed = job
+        r = train_and_score(a.config, a.name, a.version_dir, f"{a.dataset}-test", seed, budget, args.work, device,
+                            args.keep_models)
+        cost = "cached" if r.get("cached") else f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall"
+        print(f"[{a.name} seed {seed}] accuracy {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} ({cost})", flush=True)
+        return job, r
+
+    if jobs:
+        print(f"{len(jobs)} training runs ({args.jobs} at a time), budget {budget.key()}, device {device}", flush=True)
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for (a, seed), r in pool.map(one, jobs):
+            results[(a.name, seed)] = r
+    for name, arms, recipe_info, tag in tables:
+        report_for(name, arms, recipe_info, tag, results, args, budget, device)
 
 
 if __name__ == "__main__":
