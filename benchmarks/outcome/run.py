@@ -64,8 +64,31 @@ import accounting  # noqa: E402
 import data_sets  # noqa: E402
 from corrupt import KINDS, Recipe, write_corrupted, write_jsonl  # noqa: E402
 
-ARMS = ("raw", "pipeline", "clean")
 PASSTHROUGH_SPLIT = {"train": 0.98, "validation": 0.01, "test": 0.01}
+DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}  # the split stage's default
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    source: str  # corrupted | clean | a prototype variant file written by experiments/prototype.py
+    passthrough: bool  # every stage off: the source's rows are the version's rows
+    split: dict | None  # None: the pipeline's default
+    what: str
+
+
+ARMS = {
+    "raw": ArmSpec("corrupted", True, PASSTHROUGH_SPLIT, "the corrupted rows, nothing removed"),
+    "pipeline": ArmSpec("corrupted", False, None, "sftpipe run, default config"),
+    "clean": ArmSpec("clean", True, PASSTHROUGH_SPLIT, "the uncorrupted training set, nothing removed"),
+    # diagnosis arms
+    "pipeline-s98": ArmSpec("corrupted", False, PASSTHROUGH_SPLIT, "default config, but split 98 / 1 / 1"),
+    "proto-fix": ArmSpec("proto-fix", True, DEFAULT_SPLIT,
+                         "experiments/prototype.py's recommended chain (junk rules, dedupe w5p + majority, "
+                         "label-noise drop), split 80 / 10 / 10"),
+    "proto-fix-nodrop": ArmSpec("proto-fix-nodrop", True, DEFAULT_SPLIT,
+                                "the same chain without the label-noise drop, split 80 / 10 / 10"),
+}
+DEFAULT_ARMS = ("raw", "pipeline", "clean")
 # Every rule of the clean stage's defaults, switched off (stages/clean.py DEFAULT_FILTERS).
 NO_FILTERS = {k: None for k in ("n_chars", "n_words", "mean_word_length", "symbol_word_ratio", "alpha_word_share",
                                 "ellipsis_line_share", "dup_line_share", "top_2gram_share")}
@@ -351,12 +374,18 @@ def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -
         published[test_ds] = Arm(name, None, "test", test_ds, test_cfg, clean_truth)
     arms = []
     for arm in args.arms:
-        if arm == "clean":
-            ds, source, truth, passthrough, rate = f"{name}-clean", clean_file, clean_truth, True, None
+        a_spec = ARMS[arm]
+        if a_spec.source == "clean":
+            ds, source, truth, rate = f"{name}-{arm}", clean_file, clean_truth, None
         else:
-            ds, source, truth, passthrough, rate = f"{name}-{arm}-{tag}", corrupted, truth_file, arm == "raw", flip_rate
+            ds, truth, rate = f"{name}-{arm}-{tag}", truth_file, flip_rate
+            source = corrupted if a_spec.source == "corrupted" else corrupted.parent / f"{a_spec.source}.jsonl"
+            if not source.is_file():
+                raise SystemExit(f"{source} missing: run `python benchmarks/outcome/experiments/prototype.py "
+                                 f"--datasets {name} --flip-rate {flip_rate:g}` first")
         if ds not in published:
-            cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, passthrough)
+            cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, a_spec.passthrough, split=a_spec.split,
+                               description=f"outcome benchmark arm {arm}: {a_spec.what}")
             print(f"[{name}] publishing {ds}", flush=True)
             a = Arm(name, rate, arm, ds, cfg, truth)
             a.version_dir, a.timing = publish(cfg, ds, work, args.train_only)
@@ -405,7 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", default=["trec", "sms"], choices=sorted(data_sets.DATASETS))
     p.add_argument("--flip-rates", nargs="+", type=float, default=[0.1], help="label flip rates (default 0.1)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3], help="training seeds (default 1 2 3)")
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS),
+                   help="arms to build and train (default: raw pipeline clean; diagnosis arms: "
+                        + ", ".join(a for a in ARMS if a not in DEFAULT_ARMS) + ")")
     p.add_argument("--corruption-seed", type=int, default=0)
     p.add_argument("--epochs", type=float, default=Budget.epochs)
     p.add_argument("--lr", type=float, default=Budget.learning_rate)
