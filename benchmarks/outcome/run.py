@@ -7,7 +7,7 @@
 
 For each data set (see data_sets.py: TREC with its official 500-question test set; SMS with a fixed,
 seeded held-out test set) and flip rate, a clean training set is corrupted (corrupt.py: flips, 15 % extra
-duplicates half of them mislabelled, 5 % junk; seeded, every planted row recorded) and three *arms* are
+duplicates half of them mislabelled, 5 % junk; seeded, every planted row recorded) and the *arms* are
 published with the `sftpipe` CLI, each as its own dataset under `<work>/data`:
 
 - `raw`      — the corrupted rows, nothing removed: normalization, filters, dedupe and the quality gate off;
@@ -19,6 +19,11 @@ published with the `sftpipe` CLI, each as its own dataset under `<work>/data`:
                split, its own test split ignored). Published with `--allow-failed-gates` so that a failed
                gate shows in the table (column `gates`) instead of stopping the benchmark.
 - `clean`    — the uncorrupted training set, published like `raw`.
+
+Diagnosis arms (`--arms`): `pipeline-s98` (the default config but split 98 / 1 / 1: how much of the gap is
+the split), `proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate
+fixes keeps, with and without the label-noise drop, split 80 / 10 / 10 like the pipeline; run prototype.py
+first).
 
 Every arm trains with the same budget (`sftpipe train --epochs --lr --batch-size --max-length --seed`, and
 `precision: fp32` in the generated config so a GPU run differs from a CPU run only by kernels), once per
@@ -44,7 +49,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -463,12 +467,13 @@ def main(argv: list[str] | None = None) -> None:
         for rate in args.flip_rates:
             tables.append((name, *publish_arms(name, rate, args, published)))
 
-    # Every (arm, seed) once, seeds outermost: with a time limit, all arms get their first seed first.
+    # Every (arm, seed) once, seeds outermost, then arms in the order given, then data sets: with a time
+    # limit, every arm of every data set gets its first seed first.
     jobs = []
+    trained = sorted((a for a in published.values() if a.arm != "test"),
+                     key=lambda a: (args.arms.index(a.arm), args.datasets.index(a.dataset), a.flip_rate or 0))
     for seed in ([] if args.no_train else args.seeds):
-        for a in published.values():
-            if a.arm != "test" and (a.name, seed) not in [(j[0].name, j[1]) for j in jobs]:
-                jobs.append((a, seed))
+        jobs += [(a, seed) for a in trained]
     results: dict[tuple[str, int], dict] = {}
 
     def one(job):

@@ -18,7 +18,7 @@ for p in (str(OUTCOME), str(REPO)):
         sys.path.insert(0, p)
 
 import accounting  # noqa: E402
-import data_sets  # noqa: E402
+import data_sets  # noqa: E402,F401  (re-exported for the experiments)
 from corrupt import Recipe  # noqa: E402
 
 WORK = OUTCOME / "work"
@@ -73,9 +73,12 @@ def normalized(text: str) -> str:
 
 
 def save(name: str, payload: dict) -> Path:
+    """Write results/<name>.json; keys already there and not in `payload` are kept (a run over a subset of
+    data sets or variants updates its part)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps({**old, **payload}, indent=2, default=_jsonable) + "\n")
     return path
 
 

@@ -32,7 +32,9 @@ Keep policies (on the `w5` and the recommended scheme's graph): `today` (longest
 (per connected cluster the majority label wins and rows with another label go as `label_conflict`; a tie
 rejects the whole cluster), `majority+model` (a tie is broken by the label-noise model's mean out-of-sample
 probability of each tied label over the cluster), `keep_differing` (#16's option: a near duplicate with a
-different label is kept as a different example). Reported: rows kept, wrong-label and junk rows kept,
+different label is kept as a different example), `hybrid` (texts identical under the scheme — similarity
+1 — are one example whose label is decided by majority+model; a near duplicate with a different label is
+kept, as in `keep_differing`, for the label-noise check to judge). Reported: rows kept, wrong-label and junk rows kept,
 groups left with no correctly labelled row.
 """
 from __future__ import annotations
@@ -226,6 +228,13 @@ def apply_policy(rows: pd.DataFrame, edges, threshold: float, policy: str, probs
     if policy == "keep_differing":
         differ = labels[le] != labels[ri]
         return greedy_keep(rank, le[~differ], ri[~differ], wt[~differ], n)[0] < 0
+    if policy == "hybrid":
+        # Same text (similarity 1 under the scheme): one example, its label by majority+model. Near (< 1)
+        # with a different label: a different example, both kept (the label-noise check judges them).
+        exact = wt >= 1 - 1e-9
+        kept_exact = apply_policy(rows, (le[exact], ri[exact], wt[exact]), 1.0, "majority+model", probs, classes)
+        near = ~exact & (labels[le] == labels[ri]) & kept_exact[le] & kept_exact[ri]
+        return kept_exact & (greedy_keep(rank, le[near], ri[near], wt[near], n)[0] < 0)
     graph = csr_matrix((np.ones(len(le)), (le, ri)), shape=(n, n))
     _, comp = connected_components(graph, directed=False)
     allowed = np.ones(n, bool)
@@ -317,7 +326,7 @@ def main() -> None:
         print(f"\n{'scheme':>9} {'t':>4} {'policy':>15} {'kept':>6} {'wrong':>6} {'share':>6} {'junk':>5} "
               f"{'no correct':>10} {'extra':>6}")
         for scheme in a.policy_schemes:
-            for policy in ("today", "majority", "majority+model", "keep_differing"):
+            for policy in ("today", "majority", "majority+model", "keep_differing", "hybrid"):
                 kept = apply_policy(rows, edges_by[scheme], 0.8, policy, probs, classes)
                 r = policy_report(rows, kept)
                 payload[f"{ds}/policy/{scheme}/0.8/{policy}"] = r

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import pandas as pd
 
 from common import accounting, arm_version, corrupted, normalized, save

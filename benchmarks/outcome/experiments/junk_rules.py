@@ -25,7 +25,6 @@ Candidate rules (each a signal with a threshold, the clean stage's shape):
 """
 from __future__ import annotations
 
-import html
 import re
 import time
 from collections import Counter

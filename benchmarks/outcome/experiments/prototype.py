@@ -12,7 +12,8 @@ Steps (each a prototype of a stage change; none modifies pipeline/ or stages/):
 3. dedupe — exact all-pairs similarity (dedupe_study.py) with a shingling (`w5` today, `w5p`
    punctuation-free word 5-grams, `adaptive` word n-grams), threshold 0.8, and a keep policy (`today` or
    `majority+model`: the cluster's majority label wins, a tie goes to the label the label-noise model
-   gives the higher mean out-of-sample probability).
+   gives the higher mean out-of-sample probability; `hybrid`: majority+model for texts identical under
+   the shingling, a near duplicate with another label kept — see dedupe_study.py).
 4. noise — the label-noise check acting (`drop`): rows cleanlab flags whose suggested label has an
    out-of-sample probability ≥ the cut-off are removed (model `tfidf` as today, or `minilm`).
 
@@ -59,6 +60,9 @@ VARIANTS = [
     Variant("junk+adaptive-majority+drop-tfidf-0.8", scheme="adaptive", policy="majority+model", noise_model="tfidf", cutoff=0.8),
     Variant("junk+w5p-majority+drop-minilm-0.8", scheme="w5p", policy="majority+model", noise_model="minilm", cutoff=0.8),
     Variant("dedupe-today+drop-tfidf-0.8", junk=False, noise_model="tfidf", cutoff=0.8),
+    Variant("junk+adaptive-hybrid", scheme="adaptive", policy="hybrid"),
+    Variant("junk+adaptive-hybrid+drop-tfidf-0.8", scheme="adaptive", policy="hybrid", noise_model="tfidf", cutoff=0.8),
+    Variant("junk+w5p-hybrid+drop-tfidf-0.8", scheme="w5p", policy="hybrid", noise_model="tfidf", cutoff=0.8),
 ]
 # Variants written for training (run.py arms proto-<short name>).
 TRAINED = {"junk+w5p-majority+drop-tfidf-0.8": "fix", "junk+w5p-majority": "fix-nodrop"}
@@ -80,7 +84,6 @@ def noise_drop(rows: pd.DataFrame, model: str, cutoff: float) -> np.ndarray:
 
 def run_chain(rows: pd.DataFrame, v: Variant, lid: FastTextLid) -> tuple[np.ndarray, dict]:
     """Mask of rows kept after the chain and rows removed per step."""
-    n = len(rows)
     raw = rows["text"].tolist()
     norm = normalize(raw)
     rows = rows.assign(text=norm, ntext=[normalized(t) for t in norm])
@@ -95,7 +98,7 @@ def run_chain(rows: pd.DataFrame, v: Variant, lid: FastTextLid) -> tuple[np.ndar
         idx = np.flatnonzero(alive)
         sub = rows.iloc[idx].reset_index(drop=True)
         edges = scheme_edges(sub["ntext"].tolist(), v.scheme)
-        probs, classes = model_probs(sub) if v.policy == "majority+model" else (None, None)
+        probs, classes = model_probs(sub) if v.policy in ("majority+model", "hybrid") else (None, None)
         kept = apply_policy(sub, edges, 0.8, v.policy, probs, classes)
         removed["dedupe"] = int((~kept).sum())
         alive[idx[~kept]] = False
