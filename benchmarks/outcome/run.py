@@ -89,6 +89,8 @@ ARMS = {
     "proto-fix": ArmSpec("proto-fix", True, DEFAULT_SPLIT,
                          "experiments/prototype.py's recommended chain (junk rules, dedupe w5p + majority, "
                          "label-noise drop), split 80 / 10 / 10"),
+    "proto-fix-adaptive": ArmSpec("proto-fix-adaptive", True, DEFAULT_SPLIT,
+                                  "the chain with adaptive word n-grams instead of w5p, split 80 / 10 / 10"),
     "proto-fix-nodrop": ArmSpec("proto-fix-nodrop", True, DEFAULT_SPLIT,
                                 "the same chain without the label-noise drop, split 80 / 10 / 10"),
 }
@@ -101,22 +103,32 @@ NO_NORMALIZE = {k: False for k in ("fix_mojibake", "strip_html", "nfkc", "remove
 
 @dataclass(frozen=True)
 class Budget:
-    """The training budget every arm gets (measured on this 2-core CPU: see README.md)."""
+    """The training budget every arm gets (measured on this 2-core CPU: see README.md). A field set to None
+    is not passed: `sftpipe train`'s own default applies (`--defaults`: all of them)."""
 
-    epochs: float = 1.0
-    learning_rate: float = 2e-4
-    batch_size: int = 32
-    max_length: int = 64
+    epochs: float | None = 1.0
+    learning_rate: float | None = 2e-4
+    batch_size: int | None = 32
+    max_length: int | None = 64
     model: str | None = None  # None: sftpipe train's default (the bundled all-MiniLM-L6-v2)
 
     def key(self) -> str:
         model = "" if self.model is None else "-m" + hashlib.sha256(self.model.encode()).hexdigest()[:8]
-        return f"e{self.epochs:g}-lr{self.learning_rate:g}-b{self.batch_size}-l{self.max_length}{model}"
+        d = lambda x: "d" if x is None else f"{x:g}"  # noqa: E731
+        return f"e{d(self.epochs)}-lr{d(self.learning_rate)}-b{d(self.batch_size)}-l{d(self.max_length)}{model}"
 
     def flags(self) -> list[str]:
-        return ["--epochs", f"{self.epochs:g}", "--lr", f"{self.learning_rate:g}", "--batch-size",
-                str(self.batch_size), "--max-length", str(self.max_length),
-                *(["--model", self.model] if self.model else [])]
+        out = []
+        for flag, value in (("--epochs", self.epochs), ("--lr", self.learning_rate), ("--batch-size", self.batch_size),
+                            ("--max-length", self.max_length), ("--model", self.model)):
+            if value is not None:
+                out += [flag, value if isinstance(value, str) else f"{value:g}"]
+        return out
+
+    def describe(self) -> str:
+        d = lambda x: "default" if x is None else f"{x:g}"  # noqa: E731
+        return (f"{d(self.epochs)} epoch(s), lr {d(self.learning_rate)}, batch {d(self.batch_size)}, max_length "
+                f"{d(self.max_length)}, fp32, model {self.model or 'default'}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -199,12 +211,14 @@ def device_kind() -> str:
 
 
 def train_and_score(config: Path, dataset: str, version_dir: Path, test_dataset: str, seed: int, budget: Budget,
-                    work: Path, device: str, keep_models: bool) -> dict:
+                    work: Path, device: str, keep_models: bool, cached_only: bool = False) -> dict | None:
     manifest = json.loads((version_dir / "manifest.json").read_text())
     fp = manifest["content_fingerprint"][:16]
     cache = work / "results" / dataset / f"{fp}-{budget.key()}-{device}" / f"seed{seed}.json"
     if cache.is_file():
         return {**json.loads(cache.read_text()), "cached": True}
+    if cached_only:
+        return None
     runs_dir = work / "runs" / f"seed{seed}"  # one folder per seed: parallel jobs never share a parent
     parent = runs_dir / dataset / version_dir.name
     before = set(parent.iterdir()) if parent.is_dir() else set()
@@ -295,9 +309,7 @@ def render(report: dict) -> str:
         f"### {report['dataset']}, flips {report['recipe']['flip_rate'] * 100:g} % "
         f"(recipe `{report['recipe_tag']}`)",
         "",
-        f"Test set: {report['test_set']}. Budget: {report['budget']['epochs']:g} epoch(s), lr "
-        f"{report['budget']['learning_rate']:g}, batch {report['budget']['batch_size']}, max_length "
-        f"{report['budget']['max_length']}, fp32, model {report['budget'].get('model') or 'default'}; seeds {', '.join(map(str, report['seeds']))}; device "
+        f"Test set: {report['test_set']}. Budget: {Budget(**report['budget']).describe()}; seeds {', '.join(map(str, report['seeds']))}; device "
         f"{report['device']}; code {report['code_version']} (commit {report.get('git_commit', '?')}); load average "
         f"{' '.join(f'{x:.1f}' for x in report['load_average'])} at the end.",
         "",
@@ -423,7 +435,8 @@ def report_for(name: str, arms: list[Arm], recipe_info: dict, tag: str, results:
                          "results": [results[(a.name, s)] for s in args.seeds if (a.name, s) in results]}
                  for a in arms},
     }
-    out = args.work / "reports" / f"{name}-{tag}{'-quick' if args.quick else ''}"
+    suffix = "" if budget == Budget(model=budget.model) else f"-{budget.key()}"
+    out = args.work / "reports" / f"{name}-{tag}{suffix}"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     text = render(report)
@@ -446,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=Budget.learning_rate)
     p.add_argument("--batch-size", type=int, default=Budget.batch_size)
     p.add_argument("--max-length", type=int, default=Budget.max_length)
+    p.add_argument("--defaults", action="store_true",
+                   help="sftpipe train's own defaults (3 epochs, lr 5e-5, max_length 128, batch auto) instead")
     p.add_argument("--model", default=None, help="base model for every arm (default: sftpipe train's default)")
     p.add_argument("--jobs", type=int, default=1, help="training runs at a time (1 on a 2-core CPU; 4-6 on a GPU)")
     p.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder (default benchmarks/outcome/work, git-ignored)")
@@ -453,12 +468,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-train", action="store_true", help="publish the arms and count planted corruptions; no training")
     p.add_argument("--train-only", action="store_true", help="use the versions already under <work>/data; run no pipeline")
     p.add_argument("--keep-models", action="store_true", help="keep model weights of the training runs")
+    p.add_argument("--cached-only", action="store_true",
+                   help="train nothing: report the runs already scored (e.g. after a time limit cut a run short)")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds[:1]
         args.epochs = 0.25
     args.work = args.work.resolve()
     budget = Budget(args.epochs, args.lr, args.batch_size, args.max_length, args.model)
+    if args.defaults:
+        budget = Budget(None, None, None, None, args.model)
     device = "none" if args.no_train else device_kind()
 
     published: dict[str, Arm] = {}
@@ -479,7 +498,9 @@ def main(argv: list[str] | None = None) -> None:
     def one(job):
         a, seed = job
         r = train_and_score(a.config, a.name, a.version_dir, f"{a.dataset}-test", seed, budget, args.work, device,
-                            args.keep_models)
+                            args.keep_models, args.cached_only)
+        if r is None:
+            return job, None
         cost = "cached" if r.get("cached") else f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall"
         print(f"[{a.name} seed {seed}] accuracy {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f} ({cost})", flush=True)
         return job, r
@@ -488,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(jobs)} training runs ({args.jobs} at a time), budget {budget.key()}, device {device}", flush=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for (a, seed), r in pool.map(one, jobs):
-            results[(a.name, seed)] = r
+            if r is not None:
+                results[(a.name, seed)] = r
     for name, arms, recipe_info, tag in tables:
         report_for(name, arms, recipe_info, tag, results, args, budget, device)
 

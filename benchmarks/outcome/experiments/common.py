@@ -72,6 +72,27 @@ def normalized(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def kept_summary(rows: pd.DataFrame, kept: np.ndarray) -> dict:
+    """What a kept-row mask leaves of a corrupted set (rows joined with the truth, `text` as given).
+
+    A clean row is *lost* when no correctly labelled row of its group is kept, nor of another group whose
+    clean row has the same text up to case and spacing: the collection's own duplicates are not a loss."""
+    wrong = rows["wrong_label"].to_numpy().astype(bool)
+    junk = rows["kind"].str.startswith("junk_").to_numpy()
+    group = rows["group"].to_numpy()
+    originals = rows[rows["kind"].isin(["original", "flip"])]
+    key_of = dict(zip(originals["group"], (normalized(t) for t in originals["text"])))
+    correct = ~wrong & (group >= 0)
+    needed = {key_of[g] for g in group[correct].tolist()}
+    covered = {key_of[g] for g in group[kept & correct].tolist()}
+    k = int(kept.sum())
+    return {"kept": k, "wrong_label_kept": int((kept & wrong).sum()), "junk_kept": int((kept & junk).sum()),
+            "wrong_label_share": round(float((kept & wrong).sum() / max(k, 1)), 4),
+            "junk_share": round(float((kept & junk).sum() / max(k, 1)), 4),
+            "clean_rows_lost": len(needed - covered),
+            "extra_copies_kept": int(pd.Series(group[kept & (group >= 0)]).value_counts().sub(1).sum())}
+
+
 def save(name: str, payload: dict) -> Path:
     """Write results/<name>.json; keys already there and not in `payload` are kept (a run over a subset of
     data sets or variants updates its part)."""

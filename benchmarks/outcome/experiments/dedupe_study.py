@@ -35,7 +35,7 @@ probability of each tied label over the cluster), `keep_differing` (#16's option
 different label is kept as a different example), `hybrid` (texts identical under the scheme — similarity
 1 — are one example whose label is decided by majority+model; a near duplicate with a different label is
 kept, as in `keep_differing`, for the label-noise check to judge). Reported: rows kept, wrong-label and junk rows kept,
-groups left with no correctly labelled row.
+clean rows lost (common.kept_summary).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ import pandas as pd
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from common import accounting, arm_version, clean_rows, corrupted, normalized, save
+from common import accounting, arm_version, clean_rows, corrupted, kept_summary, normalized, save
 
 from stages.dedupe import greedy_keep  # noqa: E402  (today's keep rule, imported, not copied)
 
@@ -259,16 +259,7 @@ def apply_policy(rows: pd.DataFrame, edges, threshold: float, policy: str, probs
 
 
 def policy_report(rows: pd.DataFrame, kept: np.ndarray) -> dict:
-    wrong = rows["wrong_label"].to_numpy().astype(bool)
-    junk = rows["kind"].str.startswith("junk_").to_numpy()
-    group = rows["group"].to_numpy()
-    correct_groups = set(group[(~wrong) & (group >= 0)].tolist())
-    kept_correct_groups = set(group[kept & (~wrong) & (group >= 0)].tolist())
-    k = int(kept.sum())
-    return {"kept": k, "wrong_label_kept": int((kept & wrong).sum()), "junk_kept": int((kept & junk).sum()),
-            "wrong_label_share": round(float((kept & wrong).sum() / k), 4),
-            "groups_without_a_correct_row": len(correct_groups - kept_correct_groups),
-            "extra_copies_kept": int(pd.Series(group[kept & (group >= 0)]).value_counts().sub(1).sum())}
+    return kept_summary(rows.assign(text=rows["raw_text"]), kept)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -281,7 +272,7 @@ def dedupe_input(dataset: str, flip_rate: float) -> pd.DataFrame:
     rej = accounting.read_rejected(vdir)
     rej = rej[rej["stage"] == "dedupe"][["id", "text", "label"]]
     rows = pd.concat([pub, rej], ignore_index=True)
-    truth = corrupted(dataset, flip_rate).drop(columns=["text", "label"])
+    truth = corrupted(dataset, flip_rate).rename(columns={"text": "raw_text"}).drop(columns=["label"])
     rows = rows.merge(truth, on="id", validate="1:1")
     rows = rows.sort_values("id", kind="stable").reset_index(drop=True)  # input order (ids are file positions)
     rows["ntext"] = [normalized(t) for t in rows["text"]]
@@ -324,19 +315,19 @@ def main() -> None:
                       f"{f.get('dup_edit2', 0):>5.2f} {c['removed_share']:>8.4f} {cpu:>6.1f}")
         probs, classes = model_probs(rows)
         print(f"\n{'scheme':>9} {'t':>4} {'policy':>15} {'kept':>6} {'wrong':>6} {'share':>6} {'junk':>5} "
-              f"{'no correct':>10} {'extra':>6}")
+              f"{'lost':>10} {'extra':>6}")
         for scheme in a.policy_schemes:
             for policy in ("today", "majority", "majority+model", "keep_differing", "hybrid"):
                 kept = apply_policy(rows, edges_by[scheme], 0.8, policy, probs, classes)
                 r = policy_report(rows, kept)
                 payload[f"{ds}/policy/{scheme}/0.8/{policy}"] = r
                 print(f"{scheme:>9} {0.8:>4} {policy:>15} {r['kept']:>6} {r['wrong_label_kept']:>6} "
-                      f"{r['wrong_label_share']:>6.3f} {r['junk_kept']:>5} {r['groups_without_a_correct_row']:>10} "
+                      f"{r['wrong_label_share']:>6.3f} {r['junk_kept']:>5} {r['clean_rows_lost']:>10} "
                       f"{r['extra_copies_kept']:>6}")
         base = policy_report(rows, np.ones(len(rows), bool))
         payload[f"{ds}/policy/none"] = base
         print(f"{'(none)':>9} {'':>4} {'keep all':>15} {base['kept']:>6} {base['wrong_label_kept']:>6} "
-              f"{base['wrong_label_share']:>6.3f} {base['junk_kept']:>5} {base['groups_without_a_correct_row']:>10} "
+              f"{base['wrong_label_share']:>6.3f} {base['junk_kept']:>5} {base['clean_rows_lost']:>10} "
               f"{base['extra_copies_kept']:>6}")
     path = save(f"dedupe_study-f{a.flip_rate:g}", payload)
     print(f"\nwritten to {path}")

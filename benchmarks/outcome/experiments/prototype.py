@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from common import WORK, clean_rows, corrupted, normalized, recipe_tag, save
+from common import WORK, clean_rows, corrupted, kept_summary, normalized, recipe_tag, save
 from dedupe_study import apply_policy, model_probs, scheme_edges
 from junk_rules import COMBINED, FastTextLid, normalize, rule_table
 from label_noise import minilm_features, out_of_sample, tfidf_features
@@ -65,7 +65,8 @@ VARIANTS = [
     Variant("junk+w5p-hybrid+drop-tfidf-0.8", scheme="w5p", policy="hybrid", noise_model="tfidf", cutoff=0.8),
 ]
 # Variants written for training (run.py arms proto-<short name>).
-TRAINED = {"junk+w5p-majority+drop-tfidf-0.8": "fix", "junk+w5p-majority": "fix-nodrop"}
+TRAINED = {"junk+w5p-majority+drop-tfidf-0.8": "fix", "junk+w5p-majority": "fix-nodrop",
+           "junk+adaptive-majority+drop-tfidf-0.8": "fix-adaptive"}
 
 
 def noise_drop(rows: pd.DataFrame, model: str, cutoff: float) -> np.ndarray:
@@ -111,21 +112,7 @@ def run_chain(rows: pd.DataFrame, v: Variant, lid: FastTextLid) -> tuple[np.ndar
 
 
 def summarize(rows: pd.DataFrame, kept: np.ndarray) -> dict:
-    wrong = rows["wrong_label"].to_numpy().astype(bool)
-    junk = rows["kind"].str.startswith("junk_").to_numpy()
-    # A clean row is lost when no correctly labelled row of its group is kept, nor of another group whose
-    # clean row has the same text (up to case and spacing): the collection's own duplicates are not a loss.
-    group = rows["group"].to_numpy()
-    originals = rows[rows["kind"].isin(["original", "flip"])]
-    key_of = dict(zip(originals["group"], (normalized(t) for t in originals["text"])))
-    correct = ~wrong & (group >= 0)
-    needed = {key_of[g] for g in group[correct].tolist()}
-    covered = {key_of[g] for g in group[kept & correct].tolist()}
-    k = int(kept.sum())
-    return {"kept": k, "wrong_label_kept": int((kept & wrong).sum()), "junk_kept": int((kept & junk).sum()),
-            "wrong_label_share": round(float((kept & wrong).sum() / max(k, 1)), 4),
-            "junk_share": round(float((kept & junk).sum() / max(k, 1)), 4),
-            "clean_rows_lost": len(needed - covered)}
+    return kept_summary(rows, kept)
 
 
 def main() -> None:
