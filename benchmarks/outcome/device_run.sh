@@ -34,7 +34,7 @@ RATES=(--flip-rates 0.05 0.2 --arms raw pipeline clean proto-fix)
 step() {
   local left=$(( LIMIT - ($(date +%s) - T0) ))
   (( left > 40 )) || { echo "skipped (time): $*" | tee -a "$OUT/outcome_gpu.log"; return 0; }
-  timeout "$left" python3 benchmarks/outcome/run.py "${COMMON[@]}" "$@" 2>&1 | grep -v "^\[.*publishing" | tee -a "$OUT/outcome_gpu.log"
+  timeout "$left" python3 benchmarks/outcome/run.py "${COMMON[@]}" "$@" 2>&1 | grep -v "^\[.*\] using " | tee -a "$OUT/outcome_gpu.log"
 }
 step "${MAIN[@]}"
 step "${MAIN[@]}" --defaults

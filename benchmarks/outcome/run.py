@@ -256,12 +256,13 @@ def train_and_score(config: Path, dataset: str, version_dir: Path, test_dataset:
 # inputs
 
 
-def prepare_inputs(name: str, work: Path) -> tuple[Path, Path, Path]:
-    """clean.jsonl + clean_truth.parquet (every row an `original`) and test.jsonl, written once."""
+def prepare_inputs(name: str, work: Path, train_only: bool = False) -> tuple[Path, Path, Path]:
+    """clean.jsonl + clean_truth.parquet (every row an `original`) and test.jsonl, written once (with
+    `train_only`, only their paths: the versions are already published)."""
     spec = data_sets.DATASETS[name]
     folder = work / "inputs" / name
     clean_file, truth_file, test_file = folder / "clean.jsonl", folder / "clean_truth.parquet", folder / "test.jsonl"
-    if not (clean_file.is_file() and truth_file.is_file() and test_file.is_file()):
+    if not train_only and not (clean_file.is_file() and truth_file.is_file() and test_file.is_file()):
         train, test = spec.load()
         ids = [f"c{i:06d}" for i in range(train.num_rows)]
         write_jsonl(pa.table({"id": ids, "text": train["text"], "label": train["label"]}), clean_file)
@@ -377,7 +378,7 @@ def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -
     """Corrupt (cached), write the configs and publish the test set and every arm of (name, flip_rate)."""
     spec = data_sets.DATASETS[name]
     work: Path = args.work
-    clean_file, clean_truth, test_file = prepare_inputs(name, work)
+    clean_file, clean_truth, test_file = prepare_inputs(name, work, args.train_only)
     recipe = Recipe(flip_rate=flip_rate, seed=args.corruption_seed)
     corrupted, truth_file, recipe_info = corrupted_inputs(name, recipe, work)
     tag = recipe.tag()
@@ -396,13 +397,13 @@ def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -
         else:
             ds, truth, rate = f"{name}-{arm}-{tag}", truth_file, flip_rate
             source = corrupted if a_spec.source == "corrupted" else corrupted.parent / f"{a_spec.source}.jsonl"
-            if not source.is_file():
+            if not source.is_file() and not args.train_only:
                 raise SystemExit(f"{source} missing: run `python benchmarks/outcome/experiments/prototype.py "
                                  f"--datasets {name} --flip-rate {flip_rate:g}` first")
         if ds not in published:
             cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, a_spec.passthrough, split=a_spec.split,
                                description=f"outcome benchmark arm {arm}: {a_spec.what}")
-            print(f"[{name}] publishing {ds}", flush=True)
+            print(f"[{name}] {'using' if args.train_only else 'publishing'} {ds}", flush=True)
             a = Arm(name, rate, arm, ds, cfg, truth)
             a.version_dir, a.timing = publish(cfg, ds, work, args.train_only)
             a.accounting = accounting.account(a.version_dir, pd.read_parquet(truth))
@@ -506,7 +507,8 @@ def main(argv: list[str] | None = None) -> None:
         return job, r
 
     if jobs:
-        print(f"{len(jobs)} training runs ({args.jobs} at a time), budget {budget.key()}, device {device}", flush=True)
+        print(f"{len(jobs)} training runs{' (only those already scored are read)' if args.cached_only else ''} "
+              f"({args.jobs} at a time), budget {budget.key()}, device {device}", flush=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:
         for (a, seed), r in pool.map(one, jobs):
             if r is not None:
