@@ -1,27 +1,29 @@
 """The dataset config: one YAML file per dataset, validated before any work starts.
 
-Every section is a pydantic model with unknown keys forbidden, so a typo is an error naming the key. The
-stage sections are declared by the stages themselves (`stages.<name>.Config`); this module only composes
-them. Relative paths in a config are resolved against the config file's folder.
+What a config may hold is composed from what is registered (`pipeline.project.Project`): the fields every
+dataset has (below), one section per stage (declared by the stage class: `Stage.config_fields`), the
+quality gate's section, and sections that are not stages (`train:`). Every section is a pydantic model with
+unknown keys forbidden, so a typo is an error naming the key. Relative paths in a config are resolved
+against the config file's folder.
+
+`load_config(path)` reads a config with the project the composition root installed (importing
+`pipeline.cli.project` installs it; every `sftpipe` command does); `Project.load_config` does the same for
+a given project.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from pipeline.errors import UserError
-from stages import annotate as annotate_stage
-from stages import clean as clean_stage
-from stages import collect as collect_stage
-from stages import dedupe as dedupe_stage
-from stages import evaluate as evaluate_stage
-from stages import split as split_stage
-from train import config as train_config
+from schemas.kinds import DEFAULT_KIND, KINDS
+from schemas.record import RecordKind
 
 
 class StoreConfig(BaseModel):
@@ -31,34 +33,45 @@ class StoreConfig(BaseModel):
     data_dir: str = "data"
 
 
+@dataclass(frozen=True)
+class Section:
+    """A config section that is not a stage's (a stage declares its own): `train:`, for example."""
+
+    key: str
+    model: type[BaseModel]
+    # Whether it decides the dataset's content: sections that do not (training settings) are left out of
+    # the config hash, so changing a learning rate never mints a new data version.
+    data: bool = True
+
+
 class DatasetConfig(BaseModel):
+    """The fields every dataset config has; the composed model adds the registered sections."""
+
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
     description: str = ""
     labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
-    sources: list[collect_stage.SourceConfig] = Field(min_length=1)
-    inputs_within: str | None = Field(
-        None, description="folder (relative to the config) every source file must resolve inside; `..` or a symlink out is an error")
-    clean: clean_stage.Config = clean_stage.Config()
-    dedupe: dedupe_stage.Config = dedupe_stage.Config()
-    annotate: annotate_stage.Config | None = None  # rows that need a human go to Label Studio
-    split: split_stage.Config = split_stage.Config()
-    evaluate: evaluate_stage.Config = evaluate_stage.Config()  # quality gates before publication
-    store: StoreConfig = StoreConfig()
-    train: train_config.Config = train_config.Config()
+    kind: str = Field(DEFAULT_KIND, description=f"the record kind: what a row holds ({', '.join(KINDS)})")
 
-    @field_validator("sources")
-    @classmethod
-    def _unique_source_names(cls, sources: list[collect_stage.SourceConfig]) -> list[collect_stage.SourceConfig]:
-        names = [s.name for s in sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"source names must be unique: {', '.join(dupes)}")
-        return sources
+    # Set by the composition: the project this model was composed for, and the keys of sections that do
+    # not decide the dataset's content.
+    project: ClassVar[Any] = None
+    not_data: ClassVar[frozenset[str]] = frozenset({"description", "store"})
 
     # Set by load_config, not by the YAML.
     _path: Path | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown record kind {kind!r} (kinds: {', '.join(KINDS)})")
+        return kind
+
+    @property
+    def record_kind(self) -> RecordKind:
+        return KINDS[self.kind]
 
     @property
     def path(self) -> Path:
@@ -79,16 +92,30 @@ class DatasetConfig(BaseModel):
     def config_hash(self) -> str:
         """Hash of what decides the dataset's content: training settings and prose are left out, so
         changing a learning rate or a description never mints a new data version."""
-        data = {k: v for k, v in self.resolved().items() if k not in _NOT_DATA}
+        data = {k: v for k, v in self.resolved().items() if k not in self.not_data}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-_NOT_DATA = {"train", "description", "store"}
+def compose(fields: dict[str, tuple[Any, Any]], sections: tuple[Section, ...], project: Any) -> type[DatasetConfig]:
+    """A DatasetConfig model: the common fields, then the stages' and the gate's `fields` (pydantic field
+    definitions, in plan order), `store:`, and the other `sections`."""
+    keys = [*DatasetConfig.model_fields, *fields, "store", *(s.key for s in sections)]
+    clash = sorted({k for k in keys if keys.count(k) > 1})
+    if clash:
+        raise ValueError(f"config keys registered twice: {', '.join(clash)}")
+    model = create_model(
+        "DatasetConfig", __base__=DatasetConfig, __module__=__name__,
+        **fields, store=(StoreConfig, Field(default_factory=StoreConfig)),
+        **{s.key: (s.model, Field(default_factory=s.model)) for s in sections},
+    )
+    not_data = {s.key for s in sections if not s.data}
+    model.project = project
+    model.not_data = frozenset(DatasetConfig.not_data | set(not_data))
+    return model
 
 
-def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
-    """Read and validate a config; with `check_sources`, also check that every source's files exist and
-    that the fields the config names are columns of them. Raises UserError naming the key."""
+def parse_config(path: str | Path, model: type[DatasetConfig]) -> DatasetConfig:
+    """Read and validate a config file against `model`. Raises UserError naming the key."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -99,18 +126,29 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
     try:
-        config = DatasetConfig.model_validate(raw)
+        config = model.model_validate(raw)
     except ValidationError as exc:
         raise UserError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
     config._path = path.resolve()
-    if check_sources:
-        for i, source in enumerate(config.sources):
-            try:
-                within = config.config_dir / config.inputs_within if config.inputs_within is not None else None
-                collect_stage.check_source(source, config.config_dir, within)
-            except UserError as exc:
-                raise UserError(f"{path}: sources[{i}] ({source.name}): {exc}") from None
     return config
+
+
+_INSTALLED: Any = None  # the project `load_config` reads configs with
+
+
+def install(project: Any) -> None:
+    """Make `project` the one `load_config` uses (the composition root calls this)."""
+    global _INSTALLED
+    _INSTALLED = project
+
+
+def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
+    """Read and validate a config with the installed project; with `check_sources`, also check that the
+    files it names exist and hold the fields it names. Raises UserError naming the key."""
+    if _INSTALLED is None:
+        raise RuntimeError("no project is installed: import pipeline.cli.project (the composition root) first, "
+                           "or call Project.load_config")
+    return _INSTALLED.load_config(path, check_sources)
 
 
 def _describe(error: dict) -> str:

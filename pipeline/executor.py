@@ -1,10 +1,15 @@
-"""The local executor: runs the configured stages in order and publishes a version.
+"""The local executor: runs a project's plan in order and publishes a version.
 
 Each stage's output is written under the run folder `<data_dir>/runs/<dataset>/stages/` in a folder named
-by a fingerprint of (upstream fingerprint, the stage's config section, the code version, the stage's own
-inputs such as file hashes). A folder is written under a temporary name and renamed when complete, so a
-later run trusts only whole outputs and resumes from the first stage whose fingerprint changed.
-Between stages rows travel as Parquet record batches; no stage needs the corpus in Python objects.
+by a fingerprint of (upstream fingerprint, the stage's config section, the labels and record kind, the
+stage's code fingerprint, the stage's own inputs such as file hashes). A folder is written under a
+temporary name and renamed when complete, so a later run trusts only whole outputs and resumes from the
+first stage whose fingerprint changed. With it the stage's `stats.json` keeps its counts and its typed
+summary, which a reused stage hands on exactly as a fresh run would.
+
+The executor never names a stage: it gets the plan (stages, sections, boundary schemas, skipped optional
+stages) and the gate from the config's project (`pipeline.project`), writes the candidate version
+(`pipeline.candidate`), hands the gate the candidate and every summary, and publishes through the store.
 """
 from __future__ import annotations
 
@@ -15,60 +20,23 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from pydantic import BaseModel
 
-import pipeline
 import schemas
+from pipeline import candidate as candidates
 from pipeline.config import DatasetConfig
 from pipeline.errors import UserError
-from pipeline.stage import Stage, StageContext, StageOutput, start_worker_server
+from pipeline.fingerprint import code_fingerprint
+from pipeline.gate import GateRequest
+from pipeline.project import Plan, Project, Step
+from pipeline.stage import Stage, StageContext, StageOutput
+from pipeline.stage_io import BoundaryWriter, ParquetInput
 from pipeline.store import VersionStore
-from stages import annotate, clean, collect, dedupe, evaluate, split
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def stage_plan(config: DatasetConfig, with_annotation: bool = True) -> list[tuple[type[Stage], BaseModel]]:
-    """The stages this config runs, in order, each with its config section."""
-    plan: list[tuple[type[Stage], BaseModel]] = [
-        (collect.CollectStage, collect.Config(sources=config.sources, inputs_within=config.inputs_within)),
-        (clean.CleanStage, config.clean),
-        (dedupe.DedupeStage, config.dedupe),
-    ]
-    if with_annotation and config.annotate is not None:
-        plan.append((annotate.AnnotateStage, config.annotate))
-    plan.append((split.SplitStage, config.split))
-    return plan
-
-
-def code_version() -> str:
-    """Package version plus a hash of the code that decides outputs (any edit changes fingerprints)."""
-    h = hashlib.sha256()
-    for folder in ("pipeline", "stages", "schemas"):
-        for p in sorted((ROOT / folder).rglob("*.py")):
-            h.update(p.relative_to(ROOT).as_posix().encode())
-            h.update(p.read_bytes())
-    return f"{pipeline.__version__}+{h.hexdigest()[:12]}"
-
-
-class ParquetInput:
-    """A stage's input: the Parquet files another stage wrote; re-iterable for whole-stream stages."""
-
-    def __init__(self, files: list[Path], batch_size: int):
-        self.files = files
-        self.batch_size = batch_size
-        self.num_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-
-    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-        for f in self.files:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=self.batch_size, columns=columns)
+from pipeline.workers import start_worker_server
+from schemas.summaries import Summaries, Summary
 
 
 @dataclass
@@ -82,10 +50,12 @@ class StageReport:
     seconds: float
     cached: bool
     stats: dict[str, Any] = field(default_factory=dict)
+    code: str = ""  # the stage's code fingerprint
+    summary: Summary | None = None  # what it handed on (its class's summary_type)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "fingerprint": self.fingerprint, "rows_in": self.rows_in, "rows_out": self.rows_out,
-                "dropped": self.dropped, "seconds": round(self.seconds, 3),
+        return {"name": self.name, "fingerprint": self.fingerprint, "code": self.code, "rows_in": self.rows_in,
+                "rows_out": self.rows_out, "dropped": self.dropped, "seconds": round(self.seconds, 3),
                 "rows_per_second": round(self.rows_in / self.seconds, 1) if self.seconds > 0 else None,
                 "stats": self.stats}
 
@@ -98,7 +68,8 @@ class RunResult:
     stages: list[StageReport]
     manifest: dict[str, Any]
     candidate: Path
-    evaluation: Any = None  # stages.evaluate.EvaluationResult, when the gate ran
+    evaluation: Any = None  # the gate's result (pipeline.gate.GateResult), when the gate ran
+    summaries: Summaries = field(default_factory=Summaries)
 
 
 class GateFailed(UserError):
@@ -109,36 +80,13 @@ class GateFailed(UserError):
         self.result = result
 
 
-class _Writer:
-    """Lazily opened Parquet writer that checks every batch against the boundary's schema."""
-
-    def __init__(self, path: Path, schema: pa.Schema, where: str):
-        self.path, self.schema, self.where = path, schema, where
-        self.writer: pq.ParquetWriter | None = None
-        self.rows = 0
-
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch is None or batch.num_rows == 0:
-            return
-        schemas.check(batch, self.schema, self.where)
-        batch = schemas.conform(batch, self.schema)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, batch.schema, compression="zstd")
-        elif batch.schema != self.writer.schema:
-            try:
-                batch = batch.cast(self.writer.schema)
-            except (ValueError, pa.ArrowInvalid) as exc:
-                raise schemas.SchemaError(f"{self.where}: batch schema changed mid-stream: {exc}") from None
-        self.writer.write_batch(batch)
-        self.rows += batch.num_rows
-
-    def close(self) -> None:
-        if self.writer is None:  # no rows: still leave a readable file with the declared columns
-            self.writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
-        self.writer.close()
-
-
 class LocalExecutor:
+    """Runs the plan of `config`'s project in this process (and worker processes for the stages' CPU work).
+
+    `skip`: optional stages not to run, with why ({"annotate": "run with --no-annotate"}); `from_stage`:
+    re-run this stage and the ones after it even if unchanged.
+    """
+
     def __init__(
         self,
         config: DatasetConfig,
@@ -146,25 +94,28 @@ class LocalExecutor:
         batch_size: int = 10_000,
         workers: int | None = None,
         from_stage: str | None = None,
-        annotate: bool = True,
+        skip: Mapping[str, str] | None = None,
         allow_failed_gates: bool = False,
         progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
         log: Callable[[str], None] = lambda msg: None,
+        project: Project | None = None,
     ):
         self.config = config
+        self.project: Project = project or type(config).project
+        if self.project is None:
+            raise ValueError("the config was not loaded through a project (pipeline.project.Project.load_config)")
         self.data_dir = Path(data_dir if data_dir is not None else config.store.data_dir)
         self.batch_size = batch_size
         self.workers = workers or os.cpu_count() or 1
         self.from_stage = from_stage
-        self.annotate = annotate
         self.allow_failed_gates = allow_failed_gates
         self.progress = progress or (lambda name, total: (lambda n: None))
         self.log = log
         self.store = VersionStore(self.data_dir)
         self.run_dir = self.data_dir / "runs" / config.dataset
-        names = [cls.name for cls, _ in stage_plan(config, annotate)]
-        if from_stage is not None and from_stage not in names:
-            raise UserError(f"--from {from_stage!r}: no such stage (stages: {', '.join(names)})")
+        self.plan: Plan = self.project.plan(config, skip)
+        if from_stage is not None and from_stage not in self.plan.names:
+            raise UserError(f"--from {from_stage!r}: no such stage (stages: {', '.join(self.plan.names)})")
 
     # -- the run --------------------------------------------------------------------------------------------
 
@@ -183,26 +134,24 @@ class LocalExecutor:
         dataset = self.config.dataset
         parent = self.store.latest(dataset)
         previous_splits = self.store.splits_of(dataset, parent) if parent else None
-        code = code_version()
         upstream = ""
         inputs: ParquetInput | None = None
         reports: list[StageReport] = []
         forced = False
-        input_files: list[dict] = []
-        for index, (cls, section) in enumerate(stage_plan(self.config, self.annotate)):
+        for index, step in enumerate(self.plan.steps):
+            cls = step.stage
             forced = forced or cls.name == self.from_stage
             ctx = StageContext(dataset=dataset, config_dir=self.config.config_dir, work_dir=Path(),
                                batch_size=self.batch_size, workers=self.workers, previous_splits=previous_splits,
-                               labels=self.config.labels)
-            stage = cls(section, ctx)
-            fp = _hash(upstream, cls.name, json.dumps(section.model_dump(mode="json"), sort_keys=True),
-                       json.dumps(self.config.labels), code, stage.fingerprint_inputs())
-            if cls.name == "collect":
-                input_files = stage.stats.get("inputs", [])
+                               labels=self.config.labels, kind=self.plan.kind)
+            stage = cls(step.section, ctx)
+            code = code_fingerprint(cls.__module__)
+            fp = _hash(upstream, cls.name, json.dumps(step.section.model_dump(mode="json"), sort_keys=True),
+                       json.dumps(self.config.labels), self.config.kind, code, stage.fingerprint_inputs())
             folder = self.run_dir / "stages" / f"{index:02d}-{cls.name}-{fp[:16]}"
-            report = None if forced else self._cached(cls.name, fp, folder)
+            report = None if forced else self._cached(cls, fp, folder, code)
             if report is None:
-                report = self._execute(stage, inputs, fp, folder)
+                report = self._execute(stage, step, inputs, fp, folder, code)
             reports.append(report)
             upstream = fp
             inputs = ParquetInput(sorted(folder.glob("part-*.parquet")), self.batch_size)
@@ -215,26 +164,34 @@ class LocalExecutor:
             top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3]) or "the sources are empty"
             raise UserError(f"nothing to publish: {reports[0].rows_in} rows read, none left — {top}; "
                             f"rejected rows are under {self.run_dir / 'stages'}")
-        return self._publish(reports, upstream, parent, input_files, code, tag)
+        return self._publish(reports, upstream, parent, tag)
 
-    def _cached(self, name: str, fp: str, folder: Path) -> StageReport | None:
+    def _cached(self, cls: type[Stage], fp: str, folder: Path, code: str) -> StageReport | None:
         stats_file = folder / "stats.json"
         if not stats_file.is_file():
             return None
         data = json.loads(stats_file.read_text())
-        self.log(f"{name}: unchanged since an earlier run, reusing {folder}")
-        return StageReport(name=name, fingerprint=fp, folder=folder, rows_in=data["rows_in"], rows_out=data["rows_out"],
-                           dropped=data["dropped"], seconds=data["seconds"], cached=True, stats=data["stats"])
+        summary = None
+        if cls.summary_type is not None:
+            if data.get("summary") is None:
+                return None  # written without the summary this stage hands on: not a usable output
+            summary = cls.summary_type.model_validate(data["summary"])
+        self.log(f"{cls.name}: unchanged since an earlier run, reusing {folder}")
+        return StageReport(name=cls.name, fingerprint=fp, folder=folder, rows_in=data["rows_in"], rows_out=data["rows_out"],
+                           dropped=data["dropped"], seconds=data["seconds"], cached=True, stats=data["stats"], code=code,
+                           summary=summary)
 
-    def _execute(self, stage: Stage, inputs: ParquetInput | None, fp: str, folder: Path) -> StageReport:
+    def _execute(self, stage: Stage, step: Step, inputs: ParquetInput | None, fp: str, folder: Path,
+                 code: str) -> StageReport:
         tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         stage.ctx.work_dir = tmp
         rows_in = inputs.num_rows if inputs is not None else None
         stage.ctx.progress = self.progress(stage.name, rows_in)
-        kept = _Writer(tmp / "part-00000.parquet", stage.output_schema, f"stage {stage.name}")
-        rejected = _Writer(tmp / "rejected.parquet", schemas.REJECTED, f"stage {stage.name} (rejected rows)")
+        kept = BoundaryWriter(tmp / "part-00000.parquet", step.output_schema, f"stage {stage.name}")
+        rejected = BoundaryWriter(tmp / "rejected.parquet", self.plan.kind.rejected_schema,
+                                  f"stage {stage.name} (rejected rows)")
         dropped: dict[str, int] = {}
         start = time.perf_counter()
         try:
@@ -255,10 +212,12 @@ class LocalExecutor:
         seconds = time.perf_counter() - start
         if rows_in is None:  # a source stage: its input is what it read
             rows_in = kept.rows + rejected.rows
+        summary = stage.summarize()
         report = StageReport(name=stage.name, fingerprint=fp, folder=folder, rows_in=rows_in, rows_out=kept.rows,
                              dropped=dict(sorted(dropped.items(), key=lambda kv: -kv[1])), seconds=seconds,
-                             cached=False, stats=_jsonable(stage.stats))
-        (tmp / "stats.json").write_text(json.dumps({k: v for k, v in report.as_dict().items()}, indent=2, default=str))
+                             cached=False, stats=_jsonable(stage.stats), code=code, summary=summary)
+        record = {**report.as_dict(), "summary": summary.model_dump(mode="json") if summary is not None else None}
+        (tmp / "stats.json").write_text(json.dumps(record, indent=2, default=str))
         shutil.rmtree(folder, ignore_errors=True)
         os.rename(tmp, folder)  # only a complete output ever carries the final name
         return report
@@ -278,115 +237,78 @@ class LocalExecutor:
 
     # -- candidate and publication --------------------------------------------------------------------------
 
-    def _publish(self, reports, fingerprint, parent, input_files, code, tag) -> RunResult:
+    def code_version(self) -> str:
+        """The code fingerprint of everything that decides the version: every stage of the plan and the gate."""
+        modules = [s.stage.__module__ for s in self.plan.steps]
+        if self.project.gate is not None:
+            modules.append(type(self.project.gate).__module__)
+        return code_fingerprint(*modules)
+
+    def _publish(self, reports: list[StageReport], fingerprint: str, parent: str | None, tag: str | None) -> RunResult:
+        config, plan, dataset = self.config, self.plan, self.config.dataset
+        summaries = Summaries(r.summary for r in reports if r.summary is not None)
         candidate = self.run_dir / "candidates" / fingerprint[:16]
         tmp = candidate.with_name(candidate.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        split_counts = self._write_splits(reports[-1].folder, tmp)
-        rejected_rows = self._write_rejected(reports, tmp)
-        annotation_stats = next((r.stats for r in reports if r.name == annotate.AnnotateStage.name), None)
-        if annotation_stats is not None:
-            (tmp / "annotations").mkdir()
-            annotate_folder = next(r.folder for r in reports if r.name == annotate.AnnotateStage.name)
-            for name in annotate.VERSION_FILES:
-                if (annotate_folder / name).exists():
-                    shutil.copy2(annotate_folder / name, tmp / "annotations" / name)
-            annotation = annotate.manifest_summary(annotation_stats)
-        else:
-            annotation = annotate.manifest_summary(
-                None, None if self.config.annotate is None else "run with --no-annotate")
-        content = content_fingerprint(tmp)
+        split_counts = candidates.write_splits(reports[-1].folder, tmp, plan.published_schema, plan.kind.label_field,
+                                               self.batch_size)
+        rejected_rows = candidates.write_rejected([r.folder for r in reports], tmp, self.batch_size,
+                                                  plan.kind.rejected_schema)
+        contributed: dict[str, Any] = {}
+        for step, report in zip(plan.steps, reports):
+            candidates.copy_version_files(step.stage, report.folder, tmp)
+            contributed.update(step.stage.manifest_entries(report.summary, None))
+        for stage, why in plan.skipped:
+            contributed.update(stage.manifest_entries(None, why))
+        content = candidates.content_fingerprint_of(tmp)
         manifest = {
-            "dataset": self.config.dataset,
-            "description": self.config.description,
+            "dataset": dataset,
+            "kind": plan.kind.name,  # the record kind: what a row holds (train reads it)
+            "description": config.description,
             "parent_version": parent,
-            "config": self.config.resolved(),
-            "config_hash": self.config.config_hash(),
-            "code_version": code,
-            "labels": self.config.labels,
-            "label_origin": "source labels and human annotation" if annotation_stats is not None else "source labels only",
-            "annotation": annotation,
-            "inputs": input_files,
+            "config": config.resolved(),
+            "config_hash": config.config_hash(),
+            "code_version": self.code_version(),
+            "labels": config.labels,
+            **contributed,
             "rows_in": reports[0].rows_in,
             "stages": [r.as_dict() for r in reports],
             "splits": split_counts,
             "rejected": {"rows": rejected_rows, "by_stage_reason": {r.name: r.dropped for r in reports if r.dropped}},
             "content_fingerprint": content,
         }
-        _write_json(tmp / "manifest.json", manifest)
+        candidates.write_json(tmp / "manifest.json", manifest)
         shutil.rmtree(candidate, ignore_errors=True)
         os.rename(tmp, candidate)
 
-        identical = self.store.find(self.config.dataset, content, manifest["config_hash"])
+        identical = self.store.find(dataset, content, manifest["config_hash"])
         if identical is not None:
-            return RunResult(self.config.dataset, identical, False, reports, manifest, candidate)
+            return RunResult(dataset, identical, False, reports, manifest, candidate, summaries=summaries)
 
         # The gate: evidence that the candidate is good, written into it, before anything is published.
         # The run holds the dataset's lock, so the number this candidate will get is already known.
-        manifest["version"] = self.store.next_version(self.config.dataset)
-        _write_json(candidate / "manifest.json", manifest)
-        parent_dir = self.store.path(self.config.dataset, parent) if parent else None
-        evaluation = evaluate.evaluate_candidate(candidate, self.config.evaluate, self.config, parent_dir)
-        manifest["evaluation"] = evaluation.summary
-        manifest["gates"] = "passed" if evaluation.passed else "failed-gates"
-        _write_json(candidate / "manifest.json", manifest)
-        if not evaluation.passed and not self.allow_failed_gates:
-            result = RunResult(self.config.dataset, None, False, reports, manifest, candidate, evaluation)
-            raise GateFailed(f"{len(evaluation.blocking_failures)} blocking quality check(s) failed; nothing published "
-                             f"(the candidate is at {candidate}; --allow-failed-gates publishes it marked failed-gates)",
-                             result)
-        version = self.store.publish(self.config.dataset, candidate, manifest, tag=tag, locked=True)
-        return RunResult(self.config.dataset, version, True, reports, self.store.manifest(self.config.dataset, version),
-                         candidate, evaluation)
-
-    def _write_splits(self, split_folder: Path, out: Path) -> dict[str, Any]:
-        writers = {s: _Writer(out / f"{s}.parquet", schemas.SPLIT, f"split {s}") for s in schemas.SPLITS}
-        labels: dict[str, dict[str, int]] = {s: {} for s in schemas.SPLITS}
-        for batch in ParquetInput(sorted(split_folder.glob("part-*.parquet")), self.batch_size).batches():
-            column = batch.column("split")
-            for s in schemas.SPLITS:
-                part = batch.filter(pc.equal(column, s))
-                if part.num_rows:
-                    writers[s].write(part)
-                    for lab, n in _value_counts(part.column("label")):
-                        key = "(none)" if lab is None else lab
-                        labels[s][key] = labels[s].get(key, 0) + n
-        for w in writers.values():
-            w.close()
-        return {s: {"rows": writers[s].rows, "labels": dict(sorted(labels[s].items()))} for s in schemas.SPLITS}
-
-    def _write_rejected(self, reports: list[StageReport], out: Path) -> int:
-        writer = _Writer(out / "rejected.parquet", schemas.REJECTED, "rejected rows")
-        for r in reports:
-            path = r.folder / "rejected.parquet"
-            if path.exists():
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=self.batch_size):
-                    writer.write(batch)
-        writer.close()
-        return writer.rows
-
-
-def content_fingerprint(folder: Path, batch_size: int = 65_536) -> str:
-    """A hash of what a version holds, independent of row order, batch size and file layout.
-
-    Streamed: each row is hashed (its id makes it unique) batch by batch, and the sorted row hashes are
-    hashed — 8 bytes per row in memory, where sorting whole splits as pandas took ~3 GB at 1M rows."""
-    h = hashlib.sha256()
-    for name, columns in [*((s, ["id", "text", "label", "split"]) for s in schemas.SPLITS),
-                          ("rejected", ["id", "stage", "reason"])]:
-        row_hashes = [np.zeros(0, np.uint64)]
-        for batch in pq.ParquetFile(folder / f"{name}.parquet").iter_batches(batch_size=batch_size, columns=columns):
-            frame = batch.to_pandas()
-            row_hashes.append(pd.util.hash_pandas_object(frame, index=False).to_numpy())
-        hashes = np.sort(np.concatenate(row_hashes))
-        h.update(f"{name}:{len(hashes)}\n".encode())
-        h.update(hashes.tobytes())
-    return h.hexdigest()
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        manifest["version"] = self.store.next_version(dataset)
+        candidates.write_json(candidate / "manifest.json", manifest)
+        evaluation = None
+        gate = self.project.gate
+        if gate is not None:
+            request = GateRequest(folder=candidate, dataset=dataset, labels=config.labels, kind=plan.kind,
+                                  schema=plan.published_schema,
+                                  parent=self.store.path(dataset, parent) if parent else None, summaries=summaries,
+                                  config_dir=config.config_dir)
+            evaluation = gate.check(config.section(gate.config_key), request)
+            manifest[gate.manifest_key] = evaluation.summary
+            manifest["gates"] = "passed" if evaluation.passed else "failed-gates"
+            candidates.write_json(candidate / "manifest.json", manifest)
+            if not evaluation.passed and not self.allow_failed_gates:
+                result = RunResult(dataset, None, False, reports, manifest, candidate, evaluation, summaries)
+                raise GateFailed(f"{len(evaluation.blocking_failures)} blocking quality check(s) failed; nothing published "
+                                 f"(the candidate is at {candidate}; --allow-failed-gates publishes it marked failed-gates)",
+                                 result)
+        version = self.store.publish(dataset, candidate, manifest, tag=tag, locked=True)
+        return RunResult(dataset, version, True, reports, self.store.manifest(dataset, version), candidate, evaluation,
+                         summaries)
 
 
 def _value_counts(values: pa.Array) -> list[tuple[Any, int]]:

@@ -4,22 +4,18 @@ shingle sets. Pure numpy functions of their inputs (they run in worker processes
 what to remove is the callers' business.
 
 Texts are normalized like Python's `" ".join(text.casefold().split())`; a text shorter than `ngram` tokens
-gets one shingle made of all its tokens.
+gets one shingle made of all its tokens. The search over a stream that drives them (pass 1 sketches, then
+candidate pairs verified) is `pipeline.near_duplicates`.
 """
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasketch.lsh import _optimal_param
-
-from pipeline.stage import worker_pool
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,7 +63,7 @@ _ASCII_LOWER[_ASCII_SPACE] = 0x20
 
 
 @functools.lru_cache(maxsize=1)
-def _casefold_differs() -> str:
+def casefold_differs() -> str:
     """An RE2 class of the characters whose Python casefold differs from Arrow's utf8_lower (ß, ς, ﬁ,
     Cherokee, ...): texts holding one take the slow (Python) path. Cased characters all lie below
     U+20000. (Python folds them NUL-separated in one call; Arrow is slow on one huge string.)"""
@@ -98,7 +94,7 @@ def normalize(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     non_ascii = ~pc.string_is_ascii(texts).to_numpy(zero_copy_only=False)
     if non_ascii.any():
         subset = texts.filter(pa.array(non_ascii))
-        slow[non_ascii] |= pc.or_(pc.match_substring_regex(subset, _casefold_differs()),
+        slow[non_ascii] |= pc.or_(pc.match_substring_regex(subset, casefold_differs()),
                                   pc.match_substring_regex(subset, _UNICODE_SPACE)).to_numpy(zero_copy_only=False)
         texts = pc.replace_with_mask(texts, pa.array(non_ascii), pc.utf8_lower(subset))
     if slow.any():
@@ -269,10 +265,22 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
 
-def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int,
+           char_ngram: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per text: the hash of its normalized form, its LSH band keys (bands tuned by `bands_rows`), and its
-    shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only."""
+    shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only.
+
+    `shingle="auto"`: each text written mostly in a script without spaces between words (Chinese, Japanese,
+    Thai, ...: `spaceless`) gets `char_ngram`-character shingles, every other text `ngram`-word shingles —
+    whitespace words of such a text are whole sentences, and two paraphrases share none."""
+    if shingle == "auto":
+        chars = spaceless(texts)
+        if not chars.any() or chars.all():
+            mode, n = ("char", char_ngram or ngram) if chars.all() and len(chars) else ("word", ngram)
+            return sketch(texts, mode, n, num_perm, seed, bands, rows)
+        parts = [sketch(texts.filter(pa.array(~chars)), "word", ngram, num_perm, seed, bands, rows),
+                 sketch(texts.filter(pa.array(chars)), "char", char_ngram or ngram, num_perm, seed, bands, rows)]
+        return _merge_rows([np.flatnonzero(~chars), np.flatnonzero(chars)], parts, len(texts), bands)
     near = bands > 0
     perms = permutations(num_perm, seed)
     exact, keys = [np.zeros(0, np.uint64)], [np.zeros((0, bands), np.uint64)]
@@ -286,6 +294,43 @@ def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, 
             sets.append(fingerprints)
             counts.append(n)
     return np.concatenate(exact), np.concatenate(keys), np.concatenate(sets), np.concatenate(counts)
+
+
+# Scripts written without spaces between words: a whitespace "word" of such a text is a whole clause.
+_SPACELESS = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]"
+SPACELESS_SHARE, SPACELESS_CHARS = 0.3, 10
+
+
+def spaceless(texts: pa.Array) -> np.ndarray:
+    """Per text: whether it is written (partly) in a script without spaces between words — Han, Hiragana,
+    Katakana, Thai, Lao, Khmer, Myanmar, Tibetan: at least 10 such characters, or 30 % of its non-space
+    characters. The count keeps a Chinese instruction around English code or numbers on characters whatever
+    its share (near copies must get the same shingling to be compared at all)."""
+    texts = texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
+    hits = pc.count_substring_regex(texts, _SPACELESS).to_numpy(zero_copy_only=False).astype(np.float64)
+    visible = pc.utf8_length(pc.replace_substring_regex(texts, r"\s+", "")).to_numpy(zero_copy_only=False)
+    return (hits > 0) & ((hits >= SPACELESS_SHARE * np.maximum(visible, 1)) | (hits >= SPACELESS_CHARS))
+
+
+def _merge_rows(rows: list[np.ndarray], parts: list[tuple], n: int, bands: int) -> tuple:
+    """Sketches of disjoint row subsets (`rows[k]` for `parts[k]`) back in row order."""
+    exact = np.zeros(n, np.uint64)
+    keys = np.zeros((n, bands), np.uint64)
+    counts = np.zeros(n, np.int64)
+    for idx, (e, k, _, c) in zip(rows, parts):
+        exact[idx] = e
+        if bands:
+            keys[idx] = k
+            counts[idx] = c
+    if not bands:
+        return exact, keys, np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    # Each row's set, from its part's flattened sets, placed at the row's position in the merged order.
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    sets = np.zeros(int(offsets[-1]), np.uint64)
+    for idx, (_, _, part_sets, c) in zip(rows, parts):
+        part_offsets = np.concatenate([[0], np.cumsum(c)])
+        sets[_ranges(offsets[idx], c)] = part_sets[_ranges(part_offsets[:-1], c)]
+    return exact, keys, sets, counts
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -375,137 +420,3 @@ def jaccard(fingerprints, offsets: np.ndarray, left: np.ndarray, right: np.ndarr
         out[todo[p0:p1]] = inter / (len_a + len_b - inter)
         p0 = p1
     return out
-
-
-def verify_pairs(sets: str | list[tuple[str, int]], set_offsets: np.ndarray, left: np.ndarray,
-                 right: np.ndarray, threshold: float) -> np.ndarray:
-    """Worker job: Jaccard of pairs (row indices) from spilled shingle sets: all rows' sorted fingerprints,
-    flattened with `set_offsets`, in one file (`sets` a path) or in consecutive pieces (`sets` a list of
-    (path, first position), as the Ray executor's workers write them). Files are mapped afresh for each
-    chunk of pairs so that the pages read do not accumulate in this process's memory."""
-    pieces = [(sets, 0)] if isinstance(sets, str) else list(sets)
-    starts = np.array([start for _, start in pieces] + [int(set_offsets[-1])], dtype=np.int64)
-
-    def read(positions: np.ndarray) -> np.ndarray:
-        out = np.empty(len(positions), dtype=np.uint64)
-        piece = np.searchsorted(starts, positions, side="right") - 1
-        for k in np.unique(piece).tolist():
-            at = piece == k
-            path, start = pieces[k]
-            spilled = np.memmap(path, dtype=np.uint64, mode="r", shape=(int(starts[k + 1] - start),))
-            try:
-                out[at] = spilled[positions[at] - start]
-            finally:
-                del spilled
-        return out
-
-    return jaccard(read, set_offsets, left, right, threshold)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Near-duplicate search over a stream: pass 1 sketches every row, then candidate pairs from shared band
-# keys are verified. The dedupe stage drives it; the executor chooses where it runs (this process and a
-# process pool here; a Ray cluster in pipeline/ray_executor.py, with the same results).
-
-
-@dataclass(frozen=True)
-class SketchParams:
-    """How rows are sketched: shingling, MinHash permutations, LSH bands (bands = 0: exact hashes only)."""
-
-    shingle: str
-    ngram: int
-    num_perm: int
-    seed: int
-    bands: int
-    rows: int
-
-
-def sketch_batch(texts: pa.Array, params: SketchParams
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Worker job for pass 1: per text the normalized-text hash, the length in characters, the LSH band
-    keys, and the shingle set (sorted fingerprints flattened, and their count per text)."""
-    exact, keys, sets, counts = sketch(texts, params.shingle, params.ngram, params.num_perm, params.seed,
-                                       params.bands, params.rows)
-    length = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-    return exact, length, keys, sets, counts
-
-
-class LocalNearDuplicates:
-    """Near-duplicate search in this process and a pool of `workers` processes.
-
-    `sketch` reads the stream's texts once: band keys stay in memory (8 bytes × bands per row), shingle
-    sets are spilled to a file in `spill_dir`. `edges` then pairs rows that share a band key and verifies
-    each pair by exact Jaccard, in parallel parts. Use as a context manager (the pool is shut down).
-    """
-
-    PARALLEL_VERIFY_MIN_PAIRS = 10_000  # fewer candidate pairs are verified in this process
-
-    def __init__(self, params: SketchParams, *, workers: int, spill_dir: str | Path):
-        self.params, self.workers = params, max(1, int(workers))
-        self.sets_path = str(Path(spill_dir) / "shingle-sets.u64")
-        self.pool: ProcessPoolExecutor | None = None
-        self.keys = np.zeros((0, params.bands), np.uint64)
-        self.set_offsets = np.zeros(1, np.int64)
-
-    def __enter__(self) -> "LocalNearDuplicates":
-        self.pool = worker_pool(self.workers)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
-
-    def sketch(self, inputs, progress: Callable[[int], None] = lambda n: None) -> dict[str, np.ndarray]:
-        """Pass 1 over `inputs` (a StageInput): per row, in stream order, `exact` (hash of the normalized
-        text) and `length` (characters)."""
-        exact, length, keys, sizes = [], [], [], []
-        pending: list = []
-
-        def collect(result) -> None:
-            e, l, k, fingerprints, counts = result
-            exact.append(e)
-            length.append(l)
-            keys.append(k)
-            sizes.append(counts)
-            fingerprints.tofile(sets_file)
-
-        with open(self.sets_path, "wb") as sets_file:
-            for batch in inputs.batches(columns=["text"]):
-                texts = batch.column("text")
-                if self.pool is None:
-                    collect(sketch_batch(texts, self.params))
-                else:
-                    pending.append(self.pool.submit(sketch_batch, texts, self.params))
-                    # Bounded read-ahead; results are consumed in submission order (determinism).
-                    while len(pending) > 2 * self.workers:
-                        collect(pending.pop(0).result())
-                progress(batch.num_rows)
-            for future in pending:
-                collect(future.result())
-        self.keys = np.concatenate(keys) if keys else self.keys
-        self.set_offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64)
-        return {"exact": np.concatenate(exact), "length": np.concatenate(length)}
-
-    def edges(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-        """Verified pairs among `rows` (row indices): (left, right, jaccard) with jaccard ≥ threshold,
-        sorted by (left, right), left < right; the number of candidate pairs; the largest LSH bucket."""
-        left, right, largest = candidate_pairs(self.keys[rows], rows)
-        self.keys = self.keys[:0]  # not needed any more
-        n_candidates = len(left)
-        if not n_candidates:
-            return left, right, np.zeros(0, np.float64), 0, largest
-        weight = self._verify(left, right, threshold)
-        edge = weight >= threshold
-        return left[edge], right[edge], weight[edge], n_candidates, largest
-
-    def _verify(self, left: np.ndarray, right: np.ndarray, threshold: float) -> np.ndarray:
-        """Jaccard of every candidate pair; pairs are split over the workers (consecutive pairs share rows,
-        so each part reads back few sets)."""
-        if self.pool is None or len(left) < self.PARALLEL_VERIFY_MIN_PAIRS:
-            return verify_pairs(self.sets_path, self.set_offsets, left, right, threshold)
-        # Parts of at most ~1M pairs, so that each job reads back a bounded share of the sets.
-        n_parts = max(2 * self.workers, -(-len(left) // 1_000_000))
-        cuts = np.linspace(0, len(left), n_parts + 1).astype(int)
-        parts = [self.pool.submit(verify_pairs, self.sets_path, self.set_offsets, left[a:b], right[a:b], threshold)
-                 for a, b in zip(cuts[:-1], cuts[1:])]
-        return np.concatenate([p.result() for p in parts])

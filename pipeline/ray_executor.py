@@ -4,23 +4,24 @@
     sftpipe run configs/big.yaml --executor ray --ray-address auto   # an existing Ray cluster
 
 `RayExecutor` is a `LocalExecutor` that replaces one thing: where a row-wise stage's output stream comes
-from. Everything else is inherited unchanged — stage plan, fingerprints (so a stage output written by
+from. Everything else is inherited unchanged — the plan, fingerprints (so a stage output written by
 either executor is reused by the other), the temp-folder-then-rename write of each stage's output
 (`part-00000.parquet`, `rejected.parquet`, `stats.json`), accounting, the candidate, the quality gate and
 the publish step. A run's content fingerprint on Ray therefore equals the local run's.
 
-How a row-wise stage runs (clean; collect when the config has several sources):
+How a row-wise stage runs (clean; a source stage with several parts, such as collect with several sources):
 
 - The input is cut into *chunks*: runs of consecutive Parquet row groups of the upstream stage's output
-  of about `batch_size` rows (collect: one chunk per source, since ids count repeated texts across all
-  the files of a source). The chunk list is a Ray Dataset (`ray.data.from_items`, one chunk per block).
+  of about `batch_size` rows (a source stage: one chunk per part, `Stage.parts()` — collect's are its
+  sources, since ids count repeated texts across all the files of a source). The chunk list is a Ray Dataset (`ray.data.from_items`, one chunk per block).
 - `Dataset.map_batches(_StageWorker, compute=ActorPoolStrategy(size=n))` runs the very same stage class
   in a pool of actors: the stage is constructed once per actor (expensive set-up such as langdetect's
   profiles happens once per actor, not per batch). An actor reads its chunk itself (shared storage: a
   path every node sees), calls `stage.run` on it and returns one small table: a row per `StageOutput`
   part, `kind` = kept | rejected | stats | error, with the Arrow batch as IPC bytes in `payload`. The
   batches keep their exact schema, so the driver's writers check and write exactly what the local
-  executor would have written.
+  executor would have written. Signals registered outside the project (a user's module, a notebook)
+  travel to the actors by value (`pipeline.filters.portable_registry`).
 - `DataContext.execution_options.preserve_order = True`: the driver receives the parts in input order
   and writes them in that order, so dedupe's "first seen" priority sees the same stream as locally.
 - Per-chunk `stage.stats` are summed (numbers add, dicts merge): a row-wise stage's stats must be
@@ -74,9 +75,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
-from pipeline.executor import LocalExecutor, ParquetInput
-from pipeline.minhash import SketchParams, distinct, mix64, shared_key_pairs, sketch_batch, verify_pairs
+from pipeline.executor import LocalExecutor
+from pipeline.filters import portable_registry, register_portable
+from pipeline.minhash import distinct, mix64, shared_key_pairs
+from pipeline.near_duplicates import SketchParams, sketch_batch, verify_pairs
 from pipeline.stage import Stage, StageContext, StageOutput
+from pipeline.stage_io import ParquetInput
 
 RAY_INSTALL_HINT = 'the Ray executor needs Ray: pip install -e ".[ray]" (or pip install "ray[data]>=2.9")'
 
@@ -140,11 +144,11 @@ class RayExecutor(LocalExecutor):
         """The work items of a row-wise stage, or None where the stage runs on the driver."""
         if stage.whole_stream:
             return None
-        if inputs is None:  # a source stage: only collect splits (per source)
-            sources = getattr(stage.config, "sources", None)
-            if stage.name != "collect" or sources is None or len(sources) < 2:
+        if inputs is None:  # a source stage: one chunk per independent part, if it has several
+            parts = stage.parts()
+            if parts < 2:
                 return None
-            return [{"source": i, "file": "", "row_groups": [], "start": 0} for i in range(len(sources))]
+            return [{"source": i, "file": "", "row_groups": [], "start": 0} for i in range(parts)]
         if inputs.num_rows == 0:  # nothing to spread; the local path also gives the stage's empty-run stats
             return None
         return row_group_chunks(inputs.files, self.batch_size)
@@ -155,10 +159,11 @@ class RayExecutor(LocalExecutor):
         size = min(self.actors or cluster_cpus(ray), len(chunks))
         ctx = stage.ctx
         ctx_args = {"dataset": ctx.dataset, "config_dir": ctx.config_dir, "work_dir": ctx.work_dir,
-                    "batch_size": ctx.batch_size, "workers": 1, "labels": ctx.labels}
+                    "batch_size": ctx.batch_size, "workers": 1, "labels": ctx.labels, "kind": ctx.kind}
         ds = chunk_dataset(ray, chunks).map_batches(
             _StageWorker,
-            fn_constructor_kwargs={"cls": type(stage), "section": stage.config, "ctx_args": ctx_args},
+            fn_constructor_kwargs={"cls": type(stage), "section": stage.config, "ctx_args": ctx_args,
+                                   "signals": portable_registry()},
             batch_size=1,  # one chunk per call: chunks are already about batch_size rows
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=size),
@@ -179,18 +184,18 @@ class RayExecutor(LocalExecutor):
 class _StageWorker:
     """A Ray Data actor: builds the stage once, then runs it on each chunk it is given."""
 
-    def __init__(self, cls: type[Stage], section, ctx_args: dict):
-        self.cls, self.section, self.ctx_args = cls, section, ctx_args
-        self.stage = None if cls.name == "collect" else cls(section, StageContext(**ctx_args))
-        self.by_source: dict[int, Stage] = {}
+    def __init__(self, cls: type[Stage], section, ctx_args: dict, signals: bytes):
+        register_portable(signals)
+        self.ctx_args = ctx_args
+        self.stage = cls(section, StageContext(**ctx_args))
+        self.parts: dict[int, Stage] = {}
 
-    def _stage_for(self, source: int) -> Stage:
-        if source < 0:
+    def _stage_for(self, part: int) -> Stage:
+        if part < 0:
             return self.stage
-        if source not in self.by_source:  # collect: a stage over one source (ids count per source)
-            section = self.section.model_copy(update={"sources": [self.section.sources[source]]})
-            self.by_source[source] = self.cls(section, StageContext(**self.ctx_args))
-        return self.by_source[source]
+        if part not in self.parts:  # a source stage's part (collect: one source; ids count per source)
+            self.parts[part] = self.stage.part(part)
+        return self.parts[part]
 
     def __call__(self, table: pa.Table) -> pa.Table:
         kinds: list[str] = []
@@ -335,8 +340,8 @@ class _SketchWorker:
         bands = self.params.bands
         exact, length, sizes, keys = [], [], [], []
         with open(self.spill / f"sets-{chunk['chunk']:06d}.u64", "wb") as sets_file:
-            for batch in inputs.batches(columns=["text"]):
-                e, n_chars, k, fingerprints, counts = sketch_batch(batch.column("text"), self.params)
+            for batch in inputs.batches(columns=self.params.columns()):
+                e, n_chars, k, fingerprints, counts = sketch_batch(self.params.texts(batch), self.params)
                 fingerprints.tofile(sets_file)
                 exact.append(e), length.append(n_chars), sizes.append(counts), keys.append(k)
         rows = chunk["start"] + np.arange(sum(map(len, exact)), dtype=np.int64)

@@ -1,31 +1,31 @@
-"""The stage contract and the filter framework.
+"""The stage contract.
 
 A stage is configured from its config section and maps a stream of Arrow record batches to kept batches
 plus rejected rows (each with a `reason`). A stage that must see every row before it can decide (dedupe,
 split) sets `whole_stream = True`; it then gets a re-iterable input it may read more than once. Stages never
-import each other: `pipeline/` composes them.
+import each other; the plan (`pipeline.project`) orders them and the executor runs them.
 
-Filters are the small case. A *signal* is a function that scores a batch of texts into one or more columns;
-a *rule* in the config thresholds a signal column (`n_chars: {min: 2}`). The framework, not the filter,
-computes signals only for rows still alive, applies the rules in config order, counts drops per reason and
-routes dropped rows to `rejected`. Signal columns are kept, so a threshold can be changed without the
-scores being recomputed: see `pipeline.filters`.
+Everything the executor, the config loader and the store need to know about a stage is declared on its
+class — its name and config section, what it reads and adds beyond the record kind's fields (so the plan
+derives its input and output schemas), whether it needs the whole stream, whether it is optional, its typed summary and what it contributes to a published version — so that adding a stage is
+its own module plus one line in `stages/__init__.py`, and nothing in `pipeline/` names a stage.
+
+Filters (signals + rules) are the small case of a row-wise stage: see `pipeline.filters`.
 """
 from __future__ import annotations
 
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 import schemas
+from schemas.kinds import KINDS, DEFAULT_KIND
+from schemas.record import RecordKind
+from schemas.summaries import Summary
 
 
 @dataclass
@@ -44,33 +44,6 @@ class StageInput(Protocol):
     def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]: ...
 
 
-def _worker_context():
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "pyarrow", "pyarrow.compute", "pipeline.worker_warmup"])
-    return context
-
-
-def worker_pool(workers: int) -> ProcessPoolExecutor | None:
-    """A pool of `workers` processes for a stage's CPU-bound work, or None where one process does it all.
-
-    Workers come from a fork server (a fresh single-threaded process with numpy, pyarrow and the MinHash
-    tables loaded), not from this process: forking a process that runs threads — Ray's and gRPC's in the Ray
-    executor's driver, a notebook's — can leave the child waiting forever on a lock held by a thread that
-    does not exist in it.
-    """
-    if workers <= 1:
-        return None
-    return ProcessPoolExecutor(workers, mp_context=_worker_context())
-
-
-def start_worker_server() -> None:
-    """Start the fork server now, so that its imports (~1 s) overlap a run's first stages."""
-    _worker_context()
-    from multiprocessing import forkserver
-
-    forkserver.ensure_running()
-
-
 @dataclass
 class StageContext:
     """What the executor tells a stage about the run it is part of."""
@@ -84,18 +57,26 @@ class StageContext:
     previous_splits: pa.Table | None = None
     progress: Callable[[int], None] = lambda n: None  # advance the progress bar by n rows
     labels: list[str] | None = None  # the dataset's label set, when the config names one
-    # Where near-duplicate search runs (pipeline.minhash.LocalNearDuplicates's interface): None means this
-    # process and a pool of `workers` processes; the Ray executor supplies one that runs on the cluster.
+    # Where near-duplicate search runs (pipeline.near_duplicates.LocalNearDuplicates's interface): None means
+    # this process and a pool of `workers` processes; the Ray executor supplies one that runs on the cluster.
     near_duplicates: Callable[..., Any] | None = None
+    kind: RecordKind = KINDS[DEFAULT_KIND]  # the dataset's record kind: the payload every row carries
 
 
 class Stage:
     """Base class of all stages. Subclasses set the class attributes and implement `run`."""
 
-    name: ClassVar[str]
-    output_schema: ClassVar[pa.Schema]
-    whole_stream: ClassVar[bool] = False
-    Config: ClassVar[type[BaseModel]]
+    # -- declared by every stage ------------------------------------------------------------------------
+    name: ClassVar[str]  # stage folders, the funnel, `rejected.stage`, `--from NAME`
+    Config: ClassVar[type[BaseModel]]  # its config section's model
+    config_key: ClassVar[str | None] = None  # the YAML key of its section (default: `name`)
+    whole_stream: ClassVar[bool] = False  # needs every row before it can decide: gets a re-iterable input
+    optional: ClassVar[bool] = False  # runs only when its section is in the config (and not skipped)
+    adds: ClassVar[tuple[pa.Field, ...]] = ()  # columns this stage adds to every row it keeps
+    needs: ClassVar[tuple[str, ...]] = ()  # columns beyond the record kind's it reads (an earlier stage adds them)
+    summary_type: ClassVar[type[Summary] | None] = None  # the typed facts it hands on (`summarize`)
+    # Files the stage leaves in its work folder that belong in a published version: {file: path in version}.
+    version_files: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: BaseModel, ctx: StageContext):
         self.config = config
@@ -103,12 +84,63 @@ class Stage:
         # Figures the stage wants in the funnel / manifest beyond rows in / out / dropped per reason.
         self.stats: dict[str, Any] = {}
 
+    # -- its place in the dataset config -----------------------------------------------------------------
+
+    @classmethod
+    def key(cls) -> str:
+        return cls.config_key or cls.name
+
+    @classmethod
+    def config_fields(cls) -> dict[str, tuple[Any, Any]]:
+        """The top-level keys this stage adds to the dataset config, as pydantic field definitions
+        `{key: (annotation, default)}`: its section, optional or with its defaults."""
+        if cls.optional:
+            return {cls.key(): (cls.Config | None, None)}
+        return {cls.key(): (cls.Config, Field(default_factory=cls.Config))}
+
+    @classmethod
+    def section(cls, config: Any) -> BaseModel | None:
+        """This stage's section of a loaded dataset config (None: an optional stage the config leaves out)."""
+        return getattr(config, cls.key())
+
+    @classmethod
+    def check_section(cls, section: BaseModel, config_dir: Path, config: Any) -> None:
+        """Checks that need the file system (do the files a section names exist?); raise UserError."""
+
+    @classmethod
+    def unsupported(cls, kind: RecordKind) -> str | None:
+        """Why this stage cannot run on rows of `kind` (the plan refuses it in one line), or None."""
+        return None
+
+    # -- what it contributes to a published version -------------------------------------------------------
+
+    @classmethod
+    def manifest_entries(cls, summary: Summary | None, skipped: str | None) -> dict[str, Any]:
+        """Top-level manifest entries from this stage's summary, or, for an optional stage that did not run,
+        from why (`skipped`)."""
+        return {}
+
+    # -- a run ---------------------------------------------------------------------------------------------
+
     def fingerprint_inputs(self) -> str:
-        """Anything outside the config and the upstream rows that decides the output (input file hashes)."""
+        """Anything outside the config, the upstream rows and the code that decides the output (input file
+        hashes, a Label Studio project's state, user code the stage calls)."""
         return ""
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
         raise NotImplementedError
+
+    def summarize(self) -> Summary | None:
+        """The stage's typed summary, once `run` has been consumed (an instance of `summary_type`)."""
+        return None
+
+    # A source stage that reads independent parts (collect: one per source) may be run part by part in
+    # parallel (the Ray executor does); the parts' outputs, in part order, are the stage's output.
+    def parts(self) -> int:
+        return 1
+
+    def part(self, index: int) -> "Stage":
+        return self
 
 
 def rejected_rows(
@@ -117,8 +149,12 @@ def rejected_rows(
     reasons: Iterable[str] | str,
     details: Iterable[dict | None] | None = None,
     text: pa.Array | None = None,
+    kind: RecordKind | None = None,
 ) -> pa.RecordBatch:
-    """Build REJECTED rows for every row of `batch` (select the rows first)."""
+    """Build rejected rows (`kind.rejected_schema`; classification's without a kind) for every row of
+    `batch` (select the rows first). `text` is what a person reads: by default the batch's `text` column,
+    or for a kind without one its rendering of the record; such a kind also keeps the record as JSON."""
+    kind = kind or KINDS[DEFAULT_KIND]
     n = batch.num_rows
     reasons = [reasons] * n if isinstance(reasons, str) else list(reasons)
     detail_json = [None] * n if details is None else [None if d is None else json.dumps(d, default=str, ensure_ascii=False) for d in details]
@@ -127,156 +163,20 @@ def rejected_rows(
     def col(name: str, typ: pa.DataType) -> pa.Array:
         return batch.column(name) if name in names else pa.nulls(n, typ)
 
-    return pa.RecordBatch.from_arrays(
-        [
-            col("id", pa.string()),
-            pa.array([stage] * n, pa.string()),
-            pa.array(reasons, pa.string()),
-            pa.array(detail_json, pa.string()),
-            col("source", pa.string()),
-            col("source_file", pa.string()),
-            col("source_line", pa.int64()),
-            text if text is not None else col("text", pa.string()),
-            col("label", pa.string()),
-        ],
-        schema=schemas.REJECTED,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Filters: signals (scores) + rules (thresholds), applied by the framework.
-
-
-@dataclass(frozen=True)
-class Signal:
-    """A scoring function over texts. `fn(texts: pa.StringArray) -> {column: pa.Array}`."""
-
-    name: str
-    columns: dict[str, pa.DataType]
-    fn: Callable[[pa.Array], dict[str, pa.Array]]
-    parallel: bool = False  # pure-Python and slow: worth spreading over worker processes
-
-    def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
-        return self.fn(texts)
-
-
-SIGNALS: dict[str, Signal] = {}  # by column name: each column is produced by exactly one signal
-
-
-def signal(*columns: str, types: dict[str, pa.DataType] | None = None, parallel: bool = False):
-    """Register a scoring function producing `columns` (float64 unless `types` says otherwise).
-
-    The function takes a pyarrow string array and returns a dict of equally long arrays; a null score
-    means "not applicable" and passes every rule.
-    """
-
-    def register(fn: Callable[[pa.Array], dict[str, pa.Array]]):
-        types_ = {c: (types or {}).get(c, pa.float64()) for c in columns}
-        sig = Signal(fn.__name__, types_, fn, parallel)
-        for c in columns:
-            if c in SIGNALS and SIGNALS[c].fn is not fn:
-                raise ValueError(f"signal column {c!r} is already produced by {SIGNALS[c].name}")
-            SIGNALS[c] = sig
-        return fn
-
-    return register
-
-
-class Rule(BaseModel, extra="forbid"):
-    """A threshold on one signal column. Every bound given must hold for a row to be kept."""
-
-    min: float | None = None
-    max: float | None = None
-    allowed: list[str] | None = None  # for string signals (lang)
-
-    def check(self, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-        """Return (keep mask, reason code per row: 0 keep, 1 below min, 2 above max, 3 not allowed)."""
-        n = len(values)
-        code = np.zeros(n, dtype=np.int8)
-        valid = ~np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        if self.allowed is not None:
-            ok = pc.fill_null(pc.is_in(values, value_set=pa.array(self.allowed, values.type)), True)
-            code[~np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)] = 3
-        if self.min is not None or self.max is not None:
-            v = np.asarray(pc.fill_null(values.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False))
-            if self.max is not None:
-                code[valid & (code == 0) & (v > self.max)] = 2
-            if self.min is not None:
-                code[valid & (code == 0) & (v < self.min)] = 1
-        return code == 0, code
-
-
-_REASON_SUFFIX = {1: "below_min", 2: "above_max", 3: "not_allowed"}
-
-
-def apply_rules(
-    batch: pa.RecordBatch,
-    rules: dict[str, Rule],
-    stage: str,
-    signal_columns: Iterable[str] = (),
-    map_signal: Callable[[Signal, pa.Array], dict[str, pa.Array]] | None = None,
-    original_text: pa.Array | None = None,
-) -> StageOutput:
-    """Score `batch` and apply `rules` in order; return kept rows (with signal columns) and rejected rows.
-
-    Signals are computed only on rows no earlier rule dropped (a dropped row gets null scores), so an
-    expensive signal such as language detection placed last costs nothing for rows already gone.
-    `signal_columns` names extra signals to compute and keep without a rule. The first failing rule gives
-    a row its reason: `<column>_below_min`, `<column>_above_max` or `<column>_not_allowed`. Rejected rows
-    carry `original_text` (the text before normalization) when given.
-    """
-    map_signal = map_signal or (lambda sig, texts: sig(texts))
-    n = batch.num_rows
-    alive = np.ones(n, dtype=bool)
-    reason = np.empty(n, dtype=object)
-    failing_value: list[Any] = [None] * n
-    computed: dict[str, pa.Array] = {}
-    wanted = list(dict.fromkeys([*rules, *signal_columns]))
-    texts = batch.column("text")
-
-    for column in wanted:
-        if column not in computed:
-            sig = SIGNALS[column]
-            idx = np.flatnonzero(alive)
-            scores = map_signal(sig, texts.take(pa.array(idx))) if len(idx) else {c: pa.array([], t) for c, t in sig.columns.items()}
-            for c, typ in sig.columns.items():
-                full = _scatter(scores[c], idx, n, typ)
-                computed[c] = full
-        rule = rules.get(column)
-        if rule is None:
-            continue
-        keep, code = rule.check(computed[column])
-        newly = alive & ~keep
-        if newly.any():
-            values = computed[column]
-            for i in np.flatnonzero(newly):
-                reason[i] = f"{column}_{_REASON_SUFFIX[int(code[i])]}"
-                failing_value[i] = {"column": column, "value": values[int(i)].as_py(), **rule.model_dump(exclude_none=True)}
-            alive &= keep
-
-    out = batch
-    for c, arr in computed.items():
-        if c in out.schema.names:
-            out = out.set_column(out.schema.get_field_index(c), c, arr)
-        else:
-            out = out.append_column(c, arr)
-    kept = out.filter(pa.array(alive))
-    dropped_idx = np.flatnonzero(~alive)
-    rejected = None
-    if len(dropped_idx):
-        take = pa.array(dropped_idx)
-        rows = batch.take(take)
-        text = original_text.take(take) if original_text is not None else None
-        rejected = rejected_rows(rows, stage, [reason[i] for i in dropped_idx], [failing_value[i] for i in dropped_idx], text)
-    return StageOutput(kept=kept, rejected=rejected)
-
-
-def _scatter(values: pa.Array, idx: np.ndarray, n: int, typ: pa.DataType) -> pa.Array:
-    """Place `values` (one per alive row) at positions `idx` of a length-n array of nulls."""
-    values = values.cast(typ) if values.type != typ else values
-    if len(idx) == n:
-        return values
-    positions = np.full(n, -1, dtype=np.int64)
-    positions[idx] = np.arange(len(idx))
-    take = pa.array(positions, mask=positions < 0)
-    return values.take(take)
+    has_payload = all(p in names for p in kind.payload_names)
+    if text is None:
+        text = kind.render(batch) if kind.keeps_record and has_payload and kind.render is not None else col("text", pa.string())
+    arrays = [
+        col("id", pa.string()),
+        pa.array([stage] * n, pa.string()),
+        pa.array(reasons, pa.string()),
+        pa.array(detail_json, pa.string()),
+        col("source", pa.string()),
+        col("source_file", pa.string()),
+        col("source_line", pa.int64()),
+        text,
+        col("label", pa.string()),
+    ]
+    if kind.keeps_record:
+        arrays.append(kind.record_json(batch))
+    return pa.RecordBatch.from_arrays(arrays, schema=kind.rejected_schema)

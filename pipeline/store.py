@@ -171,8 +171,14 @@ class VersionStore:
 
     def _rows(self, dataset: str, version: str) -> pd.DataFrame:
         folder = self.root / dataset / version
-        parts = [pq.read_table(folder / f"{s}.parquet", columns=["id", "label", "split"]).to_pandas()
-                 for s in schemas.SPLITS if (folder / f"{s}.parquet").exists()]
+        parts = []
+        for s in schemas.SPLITS:
+            if (folder / f"{s}.parquet").exists():
+                names = pq.read_schema(folder / f"{s}.parquet").names
+                table = pq.read_table(folder / f"{s}.parquet", columns=[c for c in ("id", "label", "split") if c in names])
+                if "label" not in table.column_names:  # a kind without labels
+                    table = table.append_column("label", pa.nulls(table.num_rows, pa.string()))
+                parts.append(table.to_pandas())
         return pd.concat(parts, ignore_index=True)
 
 
@@ -202,9 +208,28 @@ def _make_read_only(folder: Path) -> None:
         p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def _decontamination_line(block: dict[str, Any] | None) -> str:
+    """The card's line on evaluation sets, from the manifest's `decontamination` block (the decontaminate
+    stage's), e.g. "decontaminated against: trec-test (500 items, `TREC_10.label`); 12 rows removed"."""
+    if not block or block.get("status") != "decontaminated":
+        return "- decontamination: not checked against any evaluation set (no `decontaminate` section)"
+    sets = "; ".join(f"{s['name']} ({s['items']:,} items, " + ", ".join(f"`{f['path']}`" for f in s["files"]) + ")"
+                     for s in block.get("eval_sets", []))
+    how = {"ngram": f"shared {block.get('ngram')}-word n-grams", "near": "MinHash near copies",
+           "both": f"shared {block.get('ngram')}-word n-grams and MinHash near copies"}.get(block.get("mode"), "")
+    return (f"- decontaminated against: {sets}; {block.get('rows_removed', 0):,} rows removed "
+            f"({', '.join(block.get('fields', []))} compared, {how})")
+
+
 def render_card(m: dict[str, Any]) -> str:
-    """A Hugging Face-style dataset card for a version, from its manifest."""
-    labels = sorted({lab for s in m.get("splits", {}).values() for lab in s.get("labels", {})})
+    """A Hugging Face-style dataset card for a version, from its manifest: the kind's task categories and
+    schema, the splits, the funnel, the inputs, and how to load (and, for generative kinds, train on) it."""
+    from schemas.kinds import DEFAULT_KIND, KINDS
+
+    kind = KINDS.get(m.get("kind") or DEFAULT_KIND, KINDS[DEFAULT_KIND])
+    path = f"data/versions/{m['dataset']}/{m['version']}"
+    labels = sorted({lab for s in m.get("splits", {}).values() for lab in s.get("labels", {})}) \
+        if kind.label_field else []
     lines = [
         "---",
         "configs:",
@@ -212,32 +237,42 @@ def render_card(m: dict[str, Any]) -> str:
         "  data_files:",
         *[f"  - split: {s}\n    path: {s}.parquet" for s in schemas.SPLITS],
         "task_categories:",
-        "- text-classification",
+        *[f"- {c}" for c in kind.task_categories],
         "---",
         f"# {m['dataset']} {m['version']}" + (f" ({m['tag']})" if m.get("tag") else ""),
         "",
         m.get("description") or "",
         "",
+        f"- record kind: `{kind.name}` — {kind.description}",
         f"- created: {m.get('created_at')}",
         f"- parent version: {m.get('parent_version') or '—'}",
         f"- content fingerprint: `{m.get('content_fingerprint')}`",
         f"- config hash: `{m.get('config_hash')}`; code version: `{m.get('code_version')}`",
-        f"- labels: {m.get('label_origin', 'source labels')}",
+    ]
+    if kind.label_field:
+        lines.append(f"- labels: {m.get('label_origin', 'source labels')}")
+    lines.append(_decontamination_line(m.get("decontamination")))
+    lines += [
         "",
         "## Splits",
         "",
-        "| split | rows | " + " | ".join(labels) + " |",
+        "| split | rows |" + "".join(f" {lab} |" for lab in labels),
         "|---|---|" + "---|" * len(labels),
     ]
     for name, s in m.get("splits", {}).items():
-        lines.append(f"| {name} | {s['rows']} | " + " | ".join(str(s["labels"].get(lab, 0)) for lab in labels) + " |")
+        lines.append(f"| {name} | {s['rows']} |" + "".join(f" {s['labels'].get(lab, 0)} |" for lab in labels))
     lines += ["", "## How the rows got here", "", "| stage | rows in | rows out | dropped (reason: rows) |", "|---|---|---|---|"]
     for st in m.get("stages", []):
         dropped = ", ".join(f"{k}: {v}" for k, v in st.get("dropped", {}).items()) or "—"
         lines.append(f"| {st['name']} | {st['rows_in']} | {st['rows_out']} | {dropped} |")
-    lines += ["", "Rows removed are in `rejected.parquet` with the stage, the reason and details.", "", "## Inputs", ""]
+    record = " (the whole record as JSON in `record`, beside a readable rendering in `text`)" if kind.keeps_record else ""
+    lines += ["", f"Rows removed are in `rejected.parquet` with the stage, the reason and details{record}.", "",
+              "## Inputs", ""]
     for f in m.get("inputs", []):
         lines.append(f"- `{f['path']}` ({f['bytes']} bytes, sha256 `{f['sha256'][:16]}…`)")
-    lines += ["", "## Load", "", "```python", "from datasets import load_dataset",
-              f'ds = load_dataset("parquet", data_dir="data/versions/{m["dataset"]}/{m["version"]}")', "```", ""]
+    if kind.card:
+        lines += ["", "## Rows and training", "", kind.card.format(path=path, dataset=m["dataset"], version=m["version"])]
+    else:
+        lines += ["", "## Load", "", "```python", "from datasets import load_dataset",
+                  f'ds = load_dataset("parquet", data_dir="{path}")', "```", ""]
     return "\n".join(lines)

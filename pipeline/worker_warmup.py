@@ -1,5 +1,5 @@
-"""Imported once by the worker fork server (`pipeline.stage.worker_pool`): builds what every worker would
+"""Imported once by the worker fork server (`pipeline.workers.worker_pool`): builds what every worker would
 otherwise build for itself, so that each pool's workers fork with it ready."""
 from pipeline import minhash
 
-minhash._casefold_differs()
+minhash.casefold_differs()

@@ -1,57 +1,39 @@
-"""Arrow schemas at every stage boundary.
+"""Arrow schemas at every stage boundary, record kinds, and the typed summaries stages hand on.
 
-Each stage declares the schema of the rows it keeps; the executor checks every batch a stage yields
-against it (`check`). Stages may add columns beyond the declared ones (quality signals, for example):
-a schema lists what a boundary guarantees, not everything that may travel.
+A row is an envelope plus a payload declared by the dataset's record kind (`schemas.record`,
+`schemas.kinds`); each stage adds what it declares (`Stage.adds`), and the executor derives the schema of
+every boundary from the kind and the plan, and checks every batch a stage yields against it (`check`).
+Stages may add columns beyond the declared ones (quality signals, for example): a schema lists what a
+boundary guarantees, not everything that may travel.
+
+The constants below are the classification kind's boundaries, as the shipped plan produces them.
 """
 from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.classification import CLASSIFICATION
+from schemas.record import ENVELOPE_HEAD, ENVELOPE_TAIL, REJECTED_FIELDS, RecordKind  # noqa: F401 (re-exported)
+
+# Columns stages add to the envelope (declared by the stages, read by the gate, the store and train).
+CLUSTER_ID = pa.field("cluster_id", pa.int64(), nullable=False)  # dedupe: component of verified similar rows
+LABEL_SOURCE = pa.field("label_source", pa.string())  # annotate: "source", "annotation" or null (no label)
+SPLIT_COLUMN = pa.field("split", pa.string(), nullable=False)  # split: train / validation / test
+
 # What every row carries from collect onwards.
-COLLECTED = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),  # source name from the config
-        pa.field("source_file", pa.string(), nullable=False),  # file the row came from
-        pa.field("source_line", pa.int64(), nullable=False),  # 1-based line / row / record number
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("label", pa.string()),
-        pa.field("meta", pa.string()),  # JSON object of the extra fields kept from the source
-    ]
-)
-
-# clean: `text` is normalized; quality signals are added as further columns (see stages/clean.py).
+COLLECTED = CLASSIFICATION.schema()
+# clean: `text` is normalized; quality signals are added as further columns (see stages/clean/).
 CLEANED = COLLECTED
-
 # dedupe: connected component of verified similar rows (a row alone is its own cluster).
-DEDUPED = pa.schema(list(COLLECTED) + [pa.field("cluster_id", pa.int64(), nullable=False)])
-
+DEDUPED = CLASSIFICATION.schema(CLUSTER_ID)
 # annotate: labels from humans replace or fill `label`; where it came from is recorded.
-ANNOTATED = pa.schema(
-    list(DEDUPED)
-    + [
-        pa.field("label_source", pa.string()),  # "source", "annotation" or null (no label)
-    ]
-)
-
+ANNOTATED = CLASSIFICATION.schema(CLUSTER_ID, LABEL_SOURCE)
 # split: the published rows.
-SPLIT = pa.schema(list(DEDUPED) + [pa.field("split", pa.string(), nullable=False)])
+SPLIT = CLASSIFICATION.schema(CLUSTER_ID, SPLIT_COLUMN)
 
-# Rows a stage removed, with why. One table per run, published as rejected.parquet.
-REJECTED = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("stage", pa.string(), nullable=False),
-        pa.field("reason", pa.string(), nullable=False),
-        pa.field("details", pa.string()),  # JSON object: the value that failed, duplicate_of, jaccard, ...
-        pa.field("source", pa.string()),
-        pa.field("source_file", pa.string()),
-        pa.field("source_line", pa.int64()),
-        pa.field("text", pa.string()),  # the text as the stage saw it (the original text for collect/clean)
-        pa.field("label", pa.string()),
-    ]
-)
+# Rows a stage removed, with why: classification's rejected.parquet (`RecordKind.rejected_schema` is
+# every kind's: the same columns, plus `record` for kinds whose payload is more than a text and a label).
+REJECTED = CLASSIFICATION.rejected_schema
 
 SPLITS = ("train", "validation", "test")
 

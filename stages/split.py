@@ -58,9 +58,9 @@ def allocate(n: int, ratios: list[float], existing: list[int]) -> list[int]:
 
 class SplitStage(Stage):
     name = "split"
-    output_schema = schemas.SPLIT
-    whole_stream = True
     Config = Config
+    whole_stream = True
+    adds = (schemas.SPLIT_COLUMN,)
 
     def fingerprint_inputs(self) -> str:
         prev = self.ctx.previous_splits
@@ -74,9 +74,10 @@ class SplitStage(Stage):
 
     def run(self, inputs) -> Iterator[StageOutput]:
         ids, labels = [], []
-        for batch in inputs.batches(columns=["id", "label"]):
+        label_field = self.ctx.kind.label_field  # a kind without labels: one stratum
+        for batch in inputs.batches(columns=["id", label_field] if label_field else ["id"]):
             ids.extend(batch.column("id").to_pylist())
-            labels.extend(batch.column("label").to_pylist())
+            labels.extend(batch.column(label_field).to_pylist() if label_field else [None] * batch.num_rows)
         assignment = self._assign(ids, labels)
         del ids, labels
         for batch in inputs.batches():

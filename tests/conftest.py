@@ -1,17 +1,50 @@
-"""Shared fixtures: real sample files, configs written to tmp folders, runs of the real executor."""
+"""Shared fixtures: real sample files, configs written to tmp folders, runs of the real executor, and the
+one in-memory stage input.
+
+Importing `pipeline.cli.project` installs the project (stages, gate, train section), as the CLI does:
+`pipeline.config.load_config` reads configs with it.
+"""
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
+import pipeline.cli.project  # noqa: F401 (the composition root: installs the project)
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "data" / "samples"
-# Real labelled sets written outside this project (../shared/data beside the checkout in CI).
-SHARED_DATA = Path(os.environ.get("SFTPIPE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _shared_data() -> Path:
+    """Real labelled sets written outside this project: $SFTPIPE_SHARED_DATA, else the first `shared/data`
+    found beside the checkout or above it (CI: ../shared/data; a worktree under wt/: ../../shared/data)."""
+    if os.environ.get("SFTPIPE_SHARED_DATA"):
+        return Path(os.environ["SFTPIPE_SHARED_DATA"])
+    for parent in REPO.parents:
+        if (parent / "shared" / "data").is_dir():
+            return parent / "shared" / "data"
+    return REPO.parent / "shared" / "data"
+
+
+SHARED_DATA = _shared_data()
+
+
+class TableInput:
+    """The executor's stage-input protocol (`pipeline.stage.StageInput`) over an in-memory table or batch:
+    re-iterable like the Parquet input, in batches of `batch_size` rows."""
+
+    def __init__(self, data: pa.Table | pa.RecordBatch, batch_size: int = 1000):
+        self.table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        self.batch_size, self.num_rows = batch_size, self.table.num_rows
+
+    def batches(self, columns=None):
+        table = self.table.select(columns) if columns else self.table
+        yield from table.to_batches(max_chunksize=self.batch_size)
 
 
 def chromium_path() -> str | None:
@@ -60,8 +93,9 @@ def sms_config(**overrides) -> dict:
     return config
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real data sets (SHARED_DATA); the test is skipped where they are not."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data sets not found at {SHARED_DATA} (set SFTPIPE_SHARED_DATA)")
     return SHARED_DATA

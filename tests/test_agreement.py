@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline import agreement as ag
+from stages.annotate import agreement as ag
 
 
 def frame(rows):

@@ -8,21 +8,11 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from pipeline.stage import SIGNALS, StageContext, signal
+from pipeline.filters import SIGNALS, signal
+from pipeline.stage import StageContext
 from stages.clean import CleanStage, Config
 
-from .conftest import SAMPLES
-
-
-class TableInput:
-    """The executor's input protocol over an in-memory table."""
-
-    def __init__(self, table: pa.Table, batch_size: int = 1000):
-        self.table, self.batch_size, self.num_rows = table, batch_size, table.num_rows
-
-    def batches(self, columns=None):
-        t = self.table.select(columns) if columns else self.table
-        yield from t.to_batches(max_chunksize=self.batch_size)
+from .conftest import SAMPLES, TableInput
 
 
 def rows(texts, labels=None) -> pa.Table:
@@ -149,3 +139,143 @@ def test_a_new_filter_is_one_function_and_one_config_line():
         assert kept.column("digit_share").to_pylist() == [0.0]
     finally:
         del SIGNALS["digit_share"]
+
+
+# The per-text loops that `dup_line_share` and `top_2gram_share` replaced (commit 2437180), kept as the
+# reference the whole-batch versions must equal. One change: a text's words are str.split()'s for the
+# 50-word test too (the loop's own words always were; its test counted pc.utf8_split_whitespace's, which
+# adds an empty word after trailing whitespace — see stages/clean/__init__.py `_words`).
+def _dup_line_share_loop(texts: list[str]) -> list[float | None]:
+    out = []
+    for text in texts:
+        lines = [ln.strip() for ln in text.split("\n") if ln.strip()] if text.count("\n") + 1 >= 3 else []
+        out.append(1.0 - len(set(lines)) / len(lines) if len(lines) >= 3 else None)
+    return out
+
+
+def _top_2gram_share_loop(texts: list[str]) -> list[float | None]:
+    from collections import Counter
+
+    out = []
+    for text in texts:
+        if len(text.split()) < 50:
+            out.append(None)
+            continue
+        words = text.lower().split()
+        counts = Counter(zip(words, words[1:]))
+        top = max(counts.values())
+        chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)
+        total = sum(map(len, words))
+        out.append(top * chars / total if total else None)
+    return out
+
+
+def _repetition_texts(extra: list[str] = ()) -> list[str]:
+    """Real text of every shape the two signals see: long single-line sentences (Tatoeba, 17 languages),
+    SMS joined into multi-line messages with some lines repeated, and edge cases."""
+    import csv
+    import random
+
+    import pandas as pd
+
+    tatoeba = pd.read_csv(SAMPLES / "tatoeba" / "test.csv").text.tolist()
+    with open(SAMPLES / "sms_spam" / "SMSSpamCollection", encoding="utf-8", newline="") as fh:
+        sms = [r[1] for r in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
+    rng = random.Random(0)
+    joined = []
+    for _ in range(2000):
+        lines = rng.sample(sms, rng.randint(1, 12))
+        lines += [rng.choice(lines) for _ in range(rng.randint(0, 4))]  # repeated lines
+        rng.shuffle(lines)
+        joined.append(rng.choice(["\n", "\n\n", " \n", "\n  \n"]).join(lines))
+    edge = ["", "\n\n\n", "a\nb\nc", "a\na\na", " x \n x\nx \n\n", " ".join(["buy now"] * 40),
+            " ".join(["a b"] * 30 + ["cc dd"] * 30), "ΟΔΟΣ ΟΔΟΣ " * 30]
+    return tatoeba + sms + joined + edge + list(extra)
+
+
+def test_repetition_signals_equal_the_per_text_loops_on_real_text():
+    from stages.clean import dup_line_share, top_2gram_share
+
+    texts = _repetition_texts()
+    arr = pa.array(texts, pa.string())
+    got = dup_line_share(arr)["dup_line_share"].to_pylist()
+    assert got == _dup_line_share_loop(texts)
+    assert sum(v is not None for v in got) > 1500 and sum(bool(v) for v in got) > 500  # the cases are exercised
+    got = top_2gram_share(arr)["top_2gram_share"].to_pylist()
+    assert got == _top_2gram_share_loop(texts)
+    assert sum(v is not None for v in got) > 1500
+
+
+def test_repetition_signals_equal_the_loops_on_instruction_data(shared_data):
+    """Alpaca answers: multi-line, lists, code — the repetition rules' home ground."""
+    import json
+
+    from stages.clean import dup_line_share, top_2gram_share
+
+    records = json.loads((shared_data / "alpaca_en_demo" / "original" / "alpaca_en_demo.json").read_text(encoding="utf-8"))
+    texts = [r["output"] for r in records] + [f"{r['instruction']}\n{r['input']}\n{r['output']}" for r in records]
+    arr = pa.array(texts, pa.string())
+    assert dup_line_share(arr)["dup_line_share"].to_pylist() == _dup_line_share_loop(texts)
+    assert top_2gram_share(arr)["top_2gram_share"].to_pylist() == _top_2gram_share_loop(texts)
+
+
+# -- signals reach worker processes by value -------------------------------------------------------------------
+
+USER_SIGNAL = '''
+import os
+
+import pyarrow as pa
+from pipeline.filters import signal
+
+
+@signal("{column}", "{column}_pid", parallel=True)
+def {column}(texts):
+    """A signal from outside the package: the share of vowels, and the process that computed it."""
+    values = texts.to_pylist()
+    share = [sum(c in "aeiou" for c in t.lower()) / max(len(t), 1) for t in values]
+    return {{"{column}": pa.array(share, pa.float64()), "{column}_pid": pa.array([float(os.getpid())] * len(values))}}
+'''
+
+
+def _vowel_share(text: str) -> float:
+    return sum(c in "aeiou" for c in text.lower()) / max(len(text), 1)
+
+
+def _run_in_workers(column: str):
+    """clean with 2 worker processes over 400 rows, the signal as a rule: its scores, and where it ran."""
+    import os
+
+    texts = [f"message {i} with some words in it" + " ab" * (i % 7) for i in range(400)]
+    kept, rejected, _ = clean(rows(texts), batch_size=400, workers=2, signals=[f"{column}_pid"],
+                              filters={column: {"max": 0.5}})
+    assert rejected.num_rows == 0 and kept.num_rows == 400
+    assert kept.column(column).to_pylist() == pytest.approx([_vowel_share(t) for t in texts])
+    pids = set(kept.column(f"{column}_pid").to_pylist())
+    assert os.getpid() not in pids and len(pids) >= 1  # computed in the workers, not here
+
+
+def test_a_signal_from_a_user_module_works_in_worker_processes(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    module = tmp_path / "my_team_signals.py"
+    module.write_text(USER_SIGNAL.format(column="vowel_share"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("my_team_signals")
+    try:
+        _run_in_workers("vowel_share")
+    finally:
+        for c in ("vowel_share", "vowel_share_pid"):
+            SIGNALS.pop(c, None)
+        sys.modules.pop("my_team_signals", None)
+
+
+def test_a_signal_defined_at_run_time_works_in_worker_processes():
+    # As a notebook cell would: the function exists only in this process, in a `__main__` namespace.
+    namespace = {"__name__": "__main__"}
+    exec(compile(USER_SIGNAL.format(column="vowel_share_rt"), "<notebook cell>", "exec"), namespace)
+    try:
+        _run_in_workers("vowel_share_rt")
+    finally:
+        for c in ("vowel_share_rt", "vowel_share_rt_pid"):
+            SIGNALS.pop(c, None)

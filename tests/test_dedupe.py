@@ -18,23 +18,13 @@ import pytest
 from pydantic import ValidationError
 
 import schemas
-from pipeline.minhash import LocalNearDuplicates
+from pipeline.near_duplicates import LocalNearDuplicates
 from pipeline.stage import StageContext
 from stages.dedupe import Config, DedupeStage
 
-DATA = Path("/work/shared/data")
+from .conftest import TableInput
+
 THRESHOLD = 0.8
-
-
-class TableInput:
-    """The whole-stream input protocol over an in-memory table (the executor's reads Parquet)."""
-
-    def __init__(self, table: pa.Table, batch_size: int):
-        self.table, self.batch_size, self.num_rows = table, batch_size, table.num_rows
-
-    def batches(self, columns=None):
-        table = self.table.select(columns) if columns else self.table
-        yield from table.to_batches(max_chunksize=self.batch_size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,10 +92,10 @@ def edit(words: list[str], n_edits: int, rng: random.Random, vocabulary: list[st
 
 
 @pytest.fixture(scope="module")
-def real_texts() -> list[str]:
-    sms = pd.read_parquet(DATA / "sms_spam" / "data.parquet")["text"].tolist()
-    trec = pd.read_parquet(DATA / "trec" / "data.parquet")["text"].tolist()
-    tatoeba = pd.read_parquet(DATA / "tatoeba_langid" / "test.parquet")["text"].tolist()
+def real_texts(shared_data) -> list[str]:
+    sms = pd.read_parquet(shared_data / "sms_spam" / "data.parquet")["text"].tolist()
+    trec = pd.read_parquet(shared_data / "trec" / "data.parquet")["text"].tolist()
+    tatoeba = pd.read_parquet(shared_data / "tatoeba_langid" / "test.parquet")["text"].tolist()
     rng = random.Random(7)
     return rng.sample(sms, 150) + rng.sample(trec, 60) + rng.sample(tatoeba, 60)
 

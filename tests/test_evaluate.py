@@ -1,6 +1,7 @@
-"""The evaluate stage on candidate folders built from real data (SMS Spam Collection, TREC).
+"""The quality gate on candidate folders built from real data (SMS Spam Collection, TREC).
 
-A clean candidate passes; a collapsed class, nulls, a leaked test row and planted label flips each fail
+Each candidate comes with the summaries the executor would hand the gate (dedupe's clusters and label
+conflicts, computed here from the fixture's own clustering). A clean candidate passes; a collapsed class, nulls, a leaked test row and planted label flips each fail
 the right gate with the right observed value; planted flips are found; report.html renders in a real
 headless Chromium with its images loaded.
 """
@@ -23,6 +24,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 import schemas
+from schemas.summaries import (Agreement, AnnotationSummary, ConflictRow, DedupeSummary, LabelConflict, Similarity,
+                               Summaries)
 from stages import evaluate
 from stages.evaluate import Config, evaluate_candidate, summarize_report
 
@@ -95,9 +98,41 @@ def build_rows(path: Path, source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return kept.reset_index(drop=True), rejected.reset_index(drop=True)
 
 
+# What the executor hands the gate with each candidate written here (by folder): see `check`.
+HANDED_ON: dict[Path, Summaries] = {}
+
+
+def dedupe_summary(rows: pd.DataFrame, rejected: pd.DataFrame) -> DedupeSummary:
+    """The summary the dedupe stage would hand on for these kept and removed rows: cluster sizes over both,
+    and the clusters whose labelled rows disagree."""
+    removed_cluster = [json.loads(d)["cluster_id"] for d in rejected["details"]]
+    members = pd.concat([
+        pd.DataFrame({"cluster": rows["cluster_id"].to_numpy(), "id": rows["id"], "text": rows["text"],
+                      "label": rows["label"], "kept": True}),
+        pd.DataFrame({"cluster": removed_cluster, "id": rejected["id"], "text": rejected["text"],
+                      "label": rejected["label"], "kept": False}),
+    ], ignore_index=True)
+    sizes = members.groupby("cluster").size().value_counts()
+    distinct = members.dropna(subset=["label"]).groupby("cluster")["label"].nunique()
+    conflicting = sorted(distinct[distinct > 1].index)
+    examples = [LabelConflict(cluster_id=int(c), rows=[
+        ConflictRow(id=r.id, text=r.text, label=r.label, kept=bool(r.kept))
+        for r in members[members["cluster"] == c].head(10).itertuples()]) for c in conflicting[:10]]
+    return DedupeSummary(similarity=Similarity(shingle="word", ngram=5, threshold=0.8), exact_removed=0,
+                         near_removed=len(rejected), cluster_sizes={int(k): int(v) for k, v in sizes.items()},
+                         label_conflict_clusters=len(conflicting), label_conflict_examples=examples)
+
+
+def check(folder: Path, config: Config, dataset_config, parent: Path | None = None):
+    """The gate on a candidate written by `write_candidate`, with the summaries handed on with it."""
+    return evaluate_candidate(folder, config, dataset_config, parent, HANDED_ON.get(folder))
+
+
 def write_candidate(folder: Path, dataset: str, rows: pd.DataFrame, rejected: pd.DataFrame,
-                    labels: list[str] | None, parent: str | None = None, extra_stats: dict | None = None) -> Path:
+                    labels: list[str] | None, parent: str | None = None,
+                    annotation: AnnotationSummary | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
+    HANDED_ON[folder] = Summaries([dedupe_summary(rows, rejected), *([annotation] if annotation else [])])
     split_schema = pa.schema(list(schemas.SPLIT) + [pa.field("n_chars", pa.float64()), pa.field("n_words", pa.float64()),
                                                    pa.field("lang", pa.string()), pa.field("lang_score", pa.float64())])
     splits = {}
@@ -116,11 +151,9 @@ def write_candidate(folder: Path, dataset: str, rows: pd.DataFrame, rejected: pd
          "seconds": 1.0, "stats": {}},
         {"name": "split", "rows_in": len(rows), "rows_out": len(rows), "dropped": {}, "seconds": 0.1, "stats": {}},
     ]
-    if "annotate" in (extra_stats or {}):
-        stages.insert(3, {"name": "annotate", "fingerprint": "f" * 64, "rows_in": len(rows), "rows_out": len(rows),
-                          "dropped": {}, "seconds": 2.0, "stats": {}})
-    for st in stages:
-        st["stats"].update((extra_stats or {}).get(st["name"], {}))
+    if annotation is not None:
+        stages.insert(3, {"name": "annotate", "rows_in": len(rows), "rows_out": len(rows), "dropped": {},
+                          "seconds": 2.0, "stats": {}})
     manifest = {"dataset": dataset, "version": "candidate", "parent_version": parent, "labels": labels,
                 "stages": stages, "splits": splits, "content_fingerprint": "0" * 64}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -157,7 +190,7 @@ def failing(result, check: str) -> list:
 def clean_sms(tmp_path_factory, sms_rows):
     rows, rejected = sms_rows
     folder = write_candidate(tmp_path_factory.mktemp("clean") / "sms", "sms", rows, rejected, SMS_CFG.labels)
-    return folder, evaluate_candidate(folder, Config(), SMS_CFG, None)
+    return folder, check(folder, Config(), SMS_CFG, None)
 
 
 def test_clean_real_dataset_passes_and_writes_evidence(clean_sms):
@@ -189,7 +222,7 @@ def test_clean_real_dataset_passes_and_writes_evidence(clean_sms):
 def test_clean_trec_passes(tmp_path, trec_rows):
     rows, rejected = trec_rows
     folder = write_candidate(tmp_path / "trec", "trec", rows, rejected, TREC_CFG.labels)
-    result = evaluate_candidate(folder, Config(), TREC_CFG, None)
+    result = check(folder, Config(), TREC_CFG, None)
     assert result.passed, [str(f) for f in result.failures]
     assert 0 < result.summary["label_noise"]["share"] < 0.1
 
@@ -202,7 +235,7 @@ def test_collapsed_class_fails_class_share_with_the_share(tmp_path, sms_rows):
     rows = rows.drop(test_spam[keep:])
     n_test = int((rows["split"] == "test").sum())
     folder = write_candidate(tmp_path / "c", "sms", rows, rejected, SMS_CFG.labels)
-    result = evaluate_candidate(folder, fast(class_share_min=0.05), SMS_CFG, None)
+    result = check(folder, fast(class_share_min=0.05), SMS_CFG, None)
     assert not result.passed
     fails = {(f.split, f.expectation): f for f in failing(result, "class_share")}
     # spam fell under its floor; ham, its complement, rose over the 0.99 ceiling.
@@ -221,13 +254,13 @@ def test_nulls_fail_not_null_with_the_count(tmp_path, sms_rows):
     train = rows.index[rows["split"] == "train"]
     rows.loc[train[:7], "label"] = None
     folder = write_candidate(tmp_path / "n", "sms", rows, rejected, SMS_CFG.labels)
-    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    result = check(folder, fast(), SMS_CFG, None)
     assert not result.passed
     fails = failing(result, "not_null")
     assert [(f.split, f.column, f.observed) for f in fails] == [("train", "label", 7)]
     assert fails[0].blocking and "7 unexpected" in fails[0].details
     # A label-free split is fine when the config says it need not be labelled.
-    result = evaluate_candidate(folder, fast(labelled_splits=["validation", "test"]), SMS_CFG, None)
+    result = check(folder, fast(labelled_splits=["validation", "test"]), SMS_CFG, None)
     assert result.passed, [str(f) for f in result.failures]
 
 
@@ -239,7 +272,7 @@ def test_leaked_test_row_fails_leakage(tmp_path, sms_rows):
     t = rows.index[rows["split"] == "test"][0]
     rows.loc[t, "text"] = train_text.rstrip() + " ok"
     folder = write_candidate(tmp_path / "l", "sms", rows, rejected, SMS_CFG.labels)
-    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    result = check(folder, fast(), SMS_CFG, None)
     assert not result.passed
     fails = failing(result, "leakage")
     assert [(f.split, f.column, f.observed, f.blocking) for f in fails] == [("dataset", "leaked_test_rows", 1, True)]
@@ -252,7 +285,7 @@ def test_leaked_test_row_fails_leakage(tmp_path, sms_rows):
     moved = rows.copy()
     moved.loc[t, "split"] = "train"
     folder2 = write_candidate(tmp_path / "l2", "sms", moved, rejected, SMS_CFG.labels, parent="v1")
-    result = evaluate_candidate(folder2, fast(), SMS_CFG, prev)
+    result = check(folder2, fast(), SMS_CFG, prev)
     fails = failing(result, "leakage")
     assert [(f.column, f.observed) for f in fails] == [("leaked_previous_test_rows", 1)]
 
@@ -266,7 +299,7 @@ def test_planted_label_flips_are_found_and_fail_the_gate(tmp_path, sms_rows):
     flipped = set(rows.loc[flip, "id"])
     folder = write_candidate(tmp_path / "f", "sms", rows, rejected, SMS_CFG.labels)
     cfg = Config(label_noise={"max_share": 0.02}, non_blocking=["label_conflicts"])  # label noise made blocking
-    result = evaluate_candidate(folder, cfg, SMS_CFG, None)
+    result = check(folder, cfg, SMS_CFG, None)
     fails = failing(result, "label_noise")
     assert [(f.split, f.column, f.blocking) for f in fails] == [("dataset", "label_issue_share", True)]
     issues = pd.read_parquet(folder / "label_issues.parquet")
@@ -294,7 +327,7 @@ def test_user_expectations_in_ge_terms(tmp_path, sms_rows):
         {"expectation_type": "expect_column_max_to_be_between", "kwargs": {"column": "ids_in_several_splits", "max_value": 0},
          "on": "dataset"},
     ])
-    result = evaluate_candidate(folder, cfg, SMS_CFG, None)
+    result = check(folder, cfg, SMS_CFG, None)
     assert result.passed
     [w] = result.warnings
     assert (w.check, w.split, w.expectation, w.blocking) == ("user", "test", "expect_column_values_to_match_regex", False)
@@ -307,17 +340,16 @@ def test_user_expectations_in_ge_terms(tmp_path, sms_rows):
 
 def test_agreement_floor_and_confusion(tmp_path, sms_rows):
     rows, rejected = sms_rows
-    # The annotate stage's stats as it records them; the confusion matrix lives in its agreement.json.
-    stats = {"annotate": {"annotators": ["a", "b", "c"], "labelled_rows": 40,
-                          "agreement": {"krippendorff_alpha": 0.31, "fleiss_kappa": 0.3,
-                                        "cohen_kappa": [{"a": "a", "b": "b", "kappa": 0.28, "items": 40}]}}}
-    run = tmp_path / "run"
-    folder = write_candidate(run / "candidates" / "abc", "sms", rows, rejected, SMS_CFG.labels, extra_stats=stats)
-    stage_dir = run / "stages" / ("03-annotate-" + "f" * 16)
-    stage_dir.mkdir(parents=True)
-    (stage_dir / "agreement.json").write_text(json.dumps(
-        {"confusion": {"ham": {"ham": 70, "spam": 12}, "spam": {"ham": 12, "spam": 26}}}))
-    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    # The annotate stage's outcome as it hands it on: agreement figures and the annotators' confusion matrix.
+    annotation = AnnotationSummary(
+        url="http://127.0.0.1:8080", project_id=1, project_title="sftpipe: sms", select="sample",
+        annotators_per_task=3, selected=40, done=40, coverage=1.0, annotations=120, annotations_aside=0,
+        annotators=["a", "b", "c"], aggregation="majority", labelled_rows=40, unresolved=0, changed_from_source=3,
+        agreement=Agreement(items=40, annotations=120, krippendorff_alpha=0.31, fleiss_kappa=0.3,
+                            cohen_kappa=[{"a": "a", "b": "b", "kappa": 0.28, "items": 40}],
+                            confusion={"ham": {"ham": 70, "spam": 12}, "spam": {"ham": 12, "spam": 26}}))
+    folder = write_candidate(tmp_path / "a", "sms", rows, rejected, SMS_CFG.labels, annotation=annotation)
+    result = check(folder, fast(), SMS_CFG, None)
     fails = failing(result, "agreement")
     assert sorted((f.column, f.observed, f.blocking) for f in fails) == [
         ("fleiss_kappa", 0.3, True), ("krippendorff_alpha", 0.31, True)]
@@ -325,6 +357,27 @@ def test_agreement_floor_and_confusion(tmp_path, sms_rows):
     page = (folder / "report.html").read_text()
     assert "annotator confusion matrix" in page and "Krippendorff" in page and "Cohen" in page
     assert {f.check for f in result.failures} == {"agreement"}
+
+
+def test_label_conflicts_are_dedupes_figure(tmp_path, sms_rows):
+    """The gate bounds and shows the label conflicts dedupe counted; it computes none itself."""
+    rows, rejected = sms_rows
+    folder = write_candidate(tmp_path / "k", "sms", rows, rejected, SMS_CFG.labels)
+    rows_of = rows.set_index("id")
+    conflict = LabelConflict(cluster_id=7, rows=[
+        ConflictRow(id=i, text=rows_of.loc[i, "text"], label=label, kept=True)
+        for i, label in zip(rows["id"].head(2), ["ham", "spam"])])
+    handed = HANDED_ON[folder].get(DedupeSummary).model_copy(
+        update={"label_conflict_clusters": 3, "label_conflict_examples": [conflict]})
+    HANDED_ON[folder] = Summaries([handed])
+    result = check(folder, fast(), SMS_CFG, None)
+    [warning] = failing(result, "label_conflicts")
+    assert (warning.observed, warning.blocking) == (3, False)  # a warning by default
+    assert result.summary["label_conflicts"]["clusters"] == 3
+    assert result.summary["label_conflicts"]["examples"][0]["labels"] == ["ham", "spam"]
+    # Without a dedupe summary there is nothing to bound: the check does not run.
+    result = evaluate_candidate(folder, fast(), SMS_CFG, None)
+    assert not failing(result, "label_conflicts") and result.summary["label_conflicts"]["ran"] is False
 
 
 def test_summarize_report(clean_sms):
@@ -369,7 +422,7 @@ def test_report_command_prints_where_and_summary(clean_sms, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from pipeline import report_cli
+    from pipeline.cli import report as report_cli
 
     folder, _ = clean_sms
     shutil.copytree(folder, tmp_path / "versions" / "sms" / "v1")
@@ -393,19 +446,19 @@ def test_unlabelled_dataset_and_an_empty_split(tmp_path, sms_rows):
     rows = rows[rows["split"] != "validation"]
     folder = write_candidate(tmp_path / "u", "sms", rows, rejected, None)
     unlabelled = SimpleNamespace(dataset="sms", labels=None)
-    result = evaluate_candidate(folder, Config(), unlabelled, None)
+    result = check(folder, Config(), unlabelled, None)
     # No labels: no label checks, no label-noise model; the empty validation split is below its minimum.
     assert [(f.check, f.split, f.observed) for f in result.failures] == [("min_rows", "validation", 0)]
     assert result.summary["label_noise"]["ran"] is False
     assert not (folder / "quality" / "validation.parquet").exists()
     assert pd.read_parquet(folder / "label_issues.parquet").empty
-    result = evaluate_candidate(folder, Config(min_rows={"validation": 0}), unlabelled, None)
+    result = check(folder, Config(min_rows={"validation": 0}), unlabelled, None)
     assert result.passed, [str(f) for f in result.failures]
 
 
 def test_disabled_evaluation_passes_without_writing(tmp_path, sms_rows):
     rows, rejected = sms_rows
     folder = write_candidate(tmp_path / "d", "sms", rows.head(0), rejected.head(0), SMS_CFG.labels)
-    result = evaluate_candidate(folder, Config(enabled=False), SMS_CFG, None)
+    result = check(folder, Config(enabled=False), SMS_CFG, None)
     assert result.passed and result.summary["status"] == "not evaluated"
     assert not (folder / "report.html").exists()

@@ -31,12 +31,12 @@ import pytest
 
 import schemas
 from pipeline import labelstudio as lsmod
-from pipeline import labelstudio_server as srv
+from pipeline.labelstudio import server as srv
 from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import StageContext
 from stages.annotate import AnnotateStage, Config, label_config
 
-from .conftest import annotate_run_config, chromium_path
+from .conftest import TableInput, annotate_run_config, chromium_path
 
 pytestmark = [
     pytest.mark.labelstudio,
@@ -147,21 +147,12 @@ def rows_batch(n: int, dataset_prefix: str, labelled: bool = True, texts: dict[i
     return pa.RecordBatch.from_pylist(rows, schema=schemas.DEDUPED)
 
 
-class Input:
-    def __init__(self, *batches: pa.RecordBatch):
-        self._batches = batches
-        self.num_rows = sum(b.num_rows for b in batches)
-
-    def batches(self, columns=None):
-        yield from self._batches
-
-
 def make_stage(dataset: str, work: Path, **cfg) -> AnnotateStage:
     config = Config(**cfg)
     return AnnotateStage(config, StageContext(dataset=dataset, config_dir=work, work_dir=work, labels=LABELS))
 
 
-def run_stage(stage: AnnotateStage, inp: Input) -> pa.Table:
+def run_stage(stage: AnnotateStage, inp: TableInput) -> pa.Table:
     return pa.Table.from_batches([o.kept for o in stage.run(inp) if o.kept is not None])
 
 
@@ -225,7 +216,7 @@ def test_personal_access_token_works(server):
 
 
 def test_push_twice_same_tasks_and_interrupted_push_completes(server, tmp_path):
-    inp = Input(rows_batch(30, "push", labelled=False))
+    inp = TableInput(rows_batch(30, "push", labelled=False))
     stage = make_stage("push-test", tmp_path, select="unlabelled")
     with pytest.raises(PipelinePaused, match=r"^30 tasks awaiting annotation at http://127\.0\.0\.1:\d+/projects/\d+/data"):
         run_stage(stage, inp)
@@ -240,9 +231,9 @@ def test_push_twice_same_tasks_and_interrupted_push_completes(server, tmp_path):
     assert len(tasks_by_row(server, pid)) == 30
 
     # An interrupted push: only part of a larger selection made it; the next push adds exactly the rest.
-    bigger = Input(rows_batch(45, "push", labelled=False))
+    bigger = TableInput(rows_batch(45, "push", labelled=False))
     partial = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
-    partial_rows = pd.DataFrame(bigger._batches[0].to_pylist()).iloc[:37]
+    partial_rows = pd.DataFrame(bigger.table.to_pylist()).iloc[:37]
     partial.push(pid, partial_rows)
     assert len(tasks_by_row(server, pid)) == 37
     resumed = make_stage("push-test", tmp_path, select="unlabelled", push_batch_size=7)
@@ -263,7 +254,7 @@ def test_html_is_shown_as_text(server, tmp_path):
     assert root.find("Text") is not None and root.find("HyperText") is None  # shown as text, not HTML
     stage = make_stage("html-test", tmp_path, select="all", instructions="Label <script>x</script> carefully")
     with pytest.raises(PipelinePaused):
-        run_stage(stage, Input(rows_batch(3, "html", texts={0: script})))
+        run_stage(stage, TableInput(rows_batch(3, "html", texts={0: script})))
     pid = stage.stats["project_id"]
     project = server.client().get_project(pid)
     assert "<script>" not in project.expert_instruction and "&lt;script&gt;" in project.expert_instruction
@@ -294,7 +285,7 @@ def test_agreement_known_values_and_pull_after_restart(server, tmp_path):
     tok_a = signup(server.url, "annotator.a@example.com")
     tok_b = signup(server.url, "annotator.b@example.com")
     tok_c = signup(server.url, "annotator.c@example.com")
-    inp = Input(rows_batch(10, "agree", labelled=True))
+    inp = TableInput(rows_batch(10, "agree", labelled=True))
     stage = make_stage("agree-test", tmp_path / "w1", select="all", annotators_per_task=2)
     with pytest.raises(PipelinePaused, match="^10 tasks awaiting"):
         run_stage(stage, inp)
@@ -340,7 +331,7 @@ def test_agreement_known_values_and_pull_after_restart(server, tmp_path):
 
     # Rows: the human label where resolved, the source label kept where tied.
     got = out.to_pandas().set_index("id")
-    src = {r["id"]: r["label"] for r in inp._batches[0].to_pylist()}
+    src = {r["id"]: r["label"] for r in inp.table.to_pylist()}
     for i, rid in enumerate(rows):
         if i in (5, 9):
             assert got.loc[rid, "label"] == src[rid] and got.loc[rid, "label_source"] == "source"
@@ -388,7 +379,7 @@ def test_sample_selection_is_stable_and_stratified(tmp_path):
 
 
 def test_flagged_rows_and_pre_annotations(server, tmp_path):
-    inp = Input(rows_batch(12, "flag", labelled=True))
+    inp = TableInput(rows_batch(12, "flag", labelled=True))
     (tmp_path / "flagged.txt").write_text("flag-001\nflag-004\nflag-007\nnot-in-data\n")
     pq.write_table(pa.table({"id": ["flag-004"], "label": ["spam"], "score": [0.83], "model_version": ["distilbert-v1"]}),
                    tmp_path / "preds.parquet")
@@ -423,7 +414,7 @@ def test_cli_annotate_status_and_pull(server, tmp_path):
     )
     stage = make_stage("cli-test", tmp_path / "w", select="all", annotators_per_task=2)
     with pytest.raises(PipelinePaused):
-        run_stage(stage, Input(rows_batch(4, "cli")))
+        run_stage(stage, TableInput(rows_batch(4, "cli")))
     by_row = tasks_by_row(server, stage.stats["project_id"])
     tok_a, tok_b = signup(server.url, "annotator.a@example.com"), signup(server.url, "annotator.b@example.com")
     for rid, tid in sorted(by_row.items())[:3]:
@@ -523,7 +514,7 @@ def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
     text = 'Win <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> <b>now</b>'
     stage = make_stage("xss-test", tmp_path, select="all", instructions="Read <script>window.__pwned_i=1</script> this")
     with pytest.raises(PipelinePaused):
-        run_stage(stage, Input(rows_batch(1, "xss", texts={0: text})))
+        run_stage(stage, TableInput(rows_batch(1, "xss", texts={0: text})))
     pid = stage.stats["project_id"]
     (tid,) = tasks_by_row(server, pid).values()
     with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
@@ -597,7 +588,7 @@ def test_run_pauses_until_labelled_then_publishes(server, tmp_path):
 
 
 def test_multiple_choice_and_stale_text(server, tmp_path):
-    inp = Input(rows_batch(2, "multi", labelled=False))
+    inp = TableInput(rows_batch(2, "multi", labelled=False))
     stage = make_stage("multi-test", tmp_path / "a", select="all", choice="multiple", annotators_per_task=1)
     with pytest.raises(PipelinePaused):
         run_stage(stage, inp)
@@ -608,7 +599,7 @@ def test_multiple_choice_and_stale_text(server, tmp_path):
     annotate_as(server.url, tok, by_row["multi-000"], ["spam", "ham"])
     annotate_as(server.url, tok, by_row["multi-001"], ["spam"])
     # The row's text changed upstream since it was pushed: reported, not re-imported.
-    changed = Input(rows_batch(2, "multi", labelled=False, texts={1: "an edited text"}))
+    changed = TableInput(rows_batch(2, "multi", labelled=False, texts={1: "an edited text"}))
     again = make_stage("multi-test", tmp_path / "b", select="all", choice="multiple", annotators_per_task=1)
     out = run_stage(again, changed).to_pandas().set_index("id")
     assert out.loc["multi-000", "label"] == "ham|spam" and out.loc["multi-001", "label"] == "spam"

@@ -29,11 +29,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import labelstudio as lsmod
-from pipeline import labelstudio_server as srv
+from pipeline.labelstudio import server as srv
 from pipeline.errors import PipelinePaused
 
-from .conftest import annotate_run_config
-from .test_labelstudio import (Input, Server, annotate_as, make_stage, rows_batch, run_stage,
+from .conftest import TableInput, annotate_run_config
+from .test_labelstudio import (Server, annotate_as, make_stage, rows_batch, run_stage,
                                running_server, signup, tasks_by_row)
 
 pytestmark = [
@@ -277,7 +277,7 @@ def test_proxy_that_fails_first_requests_then_forwards_recovers_and_resends_safe
                 return "forward-reset"
         return "forward"
 
-    inp = Input(rows_batch(60, "flaky", labelled=False))
+    inp = TableInput(rows_batch(60, "flaky", labelled=False))
     with Endpoint(policy, upstream=server.url) as ep:
         stage = make_stage("flaky-test", tmp_path, select="all", push_batch_size=20)
         stage._client, slept = fast_client(ep.url, server.api_key, retries=3)
@@ -309,7 +309,7 @@ def test_every_first_attempt_failing_still_gives_one_project_and_each_row_once(s
 
         return Endpoint(policy, upstream=server.url)
 
-    inp = Input(rows_batch(40, "every", labelled=False))
+    inp = TableInput(rows_batch(40, "every", labelled=False))
     with flaky() as ep:
         stage = make_stage("every-test", tmp_path / "a", select="all", push_batch_size=10)
         stage._client, _ = fast_client(ep.url, server.api_key, retries=2)
@@ -358,7 +358,7 @@ def kill_server(server: Server):
 
 def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server, tmp_path):
     # Annotations made before the crash ...
-    small = Input(rows_batch(6, "crash", labelled=True))
+    small = TableInput(rows_batch(6, "crash", labelled=True))
     first = make_stage("crash-test", tmp_path / "a", select="all", push_batch_size=250)
     with pytest.raises(PipelinePaused, match="^6 tasks awaiting"):
         run_stage(first, small)
@@ -370,7 +370,7 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
     assert len(ann_before) == 6
 
     # ... then a push of 3,000 rows in batches of 250; the server is killed right after storing the 5th.
-    big = Input(rows_batch(3000, "crash", labelled=True))
+    big = TableInput(rows_batch(3000, "crash", labelled=True))
     stored = {"n": 0}
 
     def kill_after_fifth_import(ep, conn, method, path, headers, body):
@@ -404,7 +404,7 @@ def test_server_killed_mid_push_then_restarted_nothing_twice_nothing_lost(server
     # The 6 earlier rows + 5 batches of 250 are tasks (the killed batch was stored); pushed again, exactly the rest.
     assert len(server.client().tasks(pid)) == 6 + 5 * 250
     resumed = make_stage("crash-test", tmp_path / "d", select="all", push_batch_size=250, prefill=False)
-    pushed = resumed.push(pid, pd.DataFrame(big._batches[0].to_pylist()))  # the push alone: no 3,000-task export
+    pushed = resumed.push(pid, pd.DataFrame(big.table.to_pylist()))  # the push alone: no 3,000-task export
     assert pushed == {"selected": 3000, "already_in_project": 1256, "imported": 1744}
     row_ids = [t["data"]["row_id"] for t in server.client().tasks(pid)]
     assert len(row_ids) == 3000 and len(set(row_ids)) == 3000  # every row exactly once
@@ -425,7 +425,7 @@ def test_annotator_text_that_looks_like_console_markup_is_printed_as_is(server, 
                       "annotate: {select: all}\n")
     stage = make_stage("markup-test", tmp_path / "w", select="all")
     with pytest.raises(PipelinePaused):
-        run_stage(stage, Input(rows_batch(2, "markup")))
+        run_stage(stage, TableInput(rows_batch(2, "markup")))
     by_row = tasks_by_row(server, stage.stats["project_id"])
     tok = signup(server.url, "annotator.a@example.com")
     annotate_as(server.url, tok, by_row["markup-000"], ["[/b] [bold]x"])

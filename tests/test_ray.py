@@ -177,3 +177,74 @@ def test_the_local_executor_never_imports_ray():
     code = ("import sys, pipeline.cli, pipeline.executor, pipeline.ray_executor; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@needs_ray
+def test_a_signal_defined_at_run_time_reaches_the_actors(tmp_path, ray_cluster):
+    """Ray's actors build the clean stage themselves: a signal registered in the driver only (a notebook's
+    `__main__`) travels to them by value, and the version equals the local executor's."""
+    from pipeline.filters import SIGNALS
+
+    cell = ("import pyarrow as pa\nfrom pipeline.filters import signal\n\n"
+            "@signal('digit_share_nb')\ndef digit_share_nb(texts):\n"
+            "    values = texts.to_pylist()\n"
+            "    return {'digit_share_nb': pa.array([sum(c.isdigit() for c in t) / max(len(t), 1) for t in values])}\n")
+    exec(compile(cell, "<notebook cell>", "exec"), {"__name__": "__main__"})
+    try:
+        config = write_config(tmp_path, sms_config(clean={"signals": [], "filters": {"digit_share_nb": {"max": 0.2}}},
+                                                   evaluate={"enabled": False}))
+        local = run_pipeline(config, tmp_path / "local")
+        on_ray, log = run_ray(config, tmp_path / "ray")
+        assert "clean: on Ray, 1 chunk(s)" in log
+        assert on_ray.manifest["content_fingerprint"] == local.manifest["content_fingerprint"]
+        clean = next(s for s in on_ray.stages if s.name == "clean")
+        assert clean.dropped.get("digit_share_nb_above_max", 0) > 10
+    finally:
+        SIGNALS.pop("digit_share_nb", None)
+
+
+@needs_ray
+@pytest.mark.parametrize("name", ["alpaca_en", "glaive_toolcall"])
+def test_generative_kinds_on_ray_publish_the_local_version(tmp_path, ray_cluster, name):
+    """generation (alpaca_en) and chat (glaive_toolcall): the same content fingerprint, rows and rejected rows
+    (with their JSON records) on Ray as locally; dedupe's key is rendered from the payload in the actors."""
+    import yaml
+
+    from .conftest import REPO
+
+    config = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
+    for source in config["sources"]:
+        source["path"] = str((REPO / "configs" / source["path"]).resolve())
+    config["clean"]["signals"] = []
+    config["clean"]["filters"] = {k: v for k, v in config["clean"].get("filters", {}).items() if "lang" not in k}
+    path = write_config(tmp_path, config)
+    local = run_pipeline(path, tmp_path / "local")
+    on_ray, log = run_ray(path, tmp_path / "ray")
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", config["dataset"])
+    assert "clean: on Ray, 1 chunk(s)" in log and "dedupe: on the driver" in log
+    assert on_ray.manifest["kind"] == local.manifest["kind"] != "classification"
+
+
+@needs_ray
+def test_decontaminate_on_ray_publishes_the_local_version(tmp_path, ray_cluster):
+    """The decontaminate stage runs on the actors (each builds the eval sets' index once) in several chunks:
+    the same removed rows, details, stats (examples chosen by smallest id) and version as locally."""
+    import yaml
+
+    from .conftest import REPO
+
+    config = yaml.safe_load((REPO / "configs" / "trec_decontaminated.yaml").read_text())
+    for part in (config["sources"][0], config["decontaminate"]["eval_sets"][0]):
+        part["path"] = str((REPO / "configs" / part["path"]).resolve())
+    config["clean"]["signals"] = []
+    config["decontaminate"]["mode"] = "both"
+    config["evaluate"] = {"label_noise": {"enabled": False}}
+    path = write_config(tmp_path, config)
+    local = run_pipeline(path, tmp_path / "local", batch_size=1000)
+    on_ray, log = run_ray(path, tmp_path / "ray", batch_size=1000)
+    assert any(m.startswith("decontaminate: on Ray,") and int(m.split(", ")[1].split()[0]) > 1 for m in log), log
+    assert_same_runs(local, on_ray, tmp_path / "local", tmp_path / "ray", config["dataset"])
+    stage = next(s for s in on_ray.stages if s.name == "decontaminate")
+    assert stage.dropped == {"contaminated": stage.stats["rows_removed"]} and stage.stats["rows_removed"] >= 11
+    assert on_ray.manifest["decontamination"] == local.manifest["decontamination"]
+    assert on_ray.manifest["evaluation"]["decontamination"]["contaminated_rows"] == 0

@@ -8,7 +8,7 @@ import pyarrow as pa
 from pipeline.stage import StageContext
 from stages.split import Config, SplitStage, allocate
 
-from .test_clean import TableInput
+from .conftest import TableInput
 
 
 def table(ids, labels):

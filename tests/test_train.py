@@ -5,7 +5,9 @@ file stays well under two minutes on two CPU cores.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -18,12 +20,12 @@ from pydantic import ValidationError
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from pipeline.errors import UserError
-from train import metrics as tm
 from train.config import Config, default_model_path
+from train.tasks.classification import metrics as tm
 
-SMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "sms_spam" / "data.parquet"
-if not SMS.is_file():
-    SMS = Path("/work/shared/data/sms_spam/data.parquet")
+from .conftest import SHARED_DATA
+
+SMS = SHARED_DATA / "sms_spam" / "data.parquet"
 
 DATASET = "sms-spam"
 TINY = dict(
@@ -86,10 +88,23 @@ def runs_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(data_dir, runs_root):
-    from train.engine import train_version
+def tiny_training(data_dir, runs_root):
+    """The tiny run, with what it showed: the progress display (a non-terminal console, as in a log file) and
+    what reached stdout."""
+    from rich.console import Console
 
-    return train_version(DATASET, "v1", Config(**TINY), data_dir=data_dir, runs_root=runs_root)
+    from train.run import train_version
+
+    screen = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()) as stdout:
+        result = train_version(DATASET, "v1", Config(**TINY), data_dir=data_dir, runs_root=runs_root,
+                               progress=Console(file=screen, width=200))
+    return result, screen.getvalue(), stdout.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_training):
+    return tiny_training[0]
 
 
 # ------------------------------------------------------------------------------------------------ the tiny run
@@ -118,9 +133,29 @@ def test_tiny_run_writes_every_output(tiny_run, runs_root, data_dir):
     card = (run_dir / "README.md").read_text()
     for needle in ("all-MiniLM-L6-v2", "v1", manifest["content_fingerprint"], "CPU", "accuracy", "learning_rate"):
         assert needle in card, needle
+    # one metrics convention: the card shows the fractions metrics.json holds (not percentages)
+    assert f"| test | 24 | {test['accuracy']:.4f} | {test['macro_f1']:.4f} | {test['weighted_f1']:.4f} |" in card
+    spam = test["per_class"]["spam"]
+    assert f"| spam | {spam['precision']:.4f} | {spam['recall']:.4f} | {spam['f1']:.4f} | {spam['support']} |" in card
+
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["task"] == "classification" and run["labels"] == ["ham", "spam"]
 
     index = [json.loads(line) for line in (runs_root / "index.jsonl").read_text().splitlines()]
     assert any(r["run_id"] == tiny_run.run_id and r["kind"] == "train" for r in index)
+
+
+def test_training_shows_progress_not_log_dicts(tiny_training):
+    """A progress display with steps, epoch, elapsed time / ETA and the latest validation macro-F1, and one
+    line per evaluation; the Trainer's loss dicts no longer reach stdout (they stay in trainer_log.json)."""
+    result, screen, stdout = tiny_training
+    log = json.loads((result.run_dir / "trainer_log.json").read_text())
+    evaluation = next(e for e in log if "eval_macro_f1" in e)
+    line = f"step 3, epoch 0.50/1: validation macro-F1 {evaluation['eval_macro_f1']:.4f}, loss {evaluation['eval_loss']:.4f}"
+    assert line in screen
+    assert "3/3 steps" in screen and "ETA" in screen  # the bar's last state, printed when it stops
+    assert f"val macro-F1 {evaluation['eval_macro_f1']:.4f}" in screen
+    assert "'loss'" not in stdout and "'eval_loss'" not in stdout and "{" not in stdout
 
 
 def test_model_loads_back_with_pipeline(tiny_run):
@@ -134,7 +169,7 @@ def test_model_loads_back_with_pipeline(tiny_run):
 
 
 def test_score_reproduces_the_runs_test_metrics(tiny_run, data_dir, runs_root):
-    from train.engine import score_run
+    from train.run import score_run
 
     out_dir, scored = score_run(tiny_run.run_dir, "v1", data_dir=data_dir, max_samples=24)
     assert (out_dir / "metrics.json").is_file() and (out_dir / "confusion_matrix.png").is_file()
@@ -243,7 +278,7 @@ def test_confusion_matrix_png(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ errors
 def test_missing_version_is_a_clear_error(data_dir, tmp_path):
-    from train.engine import train_version
+    from train.run import train_version
 
     with pytest.raises(UserError, match="v7"):
         train_version(DATASET, "v7", Config(**TINY), data_dir=data_dir, runs_root=tmp_path)
@@ -253,7 +288,7 @@ def test_missing_version_is_a_clear_error(data_dir, tmp_path):
 
 
 def test_unreadable_version_is_a_clear_error(tmp_path):
-    from train.engine import train_version
+    from train.run import train_version
 
     vdir = build_version(tmp_path / "data", DATASET, "v1", n_rows=60)
     (vdir / "test.parquet").write_bytes(b"this is not parquet")
@@ -268,7 +303,7 @@ def test_unreadable_version_is_a_clear_error(tmp_path):
 
 
 def test_score_of_a_non_run_is_a_clear_error(tmp_path):
-    from train.engine import score_run
+    from train.run import score_run
 
     with pytest.raises(UserError, match="not found"):
         score_run(tmp_path / "nope", "v1")
@@ -310,21 +345,22 @@ def test_dataset_config_has_a_train_section(tmp_path):
 
 
 def test_balanced_class_weights():
-    from train.engine import LabelCodec, _class_weights
+    from train.tasks.classification.labels import LabelCodec, class_weights
 
     table = pa.table({"text": ["a"] * 4, "label": ["ham", "ham", "ham", "spam"]})
     codec = LabelCodec(["ham", "spam"], multi=False)
-    w = _class_weights(Config(class_weights="balanced"), codec, table)
+    w = class_weights(Config(class_weights="balanced"), codec, table)
     assert w.tolist() == pytest.approx([4 / (2 * 3), 4 / (2 * 1)])
-    w = _class_weights(Config(class_weights={"spam": 3.0}), codec, table)
+    w = class_weights(Config(class_weights={"spam": 3.0}), codec, table)
     assert w.tolist() == [1.0, 3.0]
     with pytest.raises(UserError, match="unknown labels"):
-        _class_weights(Config(class_weights={"eggs": 3.0}), codec, table)
+        class_weights(Config(class_weights={"eggs": 3.0}), codec, table)
 
 
 def test_multi_label_tiny_run(tmp_path):
     """train.problem_type multi_label: `label` holds several labels joined by `|`; BCE loss, sigmoid outputs."""
-    from train.engine import LabelCodec, train_version
+    from train.run import train_version
+    from train.tasks.classification import LabelCodec
 
     data = tmp_path / "data"
     vdir = build_version(data, "tags", "v1", n_rows=120)
@@ -350,3 +386,68 @@ def test_multi_label_tiny_run(tmp_path):
     codec = LabelCodec(["ham", "long", "spam"], multi=True)
     assert codec.encode(["spam|long", "ham"]) == [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
     assert codec.predict(np.array([[2.0, -1.0, 0.5]])).tolist() == [[1, 0, 1]]
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def _declare_kind(vdir: Path, kind: str) -> None:
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["kind"] = kind
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_version_no_task_trains_is_a_clear_error(tmp_path):
+    """The task comes from the version's record kind; a kind without a registered task is named, with the
+    tasks there are, before anything is written."""
+    from train.run import train_version
+
+    _declare_kind(build_version(tmp_path / "data", "chats", "v1", n_rows=60), "chat")
+    with pytest.raises(UserError, match="no training task for record kind 'chat'.*classification"):
+        train_version("chats", "v1", Config(**TINY), data_dir=tmp_path / "data", runs_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_classifier_does_not_score_a_version_of_another_kind(tiny_run, tmp_path):
+    from train.run import score_run
+
+    _declare_kind(build_version(tmp_path / "data", "prompts", "v1", n_rows=60), "generation")
+    with pytest.raises(UserError, match="a 'generation' version, but this is a classification model"):
+        score_run(tiny_run.run_dir, "v1", dataset="prompts", data_dir=tmp_path / "data")
+    assert not (tiny_run.run_dir / "scores" / "prompts").exists()
+
+
+def test_runs_recorded_before_tasks_had_names_are_classifiers():
+    from train.tasks import ClassificationTask, task_named
+
+    assert task_named(None) is ClassificationTask and task_named("classification") is ClassificationTask
+    with pytest.raises(UserError, match="unknown training task 'causal_lm' \\(tasks: classification\\)"):
+        task_named("causal_lm")
+
+
+# ------------------------------------------------------------------------------------------------ CLI help
+def test_every_train_score_and_runs_option_says_what_it_does():
+    """Each option has help text; on/off options show as bare flags in --help, not as taking a `<bool>`."""
+    import typer
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from train.cli import register
+
+    app = typer.Typer()
+    register(app)
+    group = get_command(app)
+    commands = {"train": group.commands["train"], "score": group.commands["score"],
+                "runs list": group.commands["runs"].commands["list"]}
+    for name, command in commands.items():
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help and param.help.strip(), f"{name} {param.opts}: no help"
+                if param.is_flag:
+                    assert param.metavar == "", f"{name} {param.opts}: shown as taking a value"
+    shown = CliRunner().invoke(app, ["train", "--help"], terminal_width=250, env={"COLUMNS": "250"}).output
+    rows = {line.split()[1]: line for line in shown.splitlines() if line.startswith("│ --")}
+    assert "passes over the train split" in rows["--epochs"] and "train.epochs; default: 3.0" in rows["--epochs"]
+    assert "learning rate" in rows["--lr,--learning-rate"] and "seed" in rows["--seed"]
+    assert "first N rows" in rows["--max-train-samples"]
+    assert "<bool>" not in rows["--cpu"] and "train on the CPU" in rows["--cpu"]
+    # typer's own --help option is the one `<bool>` left, and it is not ours to change here
+    assert all("--help" in line for line in shown.splitlines() if "<bool>" in line)

@@ -1,31 +1,31 @@
-"""The model card (`README.md` in a run folder): base model, data version + fingerprint, hyper-parameters,
-hardware and metrics."""
+"""The model card (`README.md` in a run folder): base model, data version + fingerprint, hardware, training,
+the task's metrics section, hyper-parameters and how to use the model.
+
+The frame is the same for every task; what is task-specific (pipeline tag, summary, metrics, usage) comes from
+`Task.model_card` as a `CardSection`. Metrics are fractions in 0-1, as in metrics.json and the CLI.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-
-def _pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
+from train.tasks.base import CardSection
 
 
-def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
-    test, val, tr = metrics["test"], metrics["validation"], metrics["training"]
+def write_model_card(run_dir: Path, record: dict, metrics: dict, section: CardSection) -> None:
+    tr = metrics["training"]
     rt = record["runtime"]
     cfg = record["train_config"]
-    labels = record["labels"]
     lines = [
         "---",
         "library_name: transformers",
-        "pipeline_tag: text-classification",
+        f"pipeline_tag: {section.pipeline_tag}",
         f"base_model: {record['base_model_id']}",
-        "tags: [sft-pipeline, text-classification]",
+        f"tags: [sft-pipeline, {section.pipeline_tag}]",
         "---",
         "",
         f"# {record['dataset']} {record['version']} — {record['base_model_id']} fine-tune (run {record['run_id']})",
         "",
-        f"A {record['problem_type'].replace('_', '-')} text classifier fine-tuned by `sftpipe train` with the Hugging Face "
-        "`Trainer`.",
+        section.summary,
         "",
         "| | |",
         "| --- | --- |",
@@ -33,7 +33,7 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
         f"| dataset | {record['dataset']} |",
         f"| version | {record['version']} |",
         f"| content fingerprint | `{record['content_fingerprint']}` |",
-        f"| labels | {', '.join(labels)} |",
+        *(f"| {key} | {value} |" for key, value in section.facts),
         f"| trained | {record['created']} |",
         f"| hardware | {rt['device_name']}; {rt['precision']}{', TF32' if rt['tf32'] else ''}; "
         f"torch {rt['torch']}, transformers {rt['transformers']} |",
@@ -42,24 +42,7 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
         "",
         "## Metrics",
         "",
-        "| split | rows | accuracy | macro-F1 | weighted-F1 |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| test | {test['n']} | {_pct(test['accuracy'])} | {_pct(test['macro_f1'])} | {_pct(test['weighted_f1'])} |",
-        f"| validation | {val['n']} | {_pct(val['accuracy'])} | {_pct(val['macro_f1'])} | {_pct(val['weighted_f1'])} |",
-        "",
-        "Per class on the test split:",
-        "",
-        "| label | precision | recall | F1 | support |",
-        "| --- | ---: | ---: | ---: | ---: |",
-    ]
-    for label, m in test["per_class"].items():
-        lines.append(f"| {label} | {_pct(m['precision'])} | {_pct(m['recall'])} | {_pct(m['f1'])} | {m['support']} |")
-    lines += [
-        "",
-        "![confusion matrix on the test split](confusion_matrix.png)",
-        "",
-        "Computed with scikit-learn; full figures in `metrics.json`, per-row test predictions (with each label's "
-        "probability) in `test_predictions.parquet`, the per-step training log in `trainer_log.json`.",
+        *section.metrics,
         "",
         "## Hyper-parameters",
         "",
@@ -79,11 +62,7 @@ def write_model_card(run_dir: Path, record: dict, metrics: dict) -> None:
         "",
         "## Use",
         "",
-        "```python",
-        "from transformers import pipeline",
-        'classify = pipeline("text-classification", model="<this folder>")',
-        'classify("your text here")',
-        "```",
+        *section.usage,
         "",
         "Score it on another version: `sftpipe score <this folder> --version vN`.",
         "",

@@ -1,4 +1,8 @@
-"""`sftpipe train`, `sftpipe score` and `sftpipe runs list`; `register(app)` adds them to the main CLI."""
+"""`sftpipe train`, `sftpipe score` and `sftpipe runs list`; `register(app)` adds them to the main CLI.
+
+Kept light (no torch / transformers at import): the main CLI imports this module at start-up, and training
+code is imported only when a command runs. Metrics are shown as fractions (0-1), as in metrics.json and the card.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +12,7 @@ from typing import Optional
 import typer
 
 from pipeline.errors import UserError
+from train.config import Config
 
 DEFAULT_RUNS_ROOT = Path("runs/train")
 
@@ -17,10 +22,24 @@ RunsDir = typer.Option(
 DataDirOpt = typer.Option(None, "--data-dir", help="where published versions live (default: the config's store.data_dir)")
 
 
-def _console():
+def Flag(*names: str, help: str):  # noqa: A002, N802 - typer's keyword; reads like typer.Option
+    """An on/off option, shown in --help as a bare flag (typer would print `<bool>`, as if it took a value)."""
+    return typer.Option(False, *names, help=help, metavar="")
+
+
+def Override(key: str, *names: str, **kwargs):  # noqa: N802 - reads like typer.Option
+    """An option overriding the `train:` config key `key` for one run. Its help is the key's description in
+    train.config.Config (one place says what a key means) and the key's default. (Parentheses, not brackets:
+    typer renders help as Rich markup, where `[word]` is a style tag and disappears.)"""
+    field = Config.model_fields[key]
+    where = f"train.{key}" if field.default is None else f"train.{key}; default: {field.default}"
+    return typer.Option(None, *names, help=f"{field.description} ({where})", **kwargs)
+
+
+def _console(stderr: bool = False):
     from rich.console import Console  # noqa: PLC0415
 
-    return Console()
+    return Console(stderr=stderr)
 
 
 def _overrides(**values) -> dict:
@@ -30,25 +49,28 @@ def _overrides(**values) -> dict:
 def train_command(
     config: Path = typer.Argument(..., help="the dataset's YAML config (its `train:` section holds the defaults)"),
     version: Optional[str] = typer.Option(None, "--version", "-v", help="v3, 3, a tag or latest (default: latest)"),
-    model: Optional[str] = typer.Option(None, "--model", help="base model: Hugging Face id or local folder"),
-    epochs: Optional[float] = typer.Option(None, "--epochs", min=0.01),
-    learning_rate: Optional[float] = typer.Option(None, "--lr", "--learning-rate"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="per-device train batch size"),
-    max_length: Optional[int] = typer.Option(None, "--max-length", min=1, help="tokens per input (truncated beyond)"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="stop after this many steps"),
-    max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples", min=1),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    cpu: bool = typer.Option(False, "--cpu", help="train on the CPU even if a GPU is present"),
+    model: Optional[str] = Override("model", "--model"),
+    epochs: Optional[float] = Override("epochs", "--epochs", min=0.01),
+    learning_rate: Optional[float] = Override("learning_rate", "--lr", "--learning-rate"),
+    batch_size: Optional[int] = Override("batch_size", "--batch-size", min=1),
+    max_length: Optional[int] = Override("max_length", "--max-length", min=1),
+    max_steps: Optional[int] = Override("max_steps", "--max-steps", min=1),
+    max_train_samples: Optional[int] = Override("max_train_samples", "--max-train-samples", min=1),
+    seed: Optional[int] = Override("seed", "--seed"),
+    cpu: bool = Flag("--cpu", help="train on the CPU even if a GPU is present (train.use_cpu)"),
     data_dir: Optional[Path] = DataDirOpt,
     runs_dir: Optional[Path] = RunsDir,
 ) -> None:
     """Fine-tune a classifier on a published version and score it on the version's test split.
 
     Writes runs/train/<dataset>/<version>/<run-id>/ (model, tokenizer, metrics.json, confusion_matrix.png,
-    trainer_log.json, README.md model card) and appends a line to runs/train/index.jsonl.
+    trainer_log.json, README.md model card) and appends a line to runs/train/index.jsonl. A progress bar shows
+    steps, epoch, time left and the latest validation macro-F1.
     """
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from pipeline.config import load_config  # noqa: PLC0415
-    from train.engine import train_version  # noqa: PLC0415
+    from train.run import train_version  # noqa: PLC0415
 
     cfg = load_config(config, check_sources=False)
     updates = _overrides(
@@ -57,10 +79,6 @@ def train_command(
     )
     if cpu:
         updates["use_cpu"] = True
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from train.config import Config  # noqa: PLC0415
-
     try:
         tcfg = Config.model_validate({**cfg.train.model_dump(), **updates})
     except ValidationError as exc:
@@ -74,12 +92,13 @@ def train_command(
         runs_root=runs_dir or DEFAULT_RUNS_ROOT,
         config_file=str(config),
         echo=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False),
+        progress=_console(stderr=True),  # beside the pipeline's own progress bars
     )
     t = result.metrics["test"]
     console.print(
         f"[green]done[/green] {result.run_dir}\n"
-        f"test: accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, weighted-F1 {t['weighted_f1']:.4f} "
-        f"({t['n']} rows); training {result.metrics['training']['train_runtime_s']:.0f}s",
+        f"test: {result.task.headline_text(t)} ({t['n']} rows); "
+        f"training {result.metrics['training']['train_runtime_s']:.0f}s",
         highlight=False,
     )
 
@@ -88,17 +107,18 @@ def score_command(
     run_dir: Path = typer.Argument(..., help="a training run folder (runs/train/<dataset>/<version>/<run-id>)"),
     version: Optional[str] = typer.Option(None, "--version", "-v", help="version to score on (default: latest)"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="dataset to score on (default: the run's)"),
-    split: str = typer.Option("test", "--split", help="train, validation or test"),
+    split: str = typer.Option("test", "--split", help="which split of that version: train, validation or test"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where published versions live (default: the run's data dir)"),
     runs_dir: Optional[Path] = RunsDir,
-    cpu: bool = typer.Option(False, "--cpu", help="score on the CPU even if a GPU is present"),
-    as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+    cpu: bool = Flag("--cpu", help="score on the CPU even if a GPU is present"),
+    as_json: bool = Flag("--json", help="print the metrics as JSON instead of a table"),
 ) -> None:
     """Score a trained run on a version's test split (accuracy, macro/weighted F1, per class, confusion matrix).
 
     Writes <run_dir>/scores/<dataset>/<version>-<split>/ and appends a `score` line to the run index.
     """
-    from train.engine import read_run, score_run  # noqa: PLC0415
+    from train.run import read_run, score_run  # noqa: PLC0415
+    from train.tasks import task_named  # noqa: PLC0415
 
     record = read_run(run_dir)
     if data_dir is None:
@@ -111,20 +131,23 @@ def score_command(
         return
     from rich.table import Table  # noqa: PLC0415
 
+    task = task_named(record.get("task"))
     m = metrics[split]
     s = metrics["scored_on"]
     console = _console()
     console.print(
         f"run {metrics['run_id']} (trained on {metrics['trained_on']['dataset']} {metrics['trained_on']['version']}) "
-        f"on {s['dataset']} {s['version']} {split}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}, "
-        f"weighted-F1 {m['weighted_f1']:.4f} ({m['n']} rows)",
+        f"on {s['dataset']} {s['version']} {split}: {task.headline_text(m)} ({m['n']} rows)",
         highlight=False,
     )
-    table = Table("label", "precision", "recall", "F1", "support")
-    for label, c in m["per_class"].items():
-        table.add_row(label, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", str(c["support"]))
-    console.print(table)
-    if metrics["labels_unknown_to_model"]:
+    details = task.detail_table(m)
+    if details is not None:
+        columns, rows = details
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    if metrics.get("labels_unknown_to_model"):
         console.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {', '.join(metrics['labels_unknown_to_model'])}")
     console.print(f"written to {out_dir}")
 
@@ -132,9 +155,9 @@ def score_command(
 def runs_list_command(
     dataset: Optional[str] = typer.Argument(None, help="only this dataset"),
     version: Optional[str] = typer.Option(None, "--version", "-v", help="only runs on this version"),
-    scores: bool = typer.Option(False, "--scores", help="list `sftpipe score` results instead of training runs"),
+    scores: bool = Flag("--scores", help="list `sftpipe score` results instead of training runs"),
     runs_dir: Optional[Path] = RunsDir,
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    as_json: bool = Flag("--json", help="one JSON object per line instead of a table"),
 ) -> None:
     """One line per training run (or scoring): dataset, version, base model, device, time, test metrics."""
     from train import runs  # noqa: PLC0415

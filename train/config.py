@@ -50,11 +50,12 @@ class Config(BaseModel):
     label_separator: str = Field("|", min_length=1, description="separator of labels in multi_label mode")
     multi_label_threshold: float = Field(0.5, gt=0, lt=1, description="sigmoid threshold in multi_label mode")
 
-    epochs: float = Field(3.0, gt=0)
+    epochs: float = Field(3.0, gt=0, description="passes over the train split (fractions allowed)")
     max_steps: int | None = Field(None, gt=0, description="stop after this many optimizer steps (overrides epochs)")
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate, reached after warm-up, then decayed "
+                                 "linearly to 0")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming the learning rate up")
     batch_size: int | Literal["auto"] = Field(
         "auto", description="per-device train batch size; auto: 32 on CPU; on a GPU the largest that fits, "
         "searched down from min(1024, train rows / 50)"
@@ -70,7 +71,8 @@ class Config(BaseModel):
     early_stopping_patience: int | None = Field(
         2, ge=1, description="stop after this many evaluations without a better validation macro-F1"
     )
-    seed: int = 42
+    seed: int = Field(42, description="seed of weight init, shuffling and dropout: same data, config and seed, "
+                      "same training losses")
     deterministic: bool = Field(False, description="full determinism (slower on GPU)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU"

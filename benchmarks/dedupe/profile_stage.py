@@ -16,7 +16,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1]))
 import generate  # noqa: E402
 from impls.ours import ParquetInput  # noqa: E402
-from pipeline import minhash  # noqa: E402
+from pipeline import near_duplicates  # noqa: E402
 from pipeline.stage import StageContext  # noqa: E402
 from stages import dedupe  # noqa: E402
 
@@ -42,10 +42,10 @@ def main() -> None:
     parser.add_argument("--lsh-threshold", type=float, default=dedupe.Config().lsh_threshold)
     args = parser.parse_args()
     spent: dict[str, float] = {}
-    timed(minhash.LocalNearDuplicates, "sketch", "pass 1: signatures (read, normalize, hash, MinHash)", spent)
+    timed(near_duplicates.LocalNearDuplicates, "sketch", "pass 1: signatures (read, normalize, hash, MinHash)", spent)
     timed(dedupe.DedupeStage, "_labels_and_ids", "pass 1b: labels and ids (read)", spent)
-    timed(minhash, "candidate_pairs", "LSH candidate pairs", spent)
-    timed(minhash.LocalNearDuplicates, "_verify", "verification (exact Jaccard)", spent)
+    timed(near_duplicates, "candidate_pairs", "LSH candidate pairs", spent)
+    timed(near_duplicates.LocalNearDuplicates, "_verify", "verification (exact Jaccard)", spent)
     timed(dedupe, "greedy_keep", "greedy keep", spent)
     timed(dedupe, "connected_components", "clusters", spent)
     stage = dedupe.DedupeStage(dedupe.Config(lsh_threshold=args.lsh_threshold), StageContext(dataset="profile", config_dir=Path("."),

@@ -1,7 +1,7 @@
 """Whole-pipeline benchmark: collect → clean → dedupe → split → publish on N rows of mixed real text.
 
     python benchmarks/pipeline/run.py --size 100000            # without language detection
-    python benchmarks/pipeline/run.py --size 100000 --lang     # with it (langdetect, both cores)
+    python benchmarks/pipeline/run.py --size 100000 --lang     # with it (clean.signals: [lang], both cores)
 
 The corpus is the dedupe benchmark's (real texts from ../shared/data, short and long, with planted
 duplicates), written as JSONL so the run starts from raw files. `sftpipe run` runs in a child process;
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lang", action="store_true", help="compute the langdetect signal (slow, pure Python)")
+    parser.add_argument("--lang", action="store_true", help="compute the lang signal (clean.signals: [lang]; fastText by default)")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--batch-size", type=int, default=10_000)
     args = parser.parse_args()

@@ -23,9 +23,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 import schemas  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.executor import _Writer, stage_plan  # noqa: E402
+from pipeline.cli.project import PROJECT  # noqa: E402
+from pipeline.filters import SIGNALS  # noqa: E402
 from pipeline.stage import StageContext  # noqa: E402
+from pipeline.stage_io import BoundaryWriter  # noqa: E402
 from stages import clean, collect  # noqa: E402
 
 
@@ -58,12 +59,12 @@ def main() -> None:
     parser.add_argument("--lang-rows", type=int, default=4_000)
     args = parser.parse_args()
 
-    config = load_config(args.out / "config.yaml")
+    config = PROJECT.load_config(args.out / "config.yaml")
     stages_dir = args.out / "data-local" / "runs" / "bench" / "stages"
     folder = {p.name.split("-")[1]: p for p in stages_dir.iterdir() if "." not in p.name}
     ctx = lambda: StageContext(dataset="bench", config_dir=config.config_dir, work_dir=args.out, batch_size=10_000,
                                workers=1, labels=config.labels)
-    sections = {cls.name: (cls, section) for cls, section in stage_plan(config, False)}
+    sections = {s.name: (s.stage, s.section) for s in PROJECT.plan(config, {"annotate": "benchmark"} if config.annotate else None).steps}
     costs = {}
 
     # collect: one source file, as many rows as it has (cost per row read).
@@ -78,8 +79,8 @@ def main() -> None:
     no_lang = clean.Config(**{**sections["clean"][1].model_dump(), "signals": []})
     costs["clean"] = cpu(lambda: drain(clean.CleanStage(no_lang, ctx()), TableInput(collected, 10_000)))
     texts = collected.column("text").slice(0, args.lang_rows).combine_chunks()
-    clean.SIGNALS["lang"](texts.slice(0, 10))  # load langdetect's profiles outside the timing (once per actor)
-    costs["lang signal"] = cpu(lambda: (clean.SIGNALS["lang"](texts), len(texts))[1])
+    SIGNALS["lang"](texts.slice(0, 10))  # load the language model outside the timing (once per actor)
+    costs["lang signal"] = cpu(lambda: (SIGNALS["lang"](texts), len(texts))[1])
 
     cleaned = head("clean", args.rows)
     cls, section = sections["dedupe"]
@@ -89,7 +90,7 @@ def main() -> None:
     costs["split"] = cpu(lambda: drain(cls(section, ctx()), TableInput(deduped, 10_000)))
 
     def write() -> int:
-        w = _Writer(args.out / "costs-write-test.parquet", schemas.CLEANED, "costs")
+        w = BoundaryWriter(args.out / "costs-write-test.parquet", schemas.CLEANED, "costs")
         for b in cleaned.to_batches(10_000):
             w.write(b)
         w.close()

@@ -78,7 +78,7 @@ def run(executor: str, config: Path, data_dir: Path, workers: int, batch_size: i
 def driver_costs(data_dir: Path, batch_size: int) -> dict:
     """What the Ray driver does per row whatever the cluster: decode IPC payloads, write zstd Parquet."""
     import schemas
-    from pipeline.executor import _Writer
+    from pipeline.stage_io import BoundaryWriter
     from pipeline.ray_executor import from_ipc, to_ipc
 
     clean = next((data_dir / "runs" / "bench" / "stages").glob("01-clean-*"))
@@ -91,7 +91,7 @@ def driver_costs(data_dir: Path, batch_size: int) -> dict:
     decode = time.perf_counter() - t0
     out = data_dir / "driver-write-test.parquet"
     t0 = time.perf_counter()
-    writer = _Writer(out, schemas.CLEANED, "benchmark")
+    writer = BoundaryWriter(out, schemas.CLEANED, "benchmark")
     for b in decoded:
         writer.write(b)
     writer.close()

@@ -3,7 +3,7 @@
 Both arms fine-tune the same base model on the same published version with the same seed, learning rate,
 batch size and schedule; they differ only where our path differs from a plain Trainer:
 
-| | ours (`train/engine.py`) | baseline |
+| | ours (`train/run.py` + the classification task) | baseline |
 | --- | --- | --- |
 | padding | dynamic (`DataCollatorWithPadding`), to a multiple of 8 on GPU | fixed `padding="max_length"` |
 | order | `group_by_length` | random |
@@ -79,22 +79,21 @@ class Clock(TrainerCallback):
         self.total_train_cpu = cpu - self.c0 - self.eval_cpu
 
 
-def run_arm(arm: str, version_data, cfg, args, rt, max_steps: int | None = None) -> dict:
-    import torch
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        set_seed,
-    )
+def run_arm(arm: str, version, rows: dict, cfg, args, rt, max_steps: int | None = None) -> dict:
+    from functools import partial
 
-    from train import engine
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, set_seed
+
+    from train.tasks.classification import ClassificationTask, LabelCodec
+    from train.tasks.classification.labels import label_set
+    from train.tokenization import tokenize
+    from train.trainer import training_arguments
 
     model_path = cfg.model_path()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    labels = engine._label_set(version_data, cfg)
-    codec = engine.LabelCodec(labels, False)
+    labels = label_set(version, rows, cfg)
+    codec = LabelCodec(labels, False)
     base, *mods = arm.split("+")  # ablations of our path: ours+fp32, ours+w0 (no loader workers), ours+random
     ours = base == "ours"
     if not ours and mods:
@@ -108,11 +107,13 @@ def run_arm(arm: str, version_data, cfg, args, rt, max_steps: int | None = None)
     if "random" in mods:
         cfg = cfg.model_copy(update={"group_by_length": False})
     tables = {
-        "train": version_data.splits["train"].slice(0, args.max_train_samples) if args.max_train_samples else version_data.splits["train"],
-        "validation": version_data.splits["validation"],
+        "train": rows["train"].slice(0, args.max_train_samples) if args.max_train_samples else rows["train"],
+        "validation": rows["validation"],
     }
+    task = ClassificationTask(cfg, codec, pad_to_max_length=not ours)  # the baseline pads every row to max_length
     enc = {
-        s: engine.tokenize_split(t, tokenizer, codec, cfg.max_length, None, f"bench|{s}", pad_to_max_length=not ours)
+        s: tokenize(t.drop_columns(["id"]), partial(task.encode_examples, tokenizer),
+                    key=[f"bench|{s}", task.encoding_key()], cache_dir=None)
         for s, t in tables.items()
     }
     set_seed(cfg.seed)
@@ -126,12 +127,12 @@ def run_arm(arm: str, version_data, cfg, args, rt, max_steps: int | None = None)
         return {"macro_f1": m["macro_f1"], "accuracy": m["accuracy"]}
 
     if ours:
-        targs = engine._training_arguments(
-            cfg, rt, Path(args.work) / arm, eval_strategy="steps", eval_steps=args.eval_steps,
-            save_strategy="no", load_best_model_at_end=False, logging_steps=50, disable_tqdm=True,
-            max_steps=max_steps or -1,
+        targs = training_arguments(
+            cfg, rt, Path(args.work) / arm, best_metric=task.best_metric, eval_strategy="steps",
+            eval_steps=args.eval_steps, save_strategy="no", load_best_model_at_end=False, logging_steps=50,
+            disable_tqdm=True, max_steps=max_steps or -1,
         )
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if rt.device == "cuda" else None)
+        collator = task.collator(tokenizer, rt)
     else:
         from transformers import TrainingArguments, default_data_collator
 
@@ -203,15 +204,19 @@ def main() -> None:
     import torch
     import transformers
 
-    from train import data as vdata
-    from train import engine
     from train.config import Config
+    from train.data import open_version
+    from train.run import usable_split
+    from train.runtime import resolve_runtime
+    from train.tasks import ClassificationTask
+    from train.trainer import quiet_libraries
 
-    engine._quiet_libraries()
+    quiet_libraries()
     cfg = Config(model=args.model, epochs=args.epochs, learning_rate=args.lr, max_length=args.max_length,
                  batch_size=args.batch_size if args.batch_size == "auto" else int(args.batch_size))
-    rt = engine.resolve_runtime(cfg)
-    version_data = vdata.load_version(Path(args.data_dir), args.dataset, args.version, splits=("train", "validation"))
+    rt = resolve_runtime(cfg)
+    version = open_version(Path(args.data_dir), args.dataset, args.version)
+    rows = {s: usable_split(ClassificationTask, version, s)[0] for s in ("train", "validation")}
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": __import__("os").getloadavg(),
@@ -220,9 +225,9 @@ def main() -> None:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),
-        "dataset": f"{args.dataset} {version_data.version}",
-        "train_rows": min(version_data.splits["train"].num_rows, args.max_train_samples or 10**12),
-        "validation_rows": version_data.splits["validation"].num_rows,
+        "dataset": f"{args.dataset} {version.version}",
+        "train_rows": min(rows["train"].num_rows, args.max_train_samples or 10**12),
+        "validation_rows": rows["validation"].num_rows,
         "model": cfg.model_label(),
         "epochs": args.epochs, "lr": args.lr, "max_length": args.max_length, "target_val_macro_f1": args.target,
         "eval_steps": args.eval_steps,
@@ -230,11 +235,11 @@ def main() -> None:
     }
     if args.warmup_steps:
         for arm in args.arms.split(","):
-            run_arm(arm, version_data, cfg, args, rt, max_steps=args.warmup_steps)
+            run_arm(arm, version, rows, cfg, args, rt, max_steps=args.warmup_steps)
     report["warmup_steps"] = args.warmup_steps
     for arm in args.arms.split(","):
         t = time.time()
-        res = run_arm(arm, version_data, cfg, args, rt)
+        res = run_arm(arm, version, rows, cfg, args, rt)
         res["wall_s"] = round(time.time() - t, 1)
         res["load_average_after"] = [round(x, 2) for x in __import__("os").getloadavg()]
         report["arms"].append(res)

@@ -21,7 +21,7 @@ import sys; sys.path.insert(0, '.')
 from transformers import pipeline
 clf = pipeline('text-classification', model='$run', device=0)
 print('pipeline() on GPU:', clf(['WINNER! claim your free prize, call now', 'see you at lunch']))
-from train.engine import score_run
+from train.run import score_run
 _, m = score_run('$run', 'v1', data_dir='/tmp/d')
 print('score_run on GPU: accuracy', m['test']['accuracy'], 'macro-F1', m['test']['macro_f1'])" 2>&1 | tail -2 | tee -a "$OUT/train_gpu.log"
 cp "$run/test_predictions.parquet" "$OUT/gpu_test_predictions.parquet" 2>/dev/null

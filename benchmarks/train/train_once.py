@@ -25,7 +25,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from train.config import Config
-    from train.engine import train_version
+    from train.run import train_version
 
     values = {}
     for item in args.set:

@@ -1,0 +1,161 @@
+"""Near-duplicate search over a stream: pass 1 sketches every row, then candidate pairs from shared band
+keys are verified by exact Jaccard. The dedupe stage drives it; the executor chooses where it runs (this
+process and a process pool here; a Ray cluster in pipeline/ray_executor.py, with the same results). The
+numpy primitives it is made of are in `pipeline.minhash`.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.minhash import candidate_pairs, jaccard, sketch
+from pipeline.workers import worker_pool
+from schemas.kinds import record_kind
+
+
+def verify_pairs(sets: str | list[tuple[str, int]], set_offsets: np.ndarray, left: np.ndarray,
+                 right: np.ndarray, threshold: float) -> np.ndarray:
+    """Worker job: Jaccard of pairs (row indices) from spilled shingle sets: all rows' sorted fingerprints,
+    flattened with `set_offsets`, in one file (`sets` a path) or in consecutive pieces (`sets` a list of
+    (path, first position), as the Ray executor's workers write them). Files are mapped afresh for each
+    chunk of pairs so that the pages read do not accumulate in this process's memory."""
+    pieces = [(sets, 0)] if isinstance(sets, str) else list(sets)
+    starts = np.array([start for _, start in pieces] + [int(set_offsets[-1])], dtype=np.int64)
+
+    def read(positions: np.ndarray) -> np.ndarray:
+        out = np.empty(len(positions), dtype=np.uint64)
+        piece = np.searchsorted(starts, positions, side="right") - 1
+        for k in np.unique(piece).tolist():
+            at = piece == k
+            path, start = pieces[k]
+            spilled = np.memmap(path, dtype=np.uint64, mode="r", shape=(int(starts[k + 1] - start),))
+            try:
+                out[at] = spilled[positions[at] - start]
+            finally:
+                del spilled
+        return out
+
+    return jaccard(read, set_offsets, left, right, threshold)
+
+
+@dataclass(frozen=True)
+class SketchParams:
+    """How rows are sketched: what text (the record kind's dedupe `key`), shingling, MinHash permutations,
+    LSH bands (bands = 0: exact hashes only)."""
+
+    shingle: str
+    ngram: int
+    num_perm: int
+    seed: int
+    bands: int
+    rows: int
+    kind: str = "classification"
+    key: str = "text"
+    char_ngram: int | None = None  # shingle "auto": characters per shingle for texts written without spaces
+
+    def columns(self) -> list[str]:
+        """The columns the key is read from (the kind's payload)."""
+        return record_kind(self.kind).payload_names
+
+    def texts(self, batch: pa.RecordBatch) -> pa.Array:
+        """The key text of every row of a batch (classification's `text` as it is)."""
+        if self.kind == "classification" and self.key == "text":
+            return batch.column("text")
+        return record_kind(self.kind).key(self.key)(batch)
+
+
+def sketch_batch(texts: pa.Array, params: SketchParams
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Worker job for pass 1: per text the normalized-text hash, the length in characters, the LSH band
+    keys, and the shingle set (sorted fingerprints flattened, and their count per text)."""
+    exact, keys, sets, counts = sketch(texts, params.shingle, params.ngram, params.num_perm, params.seed,
+                                       params.bands, params.rows, params.char_ngram)
+    length = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+    return exact, length, keys, sets, counts
+
+
+class LocalNearDuplicates:
+    """Near-duplicate search in this process and a pool of `workers` processes.
+
+    `sketch` reads the stream's texts once: band keys stay in memory (8 bytes × bands per row), shingle
+    sets are spilled to a file in `spill_dir`. `edges` then pairs rows that share a band key and verifies
+    each pair by exact Jaccard, in parallel parts. Use as a context manager (the pool is shut down).
+    """
+
+    PARALLEL_VERIFY_MIN_PAIRS = 10_000  # fewer candidate pairs are verified in this process
+
+    def __init__(self, params: SketchParams, *, workers: int, spill_dir: str | Path):
+        self.params, self.workers = params, max(1, int(workers))
+        self.sets_path = str(Path(spill_dir) / "shingle-sets.u64")
+        self.pool: ProcessPoolExecutor | None = None
+        self.keys = np.zeros((0, params.bands), np.uint64)
+        self.set_offsets = np.zeros(1, np.int64)
+
+    def __enter__(self) -> "LocalNearDuplicates":
+        self.pool = worker_pool(self.workers)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+    def sketch(self, inputs, progress: Callable[[int], None] = lambda n: None) -> dict[str, np.ndarray]:
+        """Pass 1 over `inputs` (a StageInput): per row, in stream order, `exact` (hash of the normalized
+        text) and `length` (characters)."""
+        exact, length, keys, sizes = [], [], [], []
+        pending: list = []
+
+        def collect(result) -> None:
+            e, l, k, fingerprints, counts = result
+            exact.append(e)
+            length.append(l)
+            keys.append(k)
+            sizes.append(counts)
+            fingerprints.tofile(sets_file)
+
+        with open(self.sets_path, "wb") as sets_file:
+            for batch in inputs.batches(columns=self.params.columns()):
+                texts = self.params.texts(batch)
+                if self.pool is None:
+                    collect(sketch_batch(texts, self.params))
+                else:
+                    pending.append(self.pool.submit(sketch_batch, texts, self.params))
+                    # Bounded read-ahead; results are consumed in submission order (determinism).
+                    while len(pending) > 2 * self.workers:
+                        collect(pending.pop(0).result())
+                progress(batch.num_rows)
+            for future in pending:
+                collect(future.result())
+        self.keys = np.concatenate(keys) if keys else self.keys
+        self.set_offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64)
+        return {"exact": np.concatenate(exact), "length": np.concatenate(length)}
+
+    def edges(self, rows: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """Verified pairs among `rows` (row indices): (left, right, jaccard) with jaccard ≥ threshold,
+        sorted by (left, right), left < right; the number of candidate pairs; the largest LSH bucket."""
+        left, right, largest = candidate_pairs(self.keys[rows], rows)
+        self.keys = self.keys[:0]  # not needed any more
+        n_candidates = len(left)
+        if not n_candidates:
+            return left, right, np.zeros(0, np.float64), 0, largest
+        weight = self._verify(left, right, threshold)
+        edge = weight >= threshold
+        return left[edge], right[edge], weight[edge], n_candidates, largest
+
+    def _verify(self, left: np.ndarray, right: np.ndarray, threshold: float) -> np.ndarray:
+        """Jaccard of every candidate pair; pairs are split over the workers (consecutive pairs share rows,
+        so each part reads back few sets)."""
+        if self.pool is None or len(left) < self.PARALLEL_VERIFY_MIN_PAIRS:
+            return verify_pairs(self.sets_path, self.set_offsets, left, right, threshold)
+        # Parts of at most ~1M pairs, so that each job reads back a bounded share of the sets.
+        n_parts = max(2 * self.workers, -(-len(left) // 1_000_000))
+        cuts = np.linspace(0, len(left), n_parts + 1).astype(int)
+        parts = [self.pool.submit(verify_pairs, self.sets_path, self.set_offsets, left[a:b], right[a:b], threshold)
+                 for a, b in zip(cuts[:-1], cuts[1:])]
+        return np.concatenate([p.result() for p in parts])

@@ -1,0 +1,103 @@
+"""The config of collect: the top-level `sources` (one `SourceConfig` each) and `inputs_within`."""
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+
+# Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
+DEFAULT_FIELDS: dict[str, dict[str, str]] = {
+    "fields": {"prompt": "prompt", "completion": "completion", "system": "system"},
+    "alpaca": {"instruction": "instruction", "input": "input", "output": "output", "system": "system",
+               "history": "history"},
+    "sharegpt": {"conversations": "conversations", "system": "system", "tools": "tools"},
+    "messages": {"messages": "messages", "tools": "tools"},
+}
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str | list[str] = Field(description="file, folder (HF dataset on disk) or glob; relative to the config "
+                                              "file; or an fsspec URL (s3://bucket/*.jsonl) where its filesystem "
+                                              "package is installed")
+    format: Literal["jsonl", "json", "csv", "tsv", "parquet", "text", "hf_disk"] = Field(
+        description="jsonl: an object per line; json: a JSON array of objects (read whole); csv / tsv; parquet; "
+                    "text; hf_disk: a Hugging Face dataset saved with save_to_disk")
+    encoding: str = "utf-8"  # utf-8 also accepts a byte-order mark
+    # csv / tsv
+    delimiter: str | None = None  # default "," for csv, tab for tsv
+    quoting: Literal["minimal", "none", "all"] = "minimal"
+    quotechar: str = '"'
+    header: bool = True
+    column_names: list[str] | None = Field(None, description="names of the columns when the file has no header")
+    # text
+    unit: Literal["line", "file"] = "line"  # one document per line, or per file
+    pattern: str | None = Field(None, description="regex with named groups (text, label, id, ...) applied to each line")
+    # field mapping
+    text_field: str = "text"
+    label_field: str | None = None
+    id_field: str | None = None
+    meta_fields: list[str] = Field(default_factory=list)
+    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    # generative kinds (generation, chat): how a record maps onto the payload (pipeline/sources/records.py)
+    record_format: Literal["fields", "alpaca", "sharegpt", "messages"] | None = Field(
+        None, description="fields (two mapped fields) | alpaca | sharegpt | messages; default: fields for "
+                          "generation, messages for chat (classification reads text_field / label_field)")
+    fields: dict[str, str] | None = Field(
+        None, description="the record format's field names where the source names them otherwise, nested paths "
+                          "allowed: {prompt: document, completion: summary} or {prompt: translation.en, ...}")
+    roles: dict[str, str] | None = Field(
+        None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SourceConfig":
+        if self.pattern is not None:
+            if self.format != "text":
+                raise ValueError("pattern applies to format: text only")
+            try:
+                groups = re.compile(self.pattern).groupindex
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regex: {exc}") from None
+            if self.text_field not in groups:
+                raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
+        if self.column_names is not None and self.header:
+            raise ValueError("column_names is for files without a header: set header: false")
+        if self.fields is not None or self.roles is not None:
+            fmt = self.record_format or "fields"
+            unknown = [k for k in self.fields or {} if k not in DEFAULT_FIELDS[fmt]]
+            if unknown:
+                raise ValueError(f"fields: {', '.join(map(repr, unknown))} not read by record_format {fmt} "
+                                 f"(it reads {', '.join(DEFAULT_FIELDS[fmt])})")
+            bad = {k: v for k, v in (self.roles or {}).items() if v not in ("system", "user", "assistant", "tool")}
+            if bad:
+                raise ValueError(f"roles: {bad} — a role maps to system, user, assistant or tool")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+
+def _unique_source_names(sources: list[SourceConfig]) -> list[SourceConfig]:
+    names = [s.name for s in sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"source names must be unique: {', '.join(dupes)}")
+    return sources
+
+
+Sources = Annotated[list[SourceConfig], Field(min_length=1), AfterValidator(_unique_source_names)]
+InputsWithin = Annotated[str | None, Field(
+    None, description="folder (relative to the config) every source file must resolve inside; `..` or a symlink out is an error")]
+
+
+class Config(BaseModel):
+    """collect has no section of its own: its settings are the config's `sources` and `inputs_within`."""
+
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceConfig]
+    inputs_within: str | None = None

@@ -1,0 +1,193 @@
+"""Typed summaries: the facts a stage computes that someone downstream needs (the quality gate, the
+manifest, the report).
+
+A stage class names its summary type (`Stage.summary_type`) and returns one from `Stage.summarize()` once
+its output is written; the executor saves it in the stage folder's `stats.json` and reloads it when the
+stage is reused from cache, then hands every summary of the run to the gate in one `Summaries` object,
+looked up by type. The types that cross a stage boundary live here, so that the gate reads them without
+importing the stage that made them; a type only its own stage reads stays in that stage's module.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Summary(BaseModel):
+    """Base of every stage summary: frozen, unknown keys rejected, JSON round-trip (`model_dump(mode="json")`
+    / `model_validate`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+S = TypeVar("S", bound=Summary)
+
+
+class Summaries:
+    """The summaries of one run, one per type: `summaries.get(DedupeSummary)` is dedupe's, or None when no
+    stage of the run made one."""
+
+    def __init__(self, items: Iterable[Summary] = ()):
+        self._by_type: dict[type[Summary], Summary] = {}
+        for item in items:
+            self.add(item)
+
+    def add(self, summary: Summary) -> None:
+        if type(summary) in self._by_type:
+            raise ValueError(f"two stages of one run made a {type(summary).__name__}")
+        self._by_type[type(summary)] = summary
+
+    def get(self, kind: type[S]) -> S | None:
+        return self._by_type.get(kind)  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[Summary]:
+        return iter(self._by_type.values())
+
+    def __len__(self) -> int:
+        return len(self._by_type)
+
+
+# -- clean ------------------------------------------------------------------------------------------------
+
+
+class CleanSummary(Summary):
+    """The rules clean applied, by signal column: `{"lang": {"allowed": ["en"]}, "n_chars": {"min": 1, ...}}`."""
+
+    rules: dict[str, dict[str, Any]]
+
+    def allowed(self, column: str) -> list[str] | None:
+        """The values a string rule allows (the gate's default languages), or None without such a rule."""
+        rule = self.rules.get(column) or {}
+        allowed = rule.get("allowed")
+        return list(allowed) if allowed else None
+
+
+# -- dedupe -----------------------------------------------------------------------------------------------
+
+
+class Similarity(Summary):
+    """What "duplicate" meant: the key compared, the shingling and the Jaccard threshold (the leakage check
+    uses the same)."""
+
+    shingle: str  # word | char | auto
+    ngram: int
+    threshold: float
+    key: str = "text"  # the record kind's dedupe key: text | prompt | completion | pair | conversation
+    char_ngram: int | None = None  # shingle auto: characters per shingle for texts written without spaces
+
+
+class ConflictRow(Summary):
+    id: str
+    text: str | None
+    label: str | None
+    kept: bool
+
+
+class LabelConflict(Summary):
+    """A duplicate cluster whose labelled rows disagree, with up to 10 of its rows."""
+
+    cluster_id: int
+    rows: list[ConflictRow]
+
+
+class DedupeSummary(Summary):
+    """What dedupe decided, over every row it read (kept and removed)."""
+
+    similarity: Similarity
+    exact_removed: int
+    near_removed: int
+    cluster_sizes: dict[int, int]  # cluster size (rows, kept + removed) → number of clusters of that size
+    label_conflict_clusters: int  # clusters whose labelled rows carry different labels
+    label_conflict_examples: list[LabelConflict]  # up to 10
+
+
+# -- decontaminate ----------------------------------------------------------------------------------------
+
+
+class EvalFile(Summary):
+    """One file of an evaluation set: path relative to the config, size, sha256."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+
+class ContaminationExample(Summary):
+    """A removed row and the eval item it matched (`details` of its rejected row, plus an excerpt)."""
+
+    id: str
+    field: str  # our field compared
+    eval_id: str
+    eval_field: str
+    match: str  # ngram | whole_item | whole_row | near
+    ngram: str | None = None  # the overlapping normalized text (n-gram modes)
+    jaccard: float | None = None  # near mode
+    text: str  # our field's text, up to 300 characters
+
+
+class EvalSetFigures(Summary):
+    """One evaluation set: what was read, how its items are compared, and the rows removed for it."""
+
+    name: str
+    files: list[EvalFile]
+    fields: list[str]  # its fields compared
+    items: int  # items read
+    unreadable: dict[str, int]  # records that could not be read, by reason
+    empty: int  # items with nothing to compare (every compared text empty once normalized)
+    compared_as: dict[str, int]  # entries (item × field) by rule: ngram, whole_item, whole_row (or near)
+    rows_removed: int  # rows removed for an item of this set (a row matching two sets counts for the first)
+    examples: list[ContaminationExample]
+
+
+class DecontaminationSummary(Summary):
+    """What the decontaminate stage checked and removed, and the section it ran with (`settings`), so the
+    gate re-checks the published rows with the same eval sets and rules (paths relative to the config)."""
+
+    mode: str  # ngram | near | both
+    fields: list[str]  # our fields compared
+    settings: dict[str, Any]  # the decontaminate section as run (pipeline.sources.eval_sets.Config)
+    rows_checked: int
+    rows_removed: int
+    eval_sets: list[EvalSetFigures]
+
+
+# -- annotate ---------------------------------------------------------------------------------------------
+
+
+class Agreement(Summary):
+    """How much the annotators agree (nominal labels); None where a figure is undefined."""
+
+    items: int | None = None
+    items_with_2plus: int | None = None
+    annotations: int | None = None
+    krippendorff_alpha: float | None = None
+    fleiss_kappa: float | None = None
+    cohen_kappa: list[dict[str, Any]] = []  # per annotator pair: a, b, n, observed_agreement, kappa
+    annotator_consensus: dict[str, dict[str, Any]] = {}
+    per_label_agreement: dict[str, float | None] = {}
+    confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs
+
+
+class AnnotationSummary(Summary):
+    """The annotate stage's outcome: where the labels came from, coverage, aggregation and agreement.
+    Never a token: the server is named by its URL."""
+
+    url: str
+    project_id: int
+    project_title: str
+    select: str
+    annotators_per_task: int
+    selected: int
+    done: int
+    coverage: float
+    annotations: int
+    annotations_aside: int
+    annotators: list[str]
+    aggregation: str
+    labelled_rows: int
+    unresolved: int
+    changed_from_source: int
+    agreement: Agreement
+    annotator_accuracy: dict[str, float | None] | None = None
+    warnings: list[str] = []

@@ -1,0 +1,50 @@
+"""The `annotate:` section: which rows go to Label Studio, how many people label each, how labels are
+aggregated, and which server is used."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    select: Literal["unlabelled", "sample", "flagged", "all"] = Field(
+        "unlabelled",
+        description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
+        "listed in flagged_file (e.g. likely label errors found by evaluate), or all",
+    )
+    flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
+                                     "or one id per line (txt); relative to the config file")
+    sample_size: int | None = Field(None, ge=1, description="select: sample — number of rows")
+    sample_fraction: float | None = Field(None, gt=0, le=1, description="select: sample — share of the labelled rows")
+    stratify: bool = Field(False, description="select: sample — proportional to each source label")
+    seed: int = 0
+    annotators_per_task: int = Field(1, ge=1, le=20, description="Label Studio's overlap (maximum annotations per task)")
+    labels: list[str] | None = Field(None, min_length=2, description="the label set; default: the dataset's labels")
+    choice: Literal["single", "multiple"] = "single"
+    instructions: str = ""
+    min_coverage: float = Field(1.0, ge=0, le=1, description="share of selected rows fully annotated before the run goes on")
+    aggregation: Literal["majority", "dawid_skene"] = "majority"
+    prefill: bool = Field(True, description="send a pre-annotation (prediction) with each task")
+    model_version: str = Field("source-label", description="model_version of the source-label pre-annotations")
+    predictions_file: str | None = Field(
+        None, description="a model's predictions to pre-annotate with instead of the source label: columns id, label, "
+        "and optionally score and model_version (parquet, csv, jsonl); relative to the config file")
+    project_title: str | None = Field(None, description="default: 'sftpipe: <dataset>'")
+    url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
+    push_batch_size: int = Field(500, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        if self.select == "sample" and (self.sample_size is None) == (self.sample_fraction is None):
+            raise ValueError("select: sample needs exactly one of sample_size or sample_fraction")
+        if self.select != "sample" and (self.sample_size is not None or self.sample_fraction is not None or self.stratify):
+            raise ValueError("sample_size / sample_fraction / stratify apply to select: sample only")
+        if (self.select == "flagged") != (self.flagged_file is not None):
+            raise ValueError("select: flagged and flagged_file go together")
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be unique")
+        return self

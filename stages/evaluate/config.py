@@ -1,0 +1,167 @@
+"""The `evaluate:` section: which checks block, their bounds, and the user's own expectations."""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+import schemas
+from stages.evaluate.ge import build_expectation
+
+# Built-in checks, each a group of expectations; `non_blocking` in the config names those that only warn.
+CHECKS = (
+    "schema",  # the split's columns exist with the published types
+    "not_null",  # no null id / text (and label in labelled splits)
+    "unique_ids",  # ids unique within each split
+    "split_overlap",  # no id in two splits
+    "text_length",  # len(text) within bounds
+    "label_set",  # labels within the dataset's label set
+    "language",  # `lang` within the allowed languages
+    "min_rows",  # enough rows per split
+    "class_share",  # each label's share of a split between floor and ceiling
+    "agreement",  # annotators' Krippendorff's alpha / Fleiss' kappa at or above a floor
+    "leakage",  # no near duplicate of a train row in validation / test / the previous test split
+    "label_noise",  # share of labelled rows flagged as likely label errors at most a ceiling
+    "label_conflicts",  # duplicate clusters whose members carry different labels
+    "field_length",  # generative kinds: len(prompt), len(completion) within bounds
+    "role_order",  # chat: every conversation's roles in order (schemas.chat.ROLE_ORDER)
+    "refusals",  # generative kinds: share of published rows whose response is a refusal at most a ceiling
+    "decontamination",  # published rows matching an evaluation set (re-checked) at most a ceiling
+)
+
+
+class TextLength(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min: int | None = Field(1, ge=0, description="shortest text allowed, in characters")
+    max: int | None = Field(20_000, ge=1, description="longest text allowed, in characters")
+
+
+class Leakage(BaseModel):
+    """Near duplicates across splits. Shingling and threshold default to the dataset's `dedupe` section (so
+    what the dedupe stage calls distinct is distinct here too), else casefolded word 5-grams at 0.8."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    shingle: Literal["word", "char", "auto"] | None = Field(None, description="n-grams of words or of characters")
+    ngram: int | None = Field(None, ge=1, le=64, description="shingle length; shorter texts get one shingle of all tokens")
+    threshold: float | None = Field(None, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
+    key: str | None = Field(None, description="what is compared (a record kind's dedupe key); default: dedupe's")
+    char_ngram: int | None = Field(None, ge=1, le=64, description="shingle auto: characters per shingle (CJK, Thai)")
+    lsh_threshold: float = Field(0.5, gt=0.0, le=1.0, description="LSH tuning point; candidates are verified")
+    num_perm: int = Field(128, ge=16, le=1024)
+    max_leaked: int = Field(0, ge=0, description="leaked rows allowed per comparison")
+    previous_version: bool = Field(True, description="also compare train with the previous version's test split")
+
+    def resolved(self, dedupe: Any = None) -> "Leakage":
+        """Fill the unset shingling fields from what dedupe called similar (`schemas.summaries.Similarity`,
+        or any object with `shingle`, `ngram` and `threshold`)."""
+        fill = {
+            "shingle": self.shingle or getattr(dedupe, "shingle", None) or "word",
+            "ngram": self.ngram or getattr(dedupe, "ngram", None) or 5,
+            "threshold": self.threshold or getattr(dedupe, "threshold", None) or 0.8,
+            "key": self.key or getattr(dedupe, "key", None),
+            "char_ngram": self.char_ngram or getattr(dedupe, "char_ngram", None) or 3,
+        }
+        out = self.model_copy(update=fill)
+        out.lsh_threshold = min(out.lsh_threshold, out.threshold)
+        return out
+
+
+class LabelNoise(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds for out-of-sample probabilities")
+    max_share: float | None = Field(
+        0.1, ge=0.0, le=1.0, description="gate: share of labelled rows flagged as label issues at most this"
+    )
+    min_rows: int = Field(50, ge=2, description="skip the check below this many labelled rows")
+    C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
+    seed: int = 0
+
+
+class UserExpectation(BaseModel):
+    """One Great Expectations expectation in GE's own terms, e.g.
+    `{expectation_type: expect_column_values_to_match_regex, kwargs: {column: text, regex: "\\\\S"}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    expectation_type: str
+    kwargs: dict[str, Any] = {}
+    blocking: bool = True
+    on: Literal["rows", "dataset"] = Field(
+        "rows", description="rows: each split's rows; dataset: the one-row table of dataset-level figures"
+    )
+    splits: list[str] | None = Field(None, description="splits to run a rows expectation on (default all)")
+    meta: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _buildable(self) -> "UserExpectation":
+        if not re.fullmatch(r"expect_[a-z0-9_]+", self.expectation_type):
+            raise ValueError(f"expectation_type {self.expectation_type!r} is not an expectation name (expect_...)")
+        try:
+            build_expectation(self.expectation_type, self.kwargs, {})
+        except Exception as exc:  # GE raises many kinds; the message is what the user needs
+            raise ValueError(f"{self.expectation_type}: {exc}") from None
+        for s in self.splits or []:
+            if s not in schemas.SPLITS:
+                raise ValueError(f"unknown split {s!r} (splits: {', '.join(schemas.SPLITS)})")
+        return self
+
+
+class Config(BaseModel):
+    """The `evaluate:` section of a dataset config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    min_rows: dict[str, int] = Field(
+        default_factory=lambda: {"train": 10, "validation": 1, "test": 1}, description="minimum rows per split"
+    )
+    text_length: TextLength = TextLength()
+    class_share_min: float | None = Field(0.01, ge=0.0, le=1.0, description="each label's share of a split at least")
+    class_share_max: float | None = Field(0.99, ge=0.0, le=1.0, description="each label's share of a split at most")
+    labelled_splits: list[str] = Field(
+        default_factory=lambda: list(schemas.SPLITS), description="splits where every row must have a label"
+    )
+    allowed_languages: list[str] | None = Field(
+        None, description="languages (`lang` column) allowed; default: the clean stage's lang rule, if any"
+    )
+    languages_mostly: float = Field(1.0, ge=0.0, le=1.0, description="share of rows that must be in allowed_languages")
+    agreement_min: float | None = Field(0.4, ge=-1.0, le=1.0, description="floor for Krippendorff's alpha / Fleiss' kappa")
+    max_label_conflict_clusters: int | None = Field(0, ge=0, description="duplicate clusters with conflicting labels")
+    field_length: dict[str, TextLength] = Field(
+        default_factory=lambda: {"prompt": TextLength(min=1, max=100_000), "completion": TextLength(min=1, max=100_000)},
+        description="generative kinds: length bounds (characters) per field (prompt, completion, or any field view)")
+    max_refusal_share: float | None = Field(
+        0.02, ge=0.0, le=1.0, description="generative kinds: share of published rows whose response is a refusal "
+                                          "(clean's `refusal` signal on completion / last_assistant) at most this")
+    max_contaminated: int | None = Field(
+        0, ge=0, description="published rows that still match an evaluation set of the decontaminate section, "
+                             "re-checked after removal (null: reported, not bounded)")
+    leakage: Leakage = Leakage()
+    label_noise: LabelNoise = LabelNoise()
+    non_blocking: list[str] = Field(
+        default_factory=lambda: ["label_conflicts", "label_noise"],
+        description="built-in checks that warn instead of blocking",
+    )
+    expectations: list[UserExpectation] = Field(default_factory=list, description="your own GE expectations")
+    report_label_issues: int = Field(50, ge=0, description="label issues listed in report.html")
+
+    @field_validator("non_blocking")
+    @classmethod
+    def _known_checks(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in CHECKS]
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)} (checks: {', '.join(CHECKS)})")
+        return names
+
+    @field_validator("min_rows", "labelled_splits")
+    @classmethod
+    def _known_splits(cls, value):
+        unknown = [s for s in value if s not in schemas.SPLITS]
+        if unknown:
+            raise ValueError(f"unknown split(s) {', '.join(unknown)} (splits: {', '.join(schemas.SPLITS)})")
+        return value
+
+    def blocking(self, check: str) -> bool:
+        return check not in self.non_blocking
