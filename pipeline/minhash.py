@@ -265,14 +265,31 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
 
+_PUNCTUATION = r"[\pP\pS]+"  # Unicode punctuation and symbols (RE2's \w is ASCII-only: not a word test)
+_WORD_CHAR = r"[^\pP\pS\s]"
+
+
+def drop_punctuation(texts: pa.Array) -> pa.Array:
+    """Every run of punctuation and symbols replaced by a space — "France?" and "France ?" become the same
+    words — except in a text that has nothing else (":-)" stays ":-)", so emoticons are not all one text)."""
+    stripped = pc.replace_substring_regex(texts, _PUNCTUATION, " ")
+    has_word = pc.fill_null(pc.match_substring_regex(texts, _WORD_CHAR), False)
+    return pc.if_else(has_word, stripped, texts)
+
+
 def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int,
-           char_ngram: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           char_ngram: int | None = None, punctuation: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per text: the hash of its normalized form, its LSH band keys (bands tuned by `bands_rows`), and its
     shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only.
 
     `shingle="auto"`: each text written mostly in a script without spaces between words (Chinese, Japanese,
     Thai, ...: `spaceless`) gets `char_ngram`-character shingles, every other text `ngram`-word shingles —
-    whitespace words of such a text are whole sentences, and two paraphrases share none."""
+    whitespace words of such a text are whole sentences, and two paraphrases share none.
+
+    `punctuation=False`: punctuation and symbols are dropped first (`drop_punctuation`), for the exact hash
+    too, so a text and its copy with other punctuation are the same text."""
+    if not punctuation:
+        texts = drop_punctuation(texts)
     if shingle == "auto":
         chars = spaceless(texts)
         if not chars.any() or chars.all():

@@ -221,6 +221,21 @@ def _decontamination_line(block: dict[str, Any] | None) -> str:
             f"({', '.join(block.get('fields', []))} compared, {how})")
 
 
+def _label_noise_line(block: dict[str, Any] | None) -> str | None:
+    """The card's line on label evidence, from the manifest's `label_noise` block (the label_noise stage's)."""
+    if not block:
+        return None
+    if not block.get("ran"):
+        return f"- label noise: not checked ({block.get('skipped')})"
+    head = (f"- label noise: {block['flagged']:,} of {block['labelled_rows']:,} rows flagged ({block['share']:.2%}) at "
+            f"cross-validated accuracy {block['cv_accuracy']:.3f} (kappa {block['kappa']:.3f})")
+    if block.get("weak_model"):
+        return f"{head}; nothing acted on — {block['weak_model']}"
+    done = {"drop": "dropped (rejected.parquet, reason `label_noise`)", "review": "sent to review",
+            "warn": "only reported"}.get(block.get("action"), block.get("action"))
+    return f"{head}; {block['acted']:,} confident ones {done}"
+
+
 def render_card(m: dict[str, Any]) -> str:
     """A Hugging Face-style dataset card for a version, from its manifest: the kind's task categories and
     schema, the splits, the funnel, the inputs, and how to load (and, for generative kinds, train on) it."""
@@ -252,6 +267,9 @@ def render_card(m: dict[str, Any]) -> str:
     if kind.label_field:
         lines.append(f"- labels: {m.get('label_origin', 'source labels')}")
     lines.append(_decontamination_line(m.get("decontamination")))
+    noise_line = _label_noise_line(m.get("label_noise")) if kind.label_field else None
+    if noise_line:
+        lines.append(noise_line)
     lines += [
         "",
         "## Splits",

@@ -47,9 +47,11 @@ needs — what "similar" meant, cluster sizes, the label conflicts — is handed
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -78,6 +80,16 @@ class Config(BaseModel):
                           "written without spaces (CJK, Thai), words otherwise; default: word for classification, "
                           "auto for generation and chat")
     ngram: int = Field(5, ge=1, le=64, description="shingle length in tokens; shorter texts get one shingle of all their tokens")
+    punctuation: bool | None = Field(
+        None, description="compare punctuation and symbols; false drops them before hashing (\"France?\" = "
+                          "\"France ?\"), exact step included; default: false for classification, true for "
+                          "generation and chat (code)")
+    label_conflicts: Literal["hybrid", "ignore"] = Field(
+        "hybrid", description="rows of one text with different labels: hybrid — the text keeps one label "
+                              "(the majority; a tie goes to the label the label_noise evidence finds more probable, "
+                              "without evidence the tied rows are rejected as label_conflict), and a near copy with "
+                              "another label is another example and stays; ignore — labels play no part (the "
+                              "longest row is kept)")
     char_ngram: int = Field(3, ge=1, le=64, description="shingle: auto — characters per shingle for texts written without spaces")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard at or above which two rows are duplicates")
@@ -104,6 +116,9 @@ class Config(BaseModel):
         if key not in kind.dedupe_keys:
             raise UserError(f"dedupe.key: {kind.name} records have no key {key!r} (keys: {', '.join(kind.dedupe_keys)})")
         return key, self.shingle or ("word" if kind.default_view is not None else "auto")
+
+    def keeps_punctuation(self, kind: RecordKind) -> bool:
+        return self.punctuation if self.punctuation is not None else kind.default_view is None
 
 
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
@@ -154,6 +169,102 @@ def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: n
     return dup_of, dup_weight
 
 
+def priority(length: np.ndarray, has_label: np.ndarray, lost: np.ndarray | None = None) -> np.ndarray:
+    """Each row's position in keep priority: a row whose label did not lose first, then a labelled row,
+    then the longest text, then the first seen."""
+    n = len(length)
+    keys = (np.arange(n), -length, ~has_label) + ((lost,) if lost is not None else ())
+    return np.argsort(np.lexsort(keys)).astype(np.int64)
+
+
+def exact_reps(exact: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per row, the best-ranked row of its exact group (same normalized-text hash)."""
+    n = len(exact)
+    rep = np.arange(n, dtype=np.int64)
+    order = np.lexsort((rank, exact))
+    h = exact[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = h[1:] != h[:-1]
+    group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    rep[order] = order[group_first]
+    return rep
+
+
+LOST_MAJORITY, LOST_EVIDENCE, LOST_TIE = 1, 2, 3
+
+
+@dataclass
+class LabelVerdict:
+    """Which label each text keeps (`dedupe.label_conflicts: hybrid`)."""
+
+    group: np.ndarray  # per row: its same-text group (exact group, or shingle sets equal)
+    lost: np.ndarray  # per row: 0, or why its label lost (LOST_*)
+    winner: dict[int, int]  # group → label code kept
+    why: dict[int, str]  # group → how the label was chosen, in words
+    counts: dict[int, dict[int, int]]  # group → label code → rows
+
+    def decided(self) -> dict[str, int]:
+        """Texts with more than one label, by how their label was chosen."""
+        out: dict[str, int] = {}
+        for w in self.why.values():
+            k = w.split(":")[0]
+            out[k] = out.get(k, 0) + 1
+        return out
+
+
+def resolve_labels(rep: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
+                   label_code: np.ndarray, label_prob: np.ndarray) -> LabelVerdict:
+    """The label each text with several labels keeps: the majority of its rows; a tie goes to the label
+    whose rows have the higher mean out-of-sample probability of their label (`label_prob`, the label_noise
+    stage's evidence: the rows share one text, so this compares p(A | text) with p(B | text)); a tie with no
+    evidence is a conflict (every labelled row of the text leaves as `label_conflict`)."""
+    n = len(rep)
+    same = weight >= 1 - 1e-9
+    graph = coo_matrix((np.ones(n + int(same.sum()), np.int8),
+                        (np.concatenate([rep, left[same]]), np.concatenate([np.arange(n), right[same]]))), shape=(n, n))
+    _, group = connected_components(graph, directed=False)
+    lost = np.zeros(n, dtype=np.int8)
+    winner, why, counts = {}, {}, {}
+    labelled = np.flatnonzero(label_code >= 0)
+    width = int(label_code.max()) + 2
+    key = group[labelled].astype(np.int64) * width + label_code[labelled]
+    uniq, cnt = np.unique(key, return_counts=True)
+    gs, first, distinct = np.unique(uniq // width, return_index=True, return_counts=True)
+    multi = distinct > 1
+    if not multi.any():
+        return LabelVerdict(group, lost, winner, why, counts)
+    in_multi = np.isin(group[labelled], gs[multi])
+    rows_of = pd.Series(labelled[in_multi]).groupby(group[labelled[in_multi]]).apply(np.asarray).to_dict()
+    for g, f, d in zip(gs[multi].tolist(), first[multi].tolist(), distinct[multi].tolist()):
+        labs = (uniq[f:f + d] % width).tolist()
+        c = dict(zip(labs, cnt[f:f + d].tolist()))
+        counts[g] = c
+        top = max(c.values())
+        tied = [lab for lab in labs if c[lab] == top]
+        members = rows_of[g]
+        if len(tied) == 1:
+            winner[g], how, code = tied[0], f"majority: {top} of {sum(c.values())} rows", LOST_MAJORITY
+        else:
+            mean_p = {lab: float(np.nanmean(label_prob[members[label_code[members] == lab]]))
+                      if np.isfinite(label_prob[members[label_code[members] == lab]]).any() else np.nan
+                      for lab in tied}
+            ranked = sorted((p, lab) for lab, p in mean_p.items() if np.isfinite(p))
+            if len(ranked) < len(tied) or (len(ranked) > 1 and ranked[-1][0] == ranked[-2][0]):
+                lost[members] = LOST_TIE
+                why[g] = f"tie without label evidence: {top} rows each"
+                continue
+            winner[g], code = ranked[-1][1], LOST_EVIDENCE
+            how = (f"label evidence: a tie ({top} rows each) goes to the label with the higher out-of-sample "
+                   f"probability ({ranked[-1][0]:.3f} > {ranked[-2][0]:.3f})")
+        why[g] = how
+        lost[members[label_code[members] != winner[g]]] = code
+    return LabelVerdict(group, lost, winner, why, counts)
+
+
+REASONS = {1: "exact_duplicate", 2: "near_duplicate", 3: "label_conflict"}
+EVIDENCE = "label_prob"  # the label_noise stage's column: out-of-sample probability of the row's label
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -181,7 +292,7 @@ class DedupeStage(Stage):
             return
         bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
         params = SketchParams(shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows, self.ctx.kind.name, key,
-                              cfg.char_ngram)
+                              cfg.char_ngram, cfg.keeps_punctuation(self.ctx.kind))
         # Where the search runs is the executor's choice (a process pool here, a Ray cluster there); the
         # results are the same. Pass 1 spills each row's shingle set; verification reads back the candidates'.
         index = self.ctx.near_duplicates or LocalNearDuplicates
@@ -190,18 +301,8 @@ class DedupeStage(Stage):
             sketched = search.sketch(inputs, self.ctx.progress)
             state = {**sketched, **self._labels_and_ids(inputs)}
             n = len(state["exact"])
-            rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
-            rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
-
-            # Exact groups: the best-ranked row of each normalized-text group represents it.
-            rep = np.arange(n, dtype=np.int64)
-            if cfg.exact:
-                order = np.lexsort((rank, state["exact"]))
-                h = state["exact"][order]
-                new_group = np.ones(n, dtype=bool)
-                new_group[1:] = h[1:] != h[:-1]
-                group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-                rep[order] = order[group_first]
+            rank = priority(state["length"], state["has_label"])
+            rep = exact_reps(state["exact"], rank) if cfg.exact else np.arange(n, dtype=np.int64)
             is_rep = rep == np.arange(n)
 
             left = right = np.zeros(0, np.int64)
@@ -210,8 +311,28 @@ class DedupeStage(Stage):
             if cfg.near:
                 left, right, weight, n_candidates, largest_bucket = search.edges(np.flatnonzero(is_rep), cfg.threshold)
 
+        # Labels first (dedupe.label_conflicts): rows of one text whose label loses (`lost`: 1 by majority,
+        # 2 by the label evidence) or ties without evidence (3) leave; the rest are deduplicated as before.
+        verdict = None
+        if cfg.label_conflicts == "hybrid" and (state["label_code"] >= 0).any():
+            verdict = resolve_labels(rep, left, right, weight, state["label_code"], state["label_prob"])
+            lost = verdict.lost > 0
+            if lost.any():
+                rank = priority(state["length"], state["has_label"], lost)
+                new_rep = exact_reps(state["exact"], rank) if cfg.exact else np.arange(n, dtype=np.int64)
+                left, right = new_rep[left], new_rep[right]  # an exact group's members share its shingle set
+                rep = new_rep
+                is_rep = rep == np.arange(n)
+        all_left, all_right = left, right  # clusters are drawn over every verified pair
+        if verdict is not None:
+            labels = state["label_code"]
+            # A near copy with another label is another example; a row that lost its label is no one's kept row.
+            differ = (labels[left] >= 0) & (labels[right] >= 0) & (labels[left] != labels[right])
+            ok = ~differ & ~lost[left] & ~lost[right]
+            left, right, weight = left[ok], right[ok], weight[ok]
+
         dup_of, dup_jaccard = greedy_keep(rank, left, right, weight, n)
-        reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate
+        reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate, 3 label conflict
         reason[dup_of >= 0] = 2
         # An exact copy names its group's representative; if that one went as a near duplicate, it names
         # the same kept row (its shingle set is the representative's, so the Jaccard is the same too).
@@ -223,10 +344,14 @@ class DedupeStage(Stage):
         dup_of[rep_removed] = dup_of[rep[rep_removed]]
         dup_jaccard[rep_removed] = dup_jaccard[rep[rep_removed]]
         reason[rep_removed] = 2
+        label_details: dict[int, dict] = {}
+        if verdict is not None and lost.any():
+            label_details = self._route_lost(verdict, rep, rank, dup_of, dup_jaccard, reason, state["label_names"])
 
         # Clusters: components over exact groups and verified edges, numbered by first appearance.
         graph = coo_matrix(
-            (np.ones(len(left) + n, np.int8), (np.concatenate([left, rep]), np.concatenate([right, np.arange(n)]))),
+            (np.ones(len(all_left) + n, np.int8),
+             (np.concatenate([all_left, rep]), np.concatenate([all_right, np.arange(n)]))),
             shape=(n, n),
         )
         _, component = connected_components(graph, directed=False)
@@ -239,7 +364,7 @@ class DedupeStage(Stage):
         example_rows = {int(r): None for ex in examples for r in ex}
         example_order = np.array(sorted(example_rows), dtype=np.int64)
         ids = state["ids"]
-        referenced = np.unique(dup_of[dup_of >= 0])
+        referenced = np.unique(dup_of[(dup_of >= 0) & (reason != 3)])
         referenced_id = dict(zip(referenced.tolist(), ids.take(pa.array(referenced)).to_pylist()))
         del state
 
@@ -260,11 +385,12 @@ class DedupeStage(Stage):
                 rows = batch.take(pa.array(removed))
                 g = removed + start
                 details = [
+                    {"cluster_id": int(cluster_id[i]), **label_details[int(i)]} if reason[i] == 3 else
                     {"duplicate_of": referenced_id[int(dup_of[i])], "jaccard": round(float(dup_jaccard[i]), 4),
-                     "cluster_id": int(cluster_id[i])}
+                     "cluster_id": int(cluster_id[i]), **label_details.get(int(i), {})}
                     for i in g
                 ]
-                reasons = np.where(reason[g] == 1, "exact_duplicate", "near_duplicate").tolist()
+                reasons = [REASONS[r] for r in reason[g].tolist()]
                 rejected = rejected_rows(rows, self.name, reasons, details, kind=self.ctx.kind)
             wanted = example_order[(example_order >= start) & (example_order < start + m)].tolist()
             if wanted:  # label conflicts: only a kind with labels has them
@@ -283,6 +409,9 @@ class DedupeStage(Stage):
         ]
         self._summary = self._summarize(cluster_id, reason, conflicts, conflict_examples)
         self.stats.update(
+            label_conflicts=cfg.label_conflicts,
+            labels_decided=verdict.decided() if verdict is not None else {},
+            label_conflict_removed=int((reason == 3).sum()),
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),
             candidate_pairs=int(n_candidates),
@@ -295,6 +424,35 @@ class DedupeStage(Stage):
             label_conflict_examples=conflict_examples,
         )
 
+    @staticmethod
+    def _route_lost(verdict: LabelVerdict, rep: np.ndarray, rank: np.ndarray, dup_of: np.ndarray,
+                    dup_jaccard: np.ndarray, reason: np.ndarray, label_names: list[str]) -> dict[int, dict]:
+        """Rows whose label lost name the kept row of their text (its best-ranked row with the winning label,
+        or the row that one was removed for); a tie without evidence is a `label_conflict`. Returns the
+        details each such row adds to its rejected row: the label kept and why."""
+        out: dict[int, dict] = {}
+        lost_rows = np.flatnonzero(verdict.lost > 0)
+        # The anchor of each group: its best-ranked row that did not lose.
+        stay = np.flatnonzero(np.isin(verdict.group, list(verdict.winner)) & (verdict.lost == 0))
+        stay = stay[np.lexsort((rank[stay], verdict.group[stay]))]
+        firsts = np.ones(len(stay), dtype=bool)
+        firsts[1:] = verdict.group[stay][1:] != verdict.group[stay][:-1]
+        anchor = dict(zip(verdict.group[stay][firsts].tolist(), stay[firsts].tolist()))
+        for i in lost_rows.tolist():
+            g = int(verdict.group[i])
+            labels = {label_names[k]: v for k, v in verdict.counts[g].items()}
+            if verdict.lost[i] == LOST_TIE:
+                reason[i], dup_of[i], dup_jaccard[i] = 3, -1, 0.0
+                out[i] = {"labels": labels, "label_decided_by": verdict.why[g]}
+                continue
+            a = anchor[g]
+            target = a if reason[a] == 0 else int(dup_of[a])
+            dup_of[i], dup_jaccard[i] = target, 1.0 if reason[a] == 0 else dup_jaccard[a]
+            reason[i] = 1 if rep[i] == rep[target] else 2
+            out[i] = {"label_kept": label_names[verdict.winner[g]], "labels": labels,
+                      "label_decided_by": verdict.why[g]}
+        return out
+
     def summarize(self) -> DedupeSummary | None:
         return getattr(self, "_summary", None)
 
@@ -306,7 +464,9 @@ class DedupeStage(Stage):
         size, count = np.unique(sizes[sizes > 0], return_counts=True)
         return DedupeSummary(
             similarity=Similarity(shingle=shingle, ngram=cfg.ngram, threshold=cfg.threshold, key=key,
-                                  char_ngram=cfg.char_ngram if shingle == "auto" else None),
+                                  char_ngram=cfg.char_ngram if shingle == "auto" else None,
+                                  punctuation=cfg.keeps_punctuation(self.ctx.kind),
+                                  labels_distinguish=cfg.label_conflicts == "hybrid" and self.ctx.kind.label_field is not None),
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),
             cluster_sizes=dict(zip(size.tolist(), count.tolist())),
@@ -319,10 +479,13 @@ class DedupeStage(Stage):
 
     def _labels_and_ids(self, inputs: StageInput) -> dict[str, Any]:
         """Per row: label presence, a run-wide label code (-1: none) and the id (a light read, no text)."""
-        has_label, label_code, ids = [], [], []
+        has_label, label_code, ids, label_prob = [], [], [], []
         labels: dict[str, int] = {}
         label_field = self.ctx.kind.label_field
-        for batch in inputs.batches(columns=["id", label_field] if label_field else ["id"]):
+        # label_prob: the label_noise stage's evidence (absent when that stage did not run or had no model).
+        for batch in inputs.batches(columns=["id", label_field, EVIDENCE] if label_field else ["id"]):
+            label_prob.append(batch.column(EVIDENCE).to_numpy(zero_copy_only=False).astype(np.float64)
+                              if EVIDENCE in batch.schema.names else np.full(batch.num_rows, np.nan))
             label = batch.column(label_field).cast(pa.string()) if label_field else pa.nulls(batch.num_rows, pa.string())
             has_label.append(~label.is_null().to_numpy(zero_copy_only=False))
             encoded = pc.dictionary_encode(label)
@@ -335,6 +498,8 @@ class DedupeStage(Stage):
             "has_label": np.concatenate(has_label).astype(bool),
             "label_code": np.concatenate(label_code),
             "ids": pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in ids]),
+            "label_prob": np.concatenate(label_prob) if label_prob else np.zeros(0),
+            "label_names": list(labels),
         }
 
     def _label_conflicts(self, cluster_id: np.ndarray, label_code: np.ndarray) -> tuple[int, list[list[int]]]:

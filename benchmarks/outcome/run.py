@@ -167,6 +167,7 @@ def write_config(path: Path, dataset: str, labels: list[str], source: Path, pass
     }
     if passthrough:
         cfg["clean"] = {"normalize": NO_NORMALIZE, "filters": NO_FILTERS, "signals": []}
+        cfg["label_noise"] = {"enabled": False}
         cfg["dedupe"] = {"exact": False, "near": False}
         cfg["split"] = {"ratios": split or PASSTHROUGH_SPLIT}
         cfg["evaluate"] = {"enabled": False}

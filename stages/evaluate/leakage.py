@@ -59,7 +59,7 @@ def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> lis
     texts = pa.array([t or "" for t in (left if same else [*left, *right])], pa.string())
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
     _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows,
-                                           cfg.char_ngram)
+                                           cfg.char_ngram, cfg.punctuation)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     lo, hi, _ = minhash.candidate_pairs(keys, np.arange(len(texts)))
     shift = 0 if same else len(left)
@@ -71,10 +71,14 @@ def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> lis
     return sorted((int(j) - shift, int(i), float(x)) for i, j, x in zip(lo[ok], hi[ok], jac[ok]))
 
 
-def near_duplicates(left: list[str], right: list[str], cfg: Leakage) -> list[tuple[int, int, float]]:
-    """For each text of `right` with a near duplicate in `left`: (right index, most similar left index, Jaccard)."""
+def near_duplicates(left: list[str], right: list[str], cfg: Leakage, left_labels: list | None = None,
+                    right_labels: list | None = None) -> list[tuple[int, int, float]]:
+    """For each text of `right` with a near duplicate in `left`: (right index, most similar left index, Jaccard).
+    With labels on both sides, a pair whose labels differ is no leak (dedupe kept it as another example)."""
     best: dict[int, tuple[int, float]] = {}
     for j, i, jac in near_duplicate_pairs(left, right, cfg):
+        if left_labels is not None and right_labels is not None and left_labels[i] != right_labels[j]:
+            continue
         if j not in best or jac > best[j][1]:
             best[j] = (i, jac)
     return [(j, i, jac) for j, (i, jac) in sorted(best.items())]
@@ -101,8 +105,12 @@ def leakage(candidate: Candidate, cfg: Leakage) -> dict[str, Any]:
         if prev is not None:
             others.append(("previous_test", prev, candidate.view("test", key, key=True, folder=Path(previous_dir))))
             out["previous_version"] = str(previous_dir)
+    by_label = cfg.labels_distinguish and candidate.kind.label_field is not None
+    out["labelled_pairs_apart"] = by_label
     for against, df, texts in others:
-        found = near_duplicates(train_texts, texts, cfg)
+        labels = (list(train[candidate.kind.label_field]), list(df[candidate.kind.label_field])) \
+            if by_label and candidate.kind.label_field in df.columns else (None, None)
+        found = near_duplicates(train_texts, texts, cfg, *labels)
         if against == "previous_test":
             # A row that is in this version's test split and was in the previous one is no leak by itself;
             # what matters is a train row resembling a test row of before: count distinct train rows.
