@@ -7,7 +7,9 @@ that gets evidence carries it on as columns (beside clean's signals, so they rea
 
 - `label_prob`: the out-of-sample probability of the row's own label (low = suspicious);
 - `suggested_label`, `suggested_prob`: the most probable label and its probability;
-- `label_issue`: cleanlab flags the row and its suggested label has probability >= `min_confidence`.
+- `label_issue`: the row the action applies to — cleanlab flags it, its suggested label has probability
+  >= `min_confidence`, it is within the per-class cap, and the model is strong enough (with `warn`: the
+  rows it would act on).
 
 Dedupe reads `label_prob` / `suggested_label` to decide which label an exact-duplicate cluster keeps when
 its labels tie (`dedupe.label_conflicts`). Then `action` decides what happens to the `label_issue` rows:
@@ -60,7 +62,7 @@ class Config(BaseModel):
                             "label_noise) | review (annotate's `select: label_issues` sends them to Label Studio)")
     min_confidence: float = Field(0.8, ge=0.0, le=1.0,
                                   description="a flagged row is acted on when its suggested label's probability is at least this")
-    max_class_share: float = Field(0.25, gt=0.0, le=1.0,
+    max_class_share: float = Field(0.5, gt=0.0, le=1.0,
                                    description="at most this share of a label's rows is acted on (most suspicious first)")
     min_kappa: float = Field(0.15, ge=-1.0, le=1.0,
                              description="weak-model guard: no action when Cohen's kappa of the out-of-sample "
@@ -128,7 +130,9 @@ class LabelNoiseStage(Stage):
         if not ev.strong_enough(cfg.min_kappa):
             weak = (f"model too weak to act on: kappa {ev.kappa:.3f} < min_kappa {cfg.min_kappa:g} "
                     f"(cv accuracy {ev.cv_accuracy:.3f}, majority-class rate {ev.majority_rate:.3f})")
-        if weak or cfg.action == "warn":
+            acted[:] = False  # its flags are not presented as errors: no row is marked
+        marked = acted.copy()  # `label_issue`: what drop would drop / review sends (warn: would act on)
+        if cfg.action == "warn":
             acted[:] = False
 
         def spread(values: np.ndarray, typ: pa.DataType) -> pa.Array:
@@ -140,7 +144,7 @@ class LabelNoiseStage(Stage):
             "label_prob": spread(np.round(given_p, 6), pa.float64()),
             "suggested_label": spread(classes[sugg], pa.string()),
             "suggested_prob": spread(np.round(sugg_p, 6), pa.float64()),
-            "label_issue": spread(confident, pa.bool_()),
+            "label_issue": spread(marked, pa.bool_()),
         }
         act = np.zeros(n, dtype=bool)
         act[ev.rows[acted]] = True

@@ -397,7 +397,7 @@ def test_planted_contamination_end_to_end(tmp_path):
                                                "record_format": "alpaca"}]}}
     result = run_pipeline(write_config(tmp_path, config), tmp_path / "data")
     version = tmp_path / "data" / "versions" / "alpaca-decon" / result.version
-    assert [s.name for s in result.stages] == ["collect", "clean", "decontaminate", "dedupe", "split"]
+    assert [s.name for s in result.stages] == ["collect", "clean", "decontaminate", "label_noise", "dedupe", "split"]
     published = every_row_once(version, len(records))
 
     cleaned = stage_output(result, "clean")

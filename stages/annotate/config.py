@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["unlabelled", "sample", "flagged", "all"] = Field(
+    select: Literal["unlabelled", "sample", "flagged", "label_issues", "all"] = Field(
         "unlabelled",
         description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
-        "listed in flagged_file (e.g. likely label errors found by evaluate), or all",
+        "listed in flagged_file (e.g. likely label errors found by evaluate), the rows the label_noise stage "
+        "marked (`label_issue`; use with `label_noise.action: review`), or all",
     )
     flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
                                      "or one id per line (txt); relative to the config file")

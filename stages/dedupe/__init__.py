@@ -47,11 +47,9 @@ needs — what "similar" meant, cluster sizes, the label conflicts — is handed
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from typing import Any, Iterator, Literal
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -65,6 +63,7 @@ from pipeline.near_duplicates import LocalNearDuplicates, SketchParams
 from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
 from schemas.record import RecordKind
 from schemas.summaries import ConflictRow, DedupeSummary, LabelConflict, Similarity
+from stages.dedupe.labels import resolve_labels, route_lost
 
 
 class Config(BaseModel):
@@ -190,77 +189,6 @@ def exact_reps(exact: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return rep
 
 
-LOST_MAJORITY, LOST_EVIDENCE, LOST_TIE = 1, 2, 3
-
-
-@dataclass
-class LabelVerdict:
-    """Which label each text keeps (`dedupe.label_conflicts: hybrid`)."""
-
-    group: np.ndarray  # per row: its same-text group (exact group, or shingle sets equal)
-    lost: np.ndarray  # per row: 0, or why its label lost (LOST_*)
-    winner: dict[int, int]  # group → label code kept
-    why: dict[int, str]  # group → how the label was chosen, in words
-    counts: dict[int, dict[int, int]]  # group → label code → rows
-
-    def decided(self) -> dict[str, int]:
-        """Texts with more than one label, by how their label was chosen."""
-        out: dict[str, int] = {}
-        for w in self.why.values():
-            k = w.split(":")[0]
-            out[k] = out.get(k, 0) + 1
-        return out
-
-
-def resolve_labels(rep: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
-                   label_code: np.ndarray, label_prob: np.ndarray) -> LabelVerdict:
-    """The label each text with several labels keeps: the majority of its rows; a tie goes to the label
-    whose rows have the higher mean out-of-sample probability of their label (`label_prob`, the label_noise
-    stage's evidence: the rows share one text, so this compares p(A | text) with p(B | text)); a tie with no
-    evidence is a conflict (every labelled row of the text leaves as `label_conflict`)."""
-    n = len(rep)
-    same = weight >= 1 - 1e-9
-    graph = coo_matrix((np.ones(n + int(same.sum()), np.int8),
-                        (np.concatenate([rep, left[same]]), np.concatenate([np.arange(n), right[same]]))), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    lost = np.zeros(n, dtype=np.int8)
-    winner, why, counts = {}, {}, {}
-    labelled = np.flatnonzero(label_code >= 0)
-    width = int(label_code.max()) + 2
-    key = group[labelled].astype(np.int64) * width + label_code[labelled]
-    uniq, cnt = np.unique(key, return_counts=True)
-    gs, first, distinct = np.unique(uniq // width, return_index=True, return_counts=True)
-    multi = distinct > 1
-    if not multi.any():
-        return LabelVerdict(group, lost, winner, why, counts)
-    in_multi = np.isin(group[labelled], gs[multi])
-    rows_of = pd.Series(labelled[in_multi]).groupby(group[labelled[in_multi]]).apply(np.asarray).to_dict()
-    for g, f, d in zip(gs[multi].tolist(), first[multi].tolist(), distinct[multi].tolist()):
-        labs = (uniq[f:f + d] % width).tolist()
-        c = dict(zip(labs, cnt[f:f + d].tolist()))
-        counts[g] = c
-        top = max(c.values())
-        tied = [lab for lab in labs if c[lab] == top]
-        members = rows_of[g]
-        if len(tied) == 1:
-            winner[g], how, code = tied[0], f"majority: {top} of {sum(c.values())} rows", LOST_MAJORITY
-        else:
-            mean_p = {lab: float(np.nanmean(label_prob[members[label_code[members] == lab]]))
-                      if np.isfinite(label_prob[members[label_code[members] == lab]]).any() else np.nan
-                      for lab in tied}
-            ranked = sorted((p, lab) for lab, p in mean_p.items() if np.isfinite(p))
-            if len(ranked) < len(tied) or (len(ranked) > 1 and ranked[-1][0] == ranked[-2][0]):
-                lost[members] = LOST_TIE
-                why[g] = f"tie without label evidence: {top} rows each"
-                continue
-            winner[g], code = ranked[-1][1], LOST_EVIDENCE
-            how = (f"label evidence: a tie ({top} rows each) goes to the label with the higher out-of-sample "
-                   f"probability ({ranked[-1][0]:.3f} > {ranked[-2][0]:.3f})")
-        why[g] = how
-        lost[members[label_code[members] != winner[g]]] = code
-    return LabelVerdict(group, lost, winner, why, counts)
-
-
 REASONS = {1: "exact_duplicate", 2: "near_duplicate", 3: "label_conflict"}
 EVIDENCE = "label_prob"  # the label_noise stage's column: out-of-sample probability of the row's label
 
@@ -346,7 +274,7 @@ class DedupeStage(Stage):
         reason[rep_removed] = 2
         label_details: dict[int, dict] = {}
         if verdict is not None and lost.any():
-            label_details = self._route_lost(verdict, rep, rank, dup_of, dup_jaccard, reason, state["label_names"])
+            label_details = route_lost(verdict, rep, rank, dup_of, dup_jaccard, reason, state["label_names"])
 
         # Clusters: components over exact groups and verified edges, numbered by first appearance.
         graph = coo_matrix(
@@ -424,35 +352,6 @@ class DedupeStage(Stage):
             label_conflict_examples=conflict_examples,
         )
 
-    @staticmethod
-    def _route_lost(verdict: LabelVerdict, rep: np.ndarray, rank: np.ndarray, dup_of: np.ndarray,
-                    dup_jaccard: np.ndarray, reason: np.ndarray, label_names: list[str]) -> dict[int, dict]:
-        """Rows whose label lost name the kept row of their text (its best-ranked row with the winning label,
-        or the row that one was removed for); a tie without evidence is a `label_conflict`. Returns the
-        details each such row adds to its rejected row: the label kept and why."""
-        out: dict[int, dict] = {}
-        lost_rows = np.flatnonzero(verdict.lost > 0)
-        # The anchor of each group: its best-ranked row that did not lose.
-        stay = np.flatnonzero(np.isin(verdict.group, list(verdict.winner)) & (verdict.lost == 0))
-        stay = stay[np.lexsort((rank[stay], verdict.group[stay]))]
-        firsts = np.ones(len(stay), dtype=bool)
-        firsts[1:] = verdict.group[stay][1:] != verdict.group[stay][:-1]
-        anchor = dict(zip(verdict.group[stay][firsts].tolist(), stay[firsts].tolist()))
-        for i in lost_rows.tolist():
-            g = int(verdict.group[i])
-            labels = {label_names[k]: v for k, v in verdict.counts[g].items()}
-            if verdict.lost[i] == LOST_TIE:
-                reason[i], dup_of[i], dup_jaccard[i] = 3, -1, 0.0
-                out[i] = {"labels": labels, "label_decided_by": verdict.why[g]}
-                continue
-            a = anchor[g]
-            target = a if reason[a] == 0 else int(dup_of[a])
-            dup_of[i], dup_jaccard[i] = target, 1.0 if reason[a] == 0 else dup_jaccard[a]
-            reason[i] = 1 if rep[i] == rep[target] else 2
-            out[i] = {"label_kept": label_names[verdict.winner[g]], "labels": labels,
-                      "label_decided_by": verdict.why[g]}
-        return out
-
     def summarize(self) -> DedupeSummary | None:
         return getattr(self, "_summary", None)
 
@@ -483,7 +382,9 @@ class DedupeStage(Stage):
         labels: dict[str, int] = {}
         label_field = self.ctx.kind.label_field
         # label_prob: the label_noise stage's evidence (absent when that stage did not run or had no model).
-        for batch in inputs.batches(columns=["id", label_field, EVIDENCE] if label_field else ["id"]):
+        first = next(iter(inputs.batches()), None)  # the stream's columns (StageInput has no schema)
+        evidence = [EVIDENCE] if label_field and first is not None and EVIDENCE in first.schema.names else []
+        for batch in inputs.batches(columns=["id", label_field, *evidence] if label_field else ["id"]):
             label_prob.append(batch.column(EVIDENCE).to_numpy(zero_copy_only=False).astype(np.float64)
                               if EVIDENCE in batch.schema.names else np.full(batch.num_rows, np.nan))
             label = batch.column(label_field).cast(pa.string()) if label_field else pa.nulls(batch.num_rows, pa.string())
