@@ -269,16 +269,22 @@ _PUNCTUATION = r"[\pP\pS]+"  # Unicode punctuation and symbols (RE2's \w is ASCI
 _WORD_CHAR = r"[^\pP\pS\s]"
 
 
-def drop_punctuation(texts: pa.Array) -> pa.Array:
+SHORT_WORDS = 50  # punctuation "drop_short": texts of fewer whitespace words than this
+
+
+def drop_punctuation(texts: pa.Array, max_words: int | None = None) -> pa.Array:
     """Every run of punctuation and symbols replaced by a space — "France?" and "France ?" become the same
-    words — except in a text that has nothing else (":-)" stays ":-)", so emoticons are not all one text)."""
+    words — except in a text that has nothing else (":-)" stays ":-)", so emoticons are not all one text)
+    and, with `max_words`, in a text of that many whitespace words or more (left exactly as it was)."""
     stripped = pc.replace_substring_regex(texts, _PUNCTUATION, " ")
-    has_word = pc.fill_null(pc.match_substring_regex(texts, _WORD_CHAR), False)
-    return pc.if_else(has_word, stripped, texts)
+    which = pc.fill_null(pc.match_substring_regex(texts, _WORD_CHAR), False)
+    if max_words is not None:
+        which = pc.and_(which, pc.less(pc.fill_null(pc.count_substring_regex(texts, r"\S+"), 0), max_words))
+    return pc.if_else(which, stripped, texts)
 
 
 def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int,
-           char_ngram: int | None = None, punctuation: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           char_ngram: int | None = None, punctuation: str = "keep") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per text: the hash of its normalized form, its LSH band keys (bands tuned by `bands_rows`), and its
     shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only.
 
@@ -286,10 +292,11 @@ def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, 
     Thai, ...: `spaceless`) gets `char_ngram`-character shingles, every other text `ngram`-word shingles —
     whitespace words of such a text are whole sentences, and two paraphrases share none.
 
-    `punctuation=False`: punctuation and symbols are dropped first (`drop_punctuation`), for the exact hash
-    too, so a text and its copy with other punctuation are the same text."""
-    if not punctuation:
-        texts = drop_punctuation(texts)
+    `punctuation="drop"`: punctuation and symbols are dropped first (`drop_punctuation`), for the exact hash
+    too, so a text and its copy with other punctuation are the same text; `"drop_short"`: only in texts of
+    fewer than SHORT_WORDS words (a long text's pairs stay exactly as with "keep")."""
+    if punctuation != "keep":
+        texts = drop_punctuation(texts, SHORT_WORDS if punctuation == "drop_short" else None)
     if shingle == "auto":
         chars = spaceless(texts)
         if not chars.any() or chars.all():

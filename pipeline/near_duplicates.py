@@ -58,7 +58,7 @@ class SketchParams:
     kind: str = "classification"
     key: str = "text"
     char_ngram: int | None = None  # shingle "auto": characters per shingle for texts written without spaces
-    punctuation: bool = True  # False: punctuation and symbols dropped before hashing (minhash.drop_punctuation)
+    punctuation: str = "keep"  # keep | drop | drop_short: punctuation and symbols before hashing (minhash.sketch)
 
     def columns(self) -> list[str]:
         """The columns the key is read from (the kind's payload)."""

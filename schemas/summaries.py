@@ -75,7 +75,7 @@ class Similarity(Summary):
     threshold: float
     key: str = "text"  # the record kind's dedupe key: text | prompt | completion | pair | conversation
     char_ngram: int | None = None  # shingle auto: characters per shingle for texts written without spaces
-    punctuation: bool = True  # False: punctuation and symbols dropped before shingling (dedupe.punctuation)
+    punctuation: str = "keep"  # keep | drop | drop_short (texts under 50 words): dedupe.punctuation
     labels_distinguish: bool = False  # a near copy with another label is another example (label_conflicts: hybrid)
 
 

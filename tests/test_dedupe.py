@@ -60,7 +60,7 @@ def run_stage(table: pa.Table, batch_size: int = 1000, workers: int = 1, **confi
     # The brute-force references below shingle punctuation as part of words and ignore labels: the
     # similarity engine's own contract. The defaults (punctuation dropped, labels kept apart) have their
     # own tests in test_dedupe_labels.py.
-    config.setdefault("punctuation", True)
+    config.setdefault("punctuation", "keep")
     config.setdefault("label_conflicts", "ignore")
     stage = DedupeStage(Config(**config), StageContext(dataset="t", config_dir=Path("."), work_dir=Path("."),
                                                        batch_size=batch_size, workers=workers))

@@ -100,7 +100,7 @@ def test_short_questions_differing_in_punctuation_and_case_are_duplicates(trec):
     removed = removals(rejected)
     assert len(removed) >= 0.97 * len(questions), "punctuation dropped: every variant is a duplicate"
     # Punctuation kept (the old default): most variants are missed.
-    _, rejected_old, _ = run_stage(table, punctuation=True)
+    _, rejected_old, _ = run_stage(table, punctuation="keep")
     assert rejected_old.num_rows < 0.8 * len(questions)
     assert len(found) == table.num_rows
 
@@ -140,3 +140,18 @@ def test_every_removal_names_a_kept_row_under_the_label_rule(sms, trec):
                               "label": kept.column("label").to_pylist()}).dropna()
     assert (published.groupby("text")["label"].nunique() == 1).all()
     assert np.isfinite(stats["label_conflict_removed"])
+
+
+def test_punctuation_is_dropped_in_short_texts_only(sms):
+    from pipeline.minhash import SHORT_WORDS, drop_punctuation
+
+    long = next(t for t in sms["text"] if len(t.split()) >= SHORT_WORDS and "," in t)
+    short = "What is the capital of France?"
+    out = drop_punctuation(pa.array([long, short, ":-)", None]), SHORT_WORDS).to_pylist()
+    assert out[0] == long and out[1].split() == ["What", "is", "the", "capital", "of", "France"]
+    assert out[2:] == [":-)", None]
+    # A long text and its copy with other punctuation: compared as written (as every text was before).
+    variant = long.replace(",", " ,")
+    kept, _, _ = run_stage(make_table([long, variant], ["ham", "ham"]))
+    kept_keep, _, _ = run_stage(make_table([long, variant], ["ham", "ham"]), punctuation="keep")
+    assert kept.num_rows == kept_keep.num_rows

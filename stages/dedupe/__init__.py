@@ -79,10 +79,11 @@ class Config(BaseModel):
                           "written without spaces (CJK, Thai), words otherwise; default: word for classification, "
                           "auto for generation and chat")
     ngram: int = Field(5, ge=1, le=64, description="shingle length in tokens; shorter texts get one shingle of all their tokens")
-    punctuation: bool | None = Field(
-        None, description="compare punctuation and symbols; false drops them before hashing (\"France?\" = "
-                          "\"France ?\"), exact step included; default: false for classification, true for "
-                          "generation and chat (code)")
+    punctuation: Literal["keep", "drop", "drop_short"] | None = Field(
+        None, description="punctuation and symbols in the compared text: keep; drop before hashing, exact step "
+                          "included (\"France?\" = \"France ?\"); drop_short — dropped in texts under 50 words "
+                          "only, so long texts pair exactly as with keep; default: drop_short for classification, "
+                          "keep for generation and chat (code)")
     label_conflicts: Literal["hybrid", "ignore"] = Field(
         "hybrid", description="rows of one text with different labels: hybrid — the text keeps one label "
                               "(the majority; a tie goes to the label the label_noise evidence finds more probable, "
@@ -116,8 +117,8 @@ class Config(BaseModel):
             raise UserError(f"dedupe.key: {kind.name} records have no key {key!r} (keys: {', '.join(kind.dedupe_keys)})")
         return key, self.shingle or ("word" if kind.default_view is not None else "auto")
 
-    def keeps_punctuation(self, kind: RecordKind) -> bool:
-        return self.punctuation if self.punctuation is not None else kind.default_view is None
+    def punctuation_for(self, kind: RecordKind) -> str:
+        return self.punctuation or ("drop_short" if kind.default_view is not None else "keep")
 
 
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
@@ -220,7 +221,7 @@ class DedupeStage(Stage):
             return
         bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
         params = SketchParams(shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows, self.ctx.kind.name, key,
-                              cfg.char_ngram, cfg.keeps_punctuation(self.ctx.kind))
+                              cfg.char_ngram, cfg.punctuation_for(self.ctx.kind))
         # Where the search runs is the executor's choice (a process pool here, a Ray cluster there); the
         # results are the same. Pass 1 spills each row's shingle set; verification reads back the candidates'.
         index = self.ctx.near_duplicates or LocalNearDuplicates
@@ -364,7 +365,7 @@ class DedupeStage(Stage):
         return DedupeSummary(
             similarity=Similarity(shingle=shingle, ngram=cfg.ngram, threshold=cfg.threshold, key=key,
                                   char_ngram=cfg.char_ngram if shingle == "auto" else None,
-                                  punctuation=cfg.keeps_punctuation(self.ctx.kind),
+                                  punctuation=cfg.punctuation_for(self.ctx.kind),
                                   labels_distinguish=cfg.label_conflicts == "hybrid" and self.ctx.kind.label_field is not None),
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),

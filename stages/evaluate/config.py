@@ -48,7 +48,8 @@ class Leakage(BaseModel):
     threshold: float | None = Field(None, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
     key: str | None = Field(None, description="what is compared (a record kind's dedupe key); default: dedupe's")
     char_ngram: int | None = Field(None, ge=1, le=64, description="shingle auto: characters per shingle (CJK, Thai)")
-    punctuation: bool | None = Field(None, description="compare punctuation (default: as the dedupe section)")
+    punctuation: Literal["keep", "drop", "drop_short"] | None = Field(
+        None, description="punctuation in the compared text (default: as the dedupe section)")
     labels_distinguish: bool | None = Field(
         None, description="a near copy with another label is no leak (default: as dedupe.label_conflicts: hybrid)")
     lsh_threshold: float = Field(0.5, gt=0.0, le=1.0, description="LSH tuning point; candidates are verified")
@@ -65,7 +66,7 @@ class Leakage(BaseModel):
             "threshold": self.threshold or getattr(dedupe, "threshold", None) or 0.8,
             "key": self.key or getattr(dedupe, "key", None),
             "char_ngram": self.char_ngram or getattr(dedupe, "char_ngram", None) or 3,
-            "punctuation": self.punctuation if self.punctuation is not None else getattr(dedupe, "punctuation", True),
+            "punctuation": self.punctuation if self.punctuation is not None else getattr(dedupe, "punctuation", "keep"),
             "labels_distinguish": self.labels_distinguish if self.labels_distinguish is not None
             else getattr(dedupe, "labels_distinguish", False),
         }
