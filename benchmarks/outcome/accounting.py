@@ -117,4 +117,8 @@ def account(version_dir: Path, truth: pd.DataFrame) -> dict:
         "kinds": kinds,
         "dup_groups": dup_groups,
         "label_noise_check": {k: noise.get(k) for k in ("ran", "cv_accuracy", "flagged", "share")} if noise else None,
+        # The label_noise stage (before dedupe), where the code that published the version has one.
+        "label_noise_stage": {k: (manifest.get("label_noise") or {}).get(k) for k in
+                              ("ran", "action", "cv_accuracy", "majority_rate", "kappa", "flagged", "share",
+                               "confident", "capped", "acted", "weak_model")} if manifest.get("label_noise") else None,
     }

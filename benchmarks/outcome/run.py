@@ -352,10 +352,17 @@ def render(report: dict) -> str:
     for key in ("groups", "groups_published_more_than_once", "extra_copies_published", "groups_published_only_wrong",
                 "correct_originals_removed", "correct_originals_removed_for_a_wrong_label_row"):
         lines.append(f"| {key.replace('_', ' ')} | " + " | ".join(str(arms[a]["accounting"]["dup_groups"][key]) for a in planted) + " |")
+    stage = arms.get("pipeline", {}).get("accounting", {}).get("label_noise_stage")
+    if stage and stage.get("ran"):
+        acted = (f"nothing acted on ({stage['weak_model']})" if stage.get("weak_model") else
+                 f"{stage['acted']} acted on (action {stage['action']}; {stage['capped']} left by the per-class cap)")
+        lines += ["", f"label_noise stage on the pipeline arm (before dedupe): flagged {stage['flagged']} rows "
+                      f"({stage['share']:.1%}) at cross-validated accuracy {stage['cv_accuracy']} (majority-class rate "
+                      f"{stage['majority_rate']}, kappa {stage['kappa']}); {stage['confident']} confident, {acted}."]
     noise = arms.get("pipeline", {}).get("accounting", {}).get("label_noise_check")
     if noise:
-        lines += ["", f"Label-noise check on the pipeline arm: flagged {noise['flagged']} rows "
-                      f"({noise['share']:.1%}) at cross-validated accuracy {noise['cv_accuracy']}; nothing acted on."]
+        lines += ["", f"The gate's label-noise check on the published pipeline arm: flagged {noise['flagged']} rows "
+                      f"({noise['share']:.1%}) at cross-validated accuracy {noise['cv_accuracy']} (a warning)."]
     return "\n".join(lines) + "\n"
 
 
