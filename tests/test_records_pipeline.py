@@ -218,7 +218,7 @@ def test_chinese_near_duplicates_are_found_by_character_shingles(tmp_path):
 # punctuation in short texts, 26 more duplicates). A change to classification's output is a decision:
 # update the digest with the reason.
 SMS_ROWS_DIGEST = "5ac2cf57cf1c5571d983bbf5e17691613347f749f23194008b0f4d349dd4b01e"
-SMS_ROWS_DIGEST_LABEL_RULES = "LABEL_RULES_DIGEST"
+SMS_ROWS_DIGEST_LABEL_RULES = "ec59592b551ca7f8b0e79776703c5dbb025f9493ebec6019ccb586df4661cb26"
 OLD_RULES = {"label_noise": {"enabled": False}, "dedupe": {"label_conflicts": "ignore", "punctuation": "keep"}}
 
 
