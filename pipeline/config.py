@@ -22,6 +22,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from pipeline.errors import UserError
+from pipeline.names import MAX_NAME_LENGTH, NAME_PATTERN
+from schemas.classification import LabelName
 from schemas.kinds import DEFAULT_KIND, KINDS
 from schemas.record import RecordKind
 
@@ -49,9 +51,10 @@ class DatasetConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="dataset name, used in paths")
+    dataset: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH, description="dataset name, used in paths")
     description: str = ""
-    labels: list[str] | None = Field(None, description="the label set; rows with other labels are rejected")
+    labels: list[LabelName] | None = Field(
+        None, description="the label set (integers are read as their digits); rows with other labels are rejected")
     kind: str = Field(DEFAULT_KIND, description=f"the record kind: what a row holds ({', '.join(KINDS)})")
 
     # Set by the composition: the project this model was composed for, and the keys of sections that do
@@ -120,9 +123,19 @@ def parse_config(path: str | Path, model: type[DatasetConfig]) -> DatasetConfig:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: {path.stat().st_size:,} bytes; a config holds settings, at most "
+                            f"{MAX_CONFIG_BYTES:,} bytes (put data in source files)")
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+        raise UserError(_yaml_error(path, exc)) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a config") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _check_expanded_size(raw, path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping at the top level, found {type(raw).__name__}")
     try:
@@ -131,6 +144,56 @@ def parse_config(path: str | Path, model: type[DatasetConfig]) -> DatasetConfig:
         raise UserError(f"{path}: " + "; ".join(_describe(e) for e in exc.errors())) from None
     config._path = path.resolve()
     return config
+
+
+# A config is a page of settings. YAML aliases let a small file expand into billions of values (an "alias
+# bomb": nine anchors of nine aliases each) that exhaust memory while being validated; a self-referencing
+# anchor makes a value that contains itself. Both are refused before validation, by counting the values
+# and characters the document holds with every alias expanded — without expanding anything.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 200_000  # keys, items and scalars, aliases expanded
+MAX_CONFIG_CHARS = 20_000_000  # characters of every string, aliases expanded
+
+
+def _check_expanded_size(raw: Any, path: Path) -> None:
+    """UserError when the loaded document, aliases expanded, would exceed the bounds above or contain
+    itself. Iterative post-order walk with the size of each distinct container memoized by identity."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(container) → (values, characters) with aliases expanded
+    on_path: set[int] = set()
+    keep: list[Any] = []  # the containers measured stay alive, so their ids are not reused mid-walk
+
+    def leaf(x: Any) -> tuple[int, int]:
+        return 1, len(x) if isinstance(x, str) else 0
+
+    def children(x: Any) -> list[Any]:
+        return [v for kv in x.items() for v in kv] if isinstance(x, dict) else list(x)
+
+    stack: list[tuple[Any, bool]] = [(raw, False)]
+    while stack:
+        node, done = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        key = id(node)
+        if done:
+            values, chars = 1, 0
+            for child in children(node):
+                v, c = sizes[id(child)] if isinstance(child, (dict, list)) else leaf(child)
+                values, chars = values + v, chars + c
+            sizes[key] = (values, chars)
+            on_path.discard(key)
+            if values > MAX_CONFIG_VALUES or chars > MAX_CONFIG_CHARS:
+                raise UserError(f"{path}: the YAML expands (aliases resolved) to over {min(values, 10**12):,} values / "
+                                f"{min(chars, 10**15):,} characters; a config may hold at most {MAX_CONFIG_VALUES:,} / "
+                                f"{MAX_CONFIG_CHARS:,} — is an anchor (&name) repeated through aliases (*name)?")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise UserError(f"{path}: a YAML anchor (&name) contains an alias to itself (*name): the value would be infinite")
+        on_path.add(key)
+        keep.append(node)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children(node) if isinstance(child, (dict, list)))
 
 
 _INSTALLED: Any = None  # the project `load_config` reads configs with
@@ -151,10 +214,32 @@ def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
     return _INSTALLED.load_config(path, check_sources)
 
 
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    """`FILE:LINE:COLUMN: not valid YAML: what`, then the offending line and a caret under the column."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+    context = getattr(exc, "context", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+    what = problem + (f" ({' '.join(str(context).split())}, line {exc.context_mark.line + 1})"
+                      if context and getattr(exc, "context_mark", None) is not None else "")
+    try:
+        line = path.read_text(encoding="utf-8", errors="replace").splitlines()[mark.line]
+    except (OSError, IndexError):
+        return f"{where}: not valid YAML: {what}"
+    line = line.replace("\t", " ")
+    gutter = f"  {mark.line + 1} | "
+    return f"{where}: not valid YAML: {what}\n{gutter}{line}\n{' ' * len(gutter)}{' ' * mark.column}^"
+
+
 def _describe(error: dict) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     if error["type"] == "missing":
         return f"{where}: required key missing"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+    shown = repr(error.get("input"))
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{where}: {error['msg']} (got {shown})"

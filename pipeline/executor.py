@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import schemas
 from pipeline import candidate as candidates
 from pipeline.config import DatasetConfig
-from pipeline.errors import UserError
+from pipeline.errors import PipelinePaused, UserError, is_user_os_error, os_error_message
 from pipeline.fingerprint import code_fingerprint
 from pipeline.gate import GateRequest
 from pipeline.project import Plan, Project, Step
@@ -122,17 +122,29 @@ class LocalExecutor:
     def run(self, tag: str | None = None) -> RunResult:
         # One run of a dataset at a time: a second one is told so at once rather than racing for the
         # stage folders and the next version number.
+        self.store.check_writable()
         if self.workers > 1:
             start_worker_server()
-        with self.store.lock(self.config.dataset):
-            self.store.clean_stale(self.config.dataset)
-            for stale in self.run_dir.glob("*/*.tmp-*"):  # outputs of runs killed midway: never trusted
-                shutil.rmtree(stale, ignore_errors=True)
-            return self._run(tag)
+        try:
+            with self.store.lock(self.config.dataset):
+                self.store.clean_stale(self.config.dataset)
+                for stale in self.run_dir.glob("*/*.tmp-*"):  # outputs of runs killed midway: never trusted
+                    shutil.rmtree(stale, ignore_errors=True)
+                return self._run(tag)
+        except (OSError, shutil.Error) as exc:
+            # A full disk, a read-only or unwritable data folder: the user's to fix, said in one line naming
+            # the path. (A stage's half-written output was removed by `_execute`; nothing was published.)
+            if not is_user_os_error(exc):
+                raise
+            for partial in self.run_dir.glob(f"*/*.tmp-{os.getpid()}"):  # free what this run half-wrote
+                shutil.rmtree(partial, ignore_errors=True)
+            raise UserError(os_error_message(exc, where=self.data_dir)) from None
 
     def _run(self, tag: str | None) -> RunResult:
         dataset = self.config.dataset
         parent = self.store.latest(dataset)
+        if parent is not None:  # its splits decide this version's: it must be what was published
+            self.store.check_intact(dataset, parent, "used as the parent of a new version")
         previous_splits = self.store.splits_of(dataset, parent) if parent else None
         upstream = ""
         inputs: ParquetInput | None = None
@@ -151,7 +163,11 @@ class LocalExecutor:
             folder = self.run_dir / "stages" / f"{index:02d}-{cls.name}-{fp[:16]}"
             report = None if forced else self._cached(cls, fp, folder, code)
             if report is None:
-                report = self._execute(stage, step, inputs, fp, folder, code)
+                try:
+                    report = self._execute(stage, step, inputs, fp, folder, code)
+                except PipelinePaused as paused:
+                    paused.stages = list(reports)  # the funnel so far: the stages finished before it
+                    raise
             reports.append(report)
             upstream = fp
             inputs = ParquetInput(sorted(folder.glob("part-*.parquet")), self.batch_size)
@@ -201,6 +217,10 @@ class LocalExecutor:
                     rejected.write(out.rejected)
                     for reason, n in _value_counts(out.rejected.column("reason")):
                         dropped[reason] = dropped.get(reason, 0) + n
+            seconds = time.perf_counter() - start
+            # Inside the guard: a stage may find, summing up, that its output must not be kept (collect: an
+            # input changed while it was read).
+            summary = stage.summarize()
         except BaseException:
             # A stage that stops (an error, or a pause waiting on annotators) leaves nothing half-written.
             kept.close()
@@ -209,10 +229,8 @@ class LocalExecutor:
             raise
         kept.close()
         rejected.close()
-        seconds = time.perf_counter() - start
         if rows_in is None:  # a source stage: its input is what it read
             rows_in = kept.rows + rejected.rows
-        summary = stage.summarize()
         report = StageReport(name=stage.name, fingerprint=fp, folder=folder, rows_in=rows_in, rows_out=kept.rows,
                              dropped=dict(sorted(dropped.items(), key=lambda kv: -kv[1])), seconds=seconds,
                              cached=False, stats=_jsonable(stage.stats), code=code, summary=summary)
@@ -284,6 +302,7 @@ class LocalExecutor:
 
         identical = self.store.find(dataset, content, manifest["config_hash"])
         if identical is not None:
+            self.store.check_intact(dataset, identical, "named identical to this run's output")
             return RunResult(dataset, identical, False, reports, manifest, candidate, summaries=summaries)
 
         # The gate: evidence that the candidate is good, written into it, before anything is published.

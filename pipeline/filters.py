@@ -19,7 +19,10 @@ scores it `needs` — and its rule names no field (`n_turns: {max: 20}`). A text
 a generative field's prose only (code blocks and inline code removed, `pipeline.markdown`): language
 identification must not call a Python answer "not English"; a field with fewer letters of prose than the
 signal asks for (or a third as many Chinese / Japanese / Korean characters) gets a null score (not
-applicable), which passes every rule.
+applicable), which passes every rule. A text signal marked `raw` reads the field as it came into the
+stage, before the stage's normalizers rewrote it (clean's `markup_share`: after `strip_html` a footer link
+is just "Click here"): the framework gives it the stage's `original` batch — the same rows it already
+routes to `rejected` — so the value before normalization has one source, not a copy kept in a column.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import cloudpickle
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from pipeline import markdown
 from pipeline.stage import StageOutput, rejected_rows
@@ -59,6 +62,7 @@ class Signal:
     # Text signals on a generative field: 1 reads its prose only (code removed); N > 1 also gives null ("not
     # applicable") to a field with fewer than N letters of prose (a code-only answer, a one-word answer).
     prose: int = 0
+    raw: bool = False  # text signals: read the field before the stage's normalizers (apply_rules' `original`)
 
     def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
         return self.fn(texts)
@@ -68,19 +72,22 @@ SIGNALS: dict[str, Signal] = {}  # by column name: each column is produced by ex
 
 
 def signal(*columns: str, types: dict[str, pa.DataType] | None = None, parallel: bool = False,
-           reads: str = "text", needs: tuple[str, ...] = (), prose: int = 0):
+           reads: str = "text", needs: tuple[str, ...] = (), prose: int = 0, raw: bool = False):
     """Register a scoring function producing `columns` (float64 unless `types` says otherwise).
 
     A text signal takes a pyarrow string array; a record signal (`reads="record"`) a record batch and the
     record kind. Either returns a dict of equally long arrays; a null score means "not applicable" and
-    passes every rule.
+    passes every rule. `raw`: a text signal that reads its field as the stage received it (before
+    normalization; see the module docstring).
     """
     if reads not in ("text", "record"):
         raise ValueError(f"reads must be 'text' or 'record', not {reads!r}")
+    if raw and reads != "text":
+        raise ValueError("raw applies to text signals: a record signal reads the row as it is")
 
     def register(fn: Callable[..., dict[str, pa.Array]]):
         types_ = {c: (types or {}).get(c, pa.float64()) for c in columns}
-        sig = Signal(fn.__name__, types_, fn, parallel, reads, tuple(needs), prose)
+        sig = Signal(fn.__name__, types_, fn, parallel, reads, tuple(needs), prose, raw)
         for c in columns:
             if c in SIGNALS and SIGNALS[c].fn is not fn and not _redefinition(SIGNALS[c].fn, fn):
                 raise ValueError(f"signal column {c!r} is already produced by {SIGNALS[c].name}")
@@ -160,6 +167,9 @@ class Rule(BaseModel, extra="forbid"):
     min: float | None = None
     max: float | None = None
     allowed: list[str] | None = None  # for string signals (lang)
+    # lang rules only: an allowed language at least this probable is taken as the row's language (the
+    # stage's default when left out: clean.language.plausible). Read by the stage that computes `lang`.
+    plausible: float | None = Field(None, gt=0.0, le=1.0)
 
     def check(self, values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """Return (keep mask, reason code per row: 0 keep, 1 below min, 2 above max, 3 not allowed). A null
@@ -239,7 +249,8 @@ def apply_rules(
     expensive signal such as language detection placed last costs nothing for rows already gone.
     `signal_columns` names extra signals (rule keys) to compute and keep without a rule. The first failing
     rule gives a row its reason: `<column>_below_min`, `<column>_above_max` or `<column>_not_allowed`.
-    Rejected rows are taken from `original` (the rows before normalization) when given. `bind` gives the
+    Rejected rows are taken from `original` (the rows before normalization) when given, and `raw` signals
+    read their field from it (from `batch` when no `original` is given). `bind` gives the
     signal to compute for a rule key when the stage has settings for it (clean binds `lang` to its
     identifier and to the languages allowed on the field it reads); without it, the registered signal.
     """
@@ -251,13 +262,13 @@ def apply_rules(
     failing_value: list[Any] = [None] * n
     computed: dict[str, pa.Array] = {}
     done: set[tuple[str, str | None]] = set()  # (signal, field) pairs computed
-    views: dict[tuple[str, bool], pa.Array] = {}  # (field, prose) → one text per row
+    views: dict[tuple[str, bool, bool], pa.Array] = {}  # (field, prose, raw) → one text per row
 
-    def texts_of(field: str, prose: bool) -> pa.Array:
-        if (field, prose) not in views:
-            values = kind.view(field)(batch)
-            views[(field, prose)] = markdown.prose(values) if prose and kind.keeps_record else values
-        return views[(field, prose)]
+    def texts_of(field: str, prose: bool, raw: bool = False) -> pa.Array:
+        if (field, prose, raw) not in views:
+            values = kind.view(field)(original if raw and original is not None else batch)
+            views[(field, prose, raw)] = markdown.prose(values) if prose and kind.keeps_record else values
+        return views[(field, prose, raw)]
 
     def compute(t: Target) -> None:
         if (t.signal.name, t.field) in done:
@@ -283,7 +294,7 @@ def apply_rules(
                 rows = rows.append_column(c, arr) if c not in rows.schema.names else rows
             scores = sig.fn(rows.take(take), kind)
         else:
-            scores = map_signal(sig, texts_of(t.field, sig.prose).take(take))
+            scores = map_signal(sig, texts_of(t.field, bool(sig.prose), sig.raw).take(take))
         for c, ty in sig.columns.items():
             computed[t.prefix + c] = _scatter(scores[c], idx, n, ty)
         done.add((sig.name, t.field))

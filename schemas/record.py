@@ -22,6 +22,11 @@ import pyarrow as pa
 
 from schemas.views import View
 
+# The longest text (in characters) a record's text field may hold by default: clean's `n_chars` rules
+# (`<field>.n_chars` for generative kinds) drop longer ones, and the gate's `text_length` /
+# `field_length` bounds default to whatever clean's rule says (this, unless the config changed it).
+MAX_TEXT_CHARS = 100_000
+
 # Where a row came from: every kind, every stage.
 ENVELOPE_HEAD = (
     pa.field("id", pa.string(), nullable=False),

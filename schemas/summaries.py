@@ -62,6 +62,11 @@ class CleanSummary(Summary):
         allowed = rule.get("allowed")
         return list(allowed) if allowed else None
 
+    def bound(self, column: str, side: str) -> float | None:
+        """A numeric rule's `min` or `max` on a signal column (`n_chars`, `prompt.n_chars`), or None."""
+        value = (self.rules.get(column) or {}).get(side)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
 
 # -- dedupe -----------------------------------------------------------------------------------------------
 
@@ -199,16 +204,52 @@ class Agreement(Summary):
     cohen_kappa: list[dict[str, Any]] = []  # per annotator pair: a, b, n, observed_agreement, kappa
     annotator_consensus: dict[str, dict[str, Any]] = {}
     per_label_agreement: dict[str, float | None] = {}
-    confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs
+    confusion: dict[str, dict[str, int]] = {}  # label from one annotator → label from another → pairs (symmetric)
+    pairs: int | None = None  # pairs of annotations of the same item
+    pair_confusion: dict[str, dict[str, int]] = {}  # each pair once: first annotator's label → the other's
+    pair_axes: list[str] = []  # who the rows and the columns of pair_confusion are
+
+
+class Tie(Summary):
+    """A row whose annotators' votes tied: no label decided, its source label kept."""
+
+    id: str
+    votes: dict[str, int]
+
+
+class LabelChange(Summary):
+    """A row whose label the annotate stage changed: from the source label to people's."""
+
+    id: str
+    before: str | None
+    after: str
+    by: str  # "annotation", or "review of vN"
+
+
+class ReviewSummary(Summary):
+    """One label review's outcome (`stages.annotate.review`): its rows, the decisions, where they applied."""
+
+    version: str  # the version whose label issues were reviewed
+    url: str  # the review project's page
+    project_id: int
+    rows: int
+    done: int
+    decided: int
+    unresolved: int  # ties: no decision
+    applied: int  # decisions applied to a row whose text is what the reviewer saw
+    relabelled: int  # of those, rows whose label changed
+    stale: int  # not applied: the row's text changed since it was reviewed
+    absent: int  # not applied: the row is no longer in the data
 
 
 class AnnotationSummary(Summary):
-    """The annotate stage's outcome: where the labels came from, coverage, aggregation and agreement.
-    Never a token: the server is named by its URL."""
+    """The annotate stage's outcome: where the labels came from, coverage, aggregation and agreement, and
+    the label reviews applied. Never a token: the server is named by its URL. The project fields are None
+    where the section selects no rows of its own (only reviews)."""
 
-    url: str
-    project_id: int
-    project_title: str
+    url: str | None
+    project_id: int | None
+    project_title: str | None
     select: str
     annotators_per_task: int
     selected: int
@@ -223,4 +264,8 @@ class AnnotationSummary(Summary):
     changed_from_source: int
     agreement: Agreement
     annotator_accuracy: dict[str, float | None] | None = None
+    relabelled: int = 0  # rows whose label the stage changed (people's labels and review decisions)
+    relabelled_rows: list[LabelChange] = []  # the first 100 of them
+    ties: list[Tie] = []  # the first 100 unresolved rows (all of them: annotations/agreement.json)
+    reviews: list[ReviewSummary] = []
     warnings: list[str] = []

@@ -1,5 +1,8 @@
 """split: assign train / validation / test, stratified by label, stable per row id across versions.
 
+A row whose source has its own split (a source's `split_field`, carried by collect as `source_split`) is
+published in that split, whatever its parent version had (a row that moved is counted:
+`moved_to_source_split`); such rows do not count towards the ratios, which apply to the other rows.
 A row that was in the parent version keeps its split (so no test row ever leaks into a later version's
 train split). New rows are placed per label: ordered by a seeded hash of their id and cut so that each
 label's split shares (counting the rows that kept theirs) come as close to the configured ratios as
@@ -17,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import schemas
 from pipeline.stage import Stage, StageOutput
+
+SOURCE_SPLIT = "source_split"  # collect's column of a row's own split from its source (null: none)
 
 
 class Config(BaseModel):
@@ -73,20 +78,27 @@ class SplitStage(Stage):
         return h.hexdigest()
 
     def run(self, inputs) -> Iterator[StageOutput]:
-        ids, labels = [], []
+        ids, labels, own = [], [], []
         label_field = self.ctx.kind.label_field  # a kind without labels: one stratum
-        for batch in inputs.batches(columns=["id", label_field] if label_field else ["id"]):
+        first = next(iter(inputs.batches()), None)
+        has_own = first is not None and SOURCE_SPLIT in first.schema.names
+        columns = ["id", *([label_field] if label_field else []), *([SOURCE_SPLIT] if has_own else [])]
+        for batch in inputs.batches(columns=columns):
             ids.extend(batch.column("id").to_pylist())
             labels.extend(batch.column(label_field).to_pylist() if label_field else [None] * batch.num_rows)
-        assignment = self._assign(ids, labels)
-        del ids, labels
+            own.extend(batch.column(SOURCE_SPLIT).to_pylist() if has_own else [None] * batch.num_rows)
+        assignment = self._assign(ids, labels, own)
+        del ids, labels, own
         for batch in inputs.batches():
             splits = [assignment[i] for i in batch.column("id").to_pylist()]
             self.ctx.progress(batch.num_rows)
             yield StageOutput(kept=batch.append_column("split", pa.array(splits, pa.string())))
         self.stats["kept_previous_split"] = self._kept
+        if has_own:
+            self.stats["source_split"] = self._own
+            self.stats["moved_to_source_split"] = self._moved
 
-    def _assign(self, ids: list[str], labels: list[str | None]) -> dict[str, str]:
+    def _assign(self, ids: list[str], labels: list[str | None], own: list[str | None]) -> dict[str, str]:
         names = [s for s in schemas.SPLITS if self.config.ratios.get(s, 0) > 0]
         ratios = [self.config.ratios[s] for s in names]
         previous: dict[str, str] = {}
@@ -96,7 +108,13 @@ class SplitStage(Stage):
         assignment: dict[str, str] = {}
         groups: dict[str | None, list[int]] = {}
         existing: dict[str | None, list[int]] = {}
-        for pos, (rid, label) in enumerate(zip(ids, labels)):
+        self._own, self._moved = {s: 0 for s in schemas.SPLITS}, 0
+        for pos, (rid, label, split) in enumerate(zip(ids, labels, own)):
+            if split is not None:  # the source's own split (collect checked it names one)
+                assignment[rid] = split
+                self._own[split] += 1
+                self._moved += previous.get(rid, split) != split
+                continue
             key = label if self.config.stratify else None
             counts = existing.setdefault(key, [0] * len(names))
             kept = previous.get(rid)
@@ -105,7 +123,7 @@ class SplitStage(Stage):
                 counts[names.index(kept)] += 1
             else:
                 groups.setdefault(key, []).append(pos)
-        self._kept = len(assignment)
+        self._kept = len(assignment) - sum(self._own.values())
         order = id_hash(ids, self.config.seed)
         for key in sorted(groups, key=lambda k: (k is None, k or "")):
             members = np.array(groups[key])

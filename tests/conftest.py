@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,6 +47,21 @@ class TableInput:
     def batches(self, columns=None):
         table = self.table.select(columns) if columns else self.table
         yield from table.to_batches(max_chunksize=self.batch_size)
+
+
+def sftpipe_command(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run the installed `sftpipe` console script (the one `pip install -e .`
+    put next to this Python) on this checkout's code, with a wide terminal so that lines are not wrapped."""
+    script = Path(sys.executable).parent / "sftpipe"
+    assert script.is_file(), f"no console script at {script}: install the project (pip install -e .)"
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return [str(script), *args], env
+
+
+def sftpipe(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `sftpipe ARGS` as a user does (the installed console script); output as text."""
+    argv, env = sftpipe_command(*args)
+    return subprocess.run(argv, cwd=cwd or REPO, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def chromium_path() -> str | None:

@@ -69,3 +69,24 @@ def test_dawid_skene_down_weights_an_unreliable_annotator():
     assert result["label"].tolist() == truth
     assert accuracy["bad"] < 0.4 < 0.8 < min(accuracy["good1"], accuracy["good2"])
     assert (result["support"] > 0.5).all()
+
+
+def test_label_pairs_are_counted_once_and_add_up_to_the_pairs():
+    """The A/B pattern of test_labelstudio (ten rows, two annotators, rows 5 and 9 disagree): the symmetric
+    `confusion` counts each disagreement in both cells (12 in all for 10 pairs); `pair_confusion` counts each
+    pair once, rows the annotator first by name: 10."""
+    a, b = "hhhhhhssss", "hhhhhssssh"
+    names = {"h": "ham", "s": "spam"}
+    ann = frame([(i, "ann.a", names[x]) for i, x in enumerate(a)] + [(i, "ann.b", names[y]) for i, y in enumerate(b)])
+    symmetric = ag.confusion(ann, ["ham", "spam"])
+    assert sum(sum(r.values()) for r in symmetric.values()) == 12
+    pairs, n, axes = ag.pair_confusion(ann, ["ham", "spam"])
+    assert n == 10 and sum(sum(r.values()) for r in pairs.values()) == 10 and axes == ["ann.a", "ann.b"]
+    assert pairs == {"ham": {"ham": 5, "spam": 1}, "spam": {"ham": 1, "spam": 3}}  # row 5: a ham, b spam; row 9: a spam, b ham
+    # Three annotators on one row: three pairs, whatever the order the annotations come in.
+    three = frame([(0, "c", "spam"), (0, "a", "ham"), (0, "b", "ham")])
+    m, n, axes = ag.pair_confusion(three, ["ham", "spam"])
+    assert n == 3 and m["ham"] == {"ham": 1, "spam": 2} and m["spam"] == {"ham": 0, "spam": 0}
+    assert axes == ["the annotator first by name", "the other annotator"]
+    report = ag.report(ann, ["ham", "spam"], ag.majority(ann))
+    assert report["pairs"] == 10 and report["pair_confusion"] == pairs

@@ -168,3 +168,28 @@ def test_sources_at_fsspec_urls_read_as_local_files(tmp_path):
     with pytest.raises(UserError, match="inputs_within allows only local files"):
         CollectStage(Config(sources=[SourceConfig(name="s", path=url, format="jsonl", text_field="t")], inputs_within="."),
                      StageContext(dataset="t", config_dir=tmp_path, work_dir=tmp_path))
+
+
+def test_integer_labels_in_the_config_match_integer_labels_in_the_data(tmp_path):
+    """`labels: [0, 1]` (YAML integers) is the label set "0", "1" — what collect writes for a source's integer
+    labels — not a validation error (issue 16, item 9). Real SMS messages, labelled 0 / 1 in JSON."""
+    from pipeline.config import load_config
+
+    lines = (SAMPLES / "sms_spam" / "SMSSpamCollection").read_text(encoding="utf-8").splitlines()[:200]
+    rows = [{"text": text, "label": int(label == "spam")} for label, text in (line.split("\t", 1) for line in lines)]
+    (tmp_path / "sms.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset: sms01\nlabels: [0, 1]\nsources:\n  - {name: sms, path: sms.jsonl, format: jsonl,"
+                      " text_field: text, label_field: label, label_map: {1: 1}}\n", encoding="utf-8")
+    loaded = load_config(config)
+    assert loaded.labels == ["0", "1"]
+    kept, rejected = collect(tmp_path, labels=loaded.labels, path=str(tmp_path / "sms.jsonl"), format="jsonl",
+                             text_field="text", label_field="label")
+    assert rejected.num_rows == 0
+    assert sorted(set(kept.column("label").to_pylist())) == ["0", "1"]
+    assert kept.column("label").to_pylist().count("1") == sum(r["label"] for r in rows)
+
+    config.write_text("dataset: sms01\nlabels: [yes, no]\nsources:\n  - {name: sms, path: sms.jsonl, format: jsonl,"
+                      " text_field: text, label_field: label}\n", encoding="utf-8")
+    with pytest.raises(UserError, match="boolean by YAML.*quote it"):
+        load_config(config)

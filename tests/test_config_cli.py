@@ -72,7 +72,7 @@ def test_cli_run_versions_and_diff(tmp_path):
     show = cli("versions", "show", "sms-spam", "latest", "--data-dir", str(tmp_path / "data"))
     assert show.returncode == 0 and "dedupe" in show.stdout
     diff = cli("versions", "diff", "sms-spam", "v1", "v1", "--data-dir", str(tmp_path / "data"))
-    assert diff.returncode == 0 and "train" in diff.stdout
+    assert diff.returncode == 0 and "the same version" in diff.stdout
     missing = cli("versions", "show", "sms-spam", "v9", "--data-dir", str(tmp_path / "data"))
     assert missing.returncode == 1 and "has no version 'v9' (versions: v1)" in missing.stderr
 

@@ -192,6 +192,8 @@ def test_config_errors_name_the_key(tmp_path):
         load({"eval_sets": [{**good, "text_field": "q"}]})
     with pytest.raises(UserError, match=r"decontaminate.eval_sets\[0\] \(e\): path 'missing.jsonl' matches no file"):
         load({"eval_sets": [{**good, "path": "missing.jsonl"}]})
+    with pytest.raises(UserError, match=r"split_field / split_map keep a source's own splits; an evaluation set has none"):
+        load({"eval_sets": [{**good, "split_field": "question"}]})
     with pytest.raises(UserError, match="eval set names must be unique: e"):
         load({"eval_sets": [good, good]})
     with pytest.raises(UserError, match=r"need 1 <= min_ngram \(20\) <= ngram \(13\)"):

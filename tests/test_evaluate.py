@@ -355,7 +355,8 @@ def test_agreement_floor_and_confusion(tmp_path, sms_rows):
         ("fleiss_kappa", 0.3, True), ("krippendorff_alpha", 0.31, True)]
     assert result.summary["agreement"]["krippendorff_alpha"] == 0.31
     page = (folder / "report.html").read_text()
-    assert "annotator confusion matrix" in page and "Krippendorff" in page and "Cohen" in page
+    assert "annotator label pairs" in page and "Krippendorff" in page and "Cohen" in page
+    assert "Counted both ways" in page  # a summary with only the symmetric matrix says how it counts
     assert {f.check for f in result.failures} == {"agreement"}
 
 
@@ -406,8 +407,12 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
       div.textContent = `images ${ok.length}/${imgs.length} tables ${document.querySelectorAll('table').length}`;
       document.body.appendChild(div);
     });</script>"""
+    # The page allows no script (its Content-Security-Policy): the copy lets the probe's inline script run
+    # and keeps the rest of the policy, so the images are loaded under the page's own rules.
+    assert "default-src 'none'" in page and "script-src" not in page
     copy = tmp_path / "probe.html"
-    copy.write_text(page.replace("</body>", probe + "</body>"))
+    copy.write_text(page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+                    .replace("</body>", probe + "</body>"))
     cmd = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-dev-shm-usage", "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -416,6 +421,57 @@ def test_report_renders_in_headless_chromium(clean_sms, tmp_path):
     ok, total, tables = map(int, m.groups())
     assert total == n_images and ok == total, f"{ok} of {total} images loaded"
     assert tables >= 8
+
+
+@pytest.mark.parametrize("labels", [["ham", "spam"], ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"],
+                                    ["a rather long label name", "another long label, with a comma", "x"]],
+                         ids=["two labels", "six labels", "long labels"])
+def test_annotator_heat_map_fits_its_figure(labels):
+    """Nothing of the label-pair heat map is cut off: after the layout report.html's images get, every text
+    (title, tick labels, axis labels, cell counts, colour-bar ticks) lies inside the figure."""
+    from stages.evaluate.report_agreement import pair_figure
+    from stages.evaluate.report_html import _plt
+
+    plt = _plt()
+    conf = {a: {b: (i * 7 + j * 3) % 11 for j, b in enumerate(labels)} for i, a in enumerate(labels)}
+    fig, m = pair_figure(conf, "annotator.a@example.com", "annotator.b@example.com", plt)
+    fig.tight_layout()
+    fig.canvas.draw()
+    box = fig.bbox
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in ax.findobj(match=lambda o: hasattr(o, "get_window_extent") and hasattr(o, "get_text"))
+             if t.get_text() and t.get_visible()]
+    assert len(texts) >= len(labels) ** 2 + 2 * len(labels) + 3
+    outside = [t.get_text() for t in texts
+               if not (box.x0 - 1 <= t.get_window_extent(renderer).x0 and t.get_window_extent(renderer).x1 <= box.x1 + 1
+                       and box.y0 - 1 <= t.get_window_extent(renderer).y0 and t.get_window_extent(renderer).y1 <= box.y1 + 1)]
+    plt.close(fig)
+    assert outside == [], f"cut off: {outside}"
+    assert int(m.sum()) == sum(sum(r.values()) for r in conf.values())
+
+
+def test_agreement_section_shows_pairs_ties_and_relabelled_rows():
+    import pandas as pd
+
+    from stages.evaluate.report_agreement import agreement_section as _agreement
+
+    evidence = {"krippendorff_alpha": 0.6, "fleiss_kappa": 0.58, "items": 10, "annotations": 20, "pairs": 10,
+                "annotators": ["ann.a", "ann.b"], "pair_axes": ["ann.a", "ann.b"],
+                "pair_confusion": {"ham": {"ham": 5, "spam": 1}, "spam": {"ham": 1, "spam": 3}},
+                "unresolved": 2, "ties": [{"id": "r5", "votes": {"ham": 1, "spam": 1}}, {"id": "r9", "votes": {"ham": 1, "spam": 1}}],
+                "relabelled": 1, "relabelled_rows": [{"id": "r2", "before": "spam", "after": "ham", "by": "review of v1"}],
+                "reviews": [{"version": "v1", "url": "http://ls/projects/2/data", "rows": 3, "decided": 3, "applied": 3,
+                             "relabelled": 1, "unresolved": 0, "stale": 0, "absent": 0}]}
+    splits = {"train": pd.DataFrame({"id": ["r2", "r5"], "text": ["free <b>prize</b>", "see you"]}),
+              "validation": pd.DataFrame({"id": ["r9"], "text": ["call me"]}), "test": pd.DataFrame({"id": [], "text": []})}
+    page = _agreement(evidence, splits)
+    assert "the cells add up to the 10 pairs" in page and "Rows: the label from ann.a; columns: from ann.b" in page
+    assert "<h3>Ties (all;" in page and "ham: 1, spam: 1" in page and "see you" in page and "call me" in page
+    assert "<h3>Rows relabelled (all)</h3>" in page and "review of v1" in page and "free &lt;b&gt;prize&lt;/b&gt;" in page
+    assert "Label review of v1" in page and "3 applied (1 relabelled)" in page
+    # A version made before pairs were kept: the symmetric matrix, said to count disagreements twice.
+    old = _agreement({"items": 10, "pairs": 10, "confusion": {"ham": {"ham": 5, "spam": 2}, "spam": {"ham": 2, "spam": 3}}}, splits)
+    assert "the cells add up to 12, more than the 10 pairs" in old
 
 
 def test_report_command_prints_where_and_summary(clean_sms, tmp_path):

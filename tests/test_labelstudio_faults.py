@@ -505,7 +505,7 @@ def test_credentials_never_appear_in_anything_a_run_writes(server, tmp_path):
     assert "Token ***" in error  # the echoed header, masked
 
     paused = run()
-    assert paused.returncode == 0 and "4 tasks awaiting annotation at http://127.0.0.1" in outputs[-1], outputs[-1]
+    assert paused.returncode == 75 and "4 tasks awaiting annotation at http://127.0.0.1" in outputs[-1], outputs[-1]
     stage = make_stage("secret-test", tmp_path / "w", select="sample", sample_size=4, seed=1, annotators_per_task=2)
     by_row = tasks_by_row(server, stage.project(create=False))
     toks = [signup(server.url, f"annotator.{c}@example.com") for c in "ab"]

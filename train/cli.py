@@ -202,6 +202,7 @@ def register(app: typer.Typer) -> None:
     """Add `train`, `score` and `runs list` to the `sftpipe` app."""
     app.command("train")(train_command)
     app.command("score")(score_command)
-    runs_app = typer.Typer(help="List and compare training runs.", no_args_is_help=True)
+    runs_app = typer.Typer(help="List and compare training runs.", no_args_is_help=True,
+                           rich_markup_mode=None)  # plain help like the rest of sftpipe (pipeline.cli.console.typer_app)
     runs_app.command("list")(runs_list_command)
     app.add_typer(runs_app, name="runs")

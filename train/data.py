@@ -77,7 +77,9 @@ def open_version(data_dir: Path | str, dataset: str, version: str | None) -> Pub
     store = VersionStore(Path(data_dir))
     name = store.resolve(dataset, version or "latest")  # UserError naming the versions there are
     path = Path(store.path(dataset, name))
-    return PublishedVersion(dataset, name, path, _read_manifest(path))
+    manifest = _read_manifest(path)
+    store.check_intact(dataset, name, "trained on or scored on")  # a version edited since it was published
+    return PublishedVersion(dataset, name, path, manifest)
 
 
 def _read_manifest(path: Path) -> dict:

@@ -63,7 +63,7 @@ def top_2gram_share_arrow(texts: pa.Array) -> list:
     """`top_2gram_share` over the whole batch with Arrow's hash kernels and numpy: equal values, measured
     no faster than the Counter loop the stage keeps (benchmarks/README.md), so it lives here."""
     out = np.full(len(texts), np.nan)
-    flat, doc = C._words(texts)
+    flat, doc = C.split_words(pc.utf8_lower(texts))  # clean's words (stages/clean/words.py), lower-cased as the signal reads them
     eligible = np.flatnonzero(np.bincount(doc, minlength=len(texts)) >= C.GOPHER_MIN_WORDS)
     if len(eligible):
         keep = np.zeros(len(texts), bool)

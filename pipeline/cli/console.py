@@ -16,6 +16,22 @@ from rich.table import Table
 console = Console()
 err_console = Console(stderr=True)
 
+
+EXIT_PAUSED = 75  # `sftpipe run` paused for annotation (EX_TEMPFAIL: try again later); README "Exit codes"
+
+
+class Interrupted(Exception):
+    """Ctrl-C while a command ran, with what it means for that command ("nothing was published; ...").
+
+    A plain exception, so that Click passes it through to `pipeline.cli.app.main` (exit 130, one line)."""
+
+
+def typer_app(**kwargs) -> typer.Typer:
+    """A Typer app or command group of `sftpipe`, with the CLI's help style: Click's plain help (help texts
+    are not read as Rich markup, where `[ray]` is a style tag and vanishes; on/off options show as bare
+    flags rather than taking a `<bool>`; paragraphs are re-wrapped) and Click's plain usage errors."""
+    return typer.Typer(rich_markup_mode=None, no_args_is_help=True, **kwargs)
+
 DataDir = typer.Option(None, "--data-dir", help="where versions and run folders live (default: the config's store.data_dir, `data`)")
 
 
@@ -31,18 +47,29 @@ def progress() -> Progress:
                     TextColumn("rows"), TimeElapsedColumn(), console=err_console, transient=False)
 
 
-def print_funnel(reports) -> None:
-    print_funnel_dicts([{**r.as_dict(), "cached": r.cached} for r in reports])
+def print_funnel(reports, title: str = "funnel") -> None:
+    print_funnel_dicts([{**r.as_dict(), "cached": r.cached} for r in reports], title)
 
 
-def print_funnel_dicts(stages: list[dict]) -> None:
-    table = Table("stage", "rows in", "rows out", "dropped", "reasons", "rows/s", title="funnel")
+def print_funnel_dicts(stages: list[dict], title: str = "funnel") -> None:
+    """One row per stage: rows in, out, dropped, and, where a stage changed labels (annotate: people's
+    labels, review decisions), how many rows it relabelled; then every drop reason on a line of its own: a
+    reason is a name to look up (`completion_unclosed_code_fence_above_max`), so it is never cut to fit a
+    table cell at 80 columns."""
+    relabels = any("relabelled" in (s.get("stats") or {}) for s in stages)
+    table = Table("stage", "rows in", "rows out", "dropped", *(["relabelled"] if relabels else []), "rows/s", title=title)
     for s in stages:
         dropped = sum(s["dropped"].values())
-        reasons = ", ".join(f"{k}: {v}" for k, v in s["dropped"].items())
         speed = "cached" if s.get("cached") else (f"{s['rows_per_second']:,.0f}" if s.get("rows_per_second") else "")
-        table.add_row(s["name"], f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}", reasons, speed)
+        relabelled = (s.get("stats") or {}).get("relabelled")
+        table.add_row(escape(s["name"]), f"{s['rows_in']:,}", f"{s['rows_out']:,}", f"{dropped:,}",
+                      *([f"{relabelled:,}" if relabelled is not None else ""] if relabels else []), speed)
     console.print(table)
+    reasons = [(s["name"], reason, n) for s in stages for reason, n in sorted(s["dropped"].items(), key=lambda x: -x[1])]
+    if reasons:
+        console.print("dropped, by reason (all in rejected.parquet):", highlight=False)
+        for stage, reason, n in reasons:
+            console.print(f"  {escape(stage)}: {escape(reason)} {n:,}", highlight=False, soft_wrap=True)
 
 
 def print_evaluation(evaluation, folder: Path | None = None) -> None:

@@ -157,7 +157,8 @@ class LabelStudioClient:
         tries = f" after {tried} attempts" if tried > 1 else ""
         if answered:
             raise LabelStudioUnreachable(f"Label Studio at {self.url} keeps failing{tries} ({what}: {last})")
-        raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})")
+        raise LabelStudioUnreachable(f"Label Studio at {self.url} is not reachable{tries} ({what}: {last})"
+                                     f"{self.credentials.down_hint()}")
 
     def backoff(self, attempt: int) -> None:
         """Wait before retry number `attempt + 1`: exponential, capped at 8 s, with jitter."""
@@ -226,10 +227,16 @@ class LabelStudioClient:
         description: str = "",
         instructions: str = "",
         maximum_annotations: int = 1,
+        show_predictions: bool = True,
     ) -> tuple[int, bool]:
         """The project for a dataset: the stored id when it still exists with this title, else the one
-        project with this title, else a new one. Its labelling config and overlap are brought up to date.
-        Returns (project id, created)."""
+        project with this title, else a new one. Its labelling config and settings are brought up to date.
+        Returns (project id, created).
+
+        Settings: `maximum_annotations` is the overlap (people per task). `show_predictions` is Label
+        Studio's `show_collab_predictions`: whether a task's prediction is pre-selected for the annotator
+        (off, the annotator starts from nothing). The annotation history panel is off, so an annotator does
+        not see who else labelled a task and how."""
         project = None
         if stored_id is not None:
             p = self.get_project(stored_id)
@@ -250,6 +257,8 @@ class LabelStudioClient:
             expert_instruction=instructions,
             show_instruction=bool(instructions),
             maximum_annotations=maximum_annotations,
+            show_collab_predictions=show_predictions,
+            show_annotation_history=False,
         )
         if project is None:
 
@@ -275,23 +284,45 @@ class LabelStudioClient:
                 self.warnings.append(f"project {project.id} settings not updated ({', '.join(sorted(changed))}): {exc}")
         return int(project.id), False
 
+    def use_predictions(self, project_id: int, model_version: str) -> None:
+        """Pre-select the predictions of `model_version` for annotators (the project's model version; Label
+        Studio accepts it only once predictions of that version are in the project)."""
+        project = self.get_project(project_id)
+        if project is not None and getattr(project, "model_version", None) != model_version:
+            self.call("set the project's model version",
+                      lambda: self.sdk.projects.update(id=project_id, model_version=model_version))
+
     # -- tasks ---------------------------------------------------------------------------------------------
 
+    def _all_tasks(self, project_id: int, fields: str, page_size: int) -> list[Any]:
+        """Every task of a project, page by page, up to the total the server reports. (The SDK's own pager
+        asks for one page past the end, which Label Studio answers with a 404 and logs as an error with a
+        traceback, on every call.)"""
+        out: list[Any] = []
+        page = 1
+        while True:
+            answer = self.sdk.tasks.list(project=project_id, fields=fields, page=page, page_size=page_size)
+            items = list(answer.items or [])
+            out.extend(items)
+            total = getattr(answer.response, "total", None)
+            if not items or total is None or len(out) >= int(total):
+                return out
+            page += 1
+
     def tasks(self, project_id: int, page_size: int = 1000) -> list[dict[str, Any]]:
-        """Every task of a project: id, data, total (non-cancelled) and cancelled annotation counts."""
+        """Every task of a project: id, data, meta, total (non-cancelled) and cancelled annotation counts."""
 
         def fetch() -> list[dict[str, Any]]:
-            out = []
-            for t in self.sdk.tasks.list(project=project_id, fields="task_only", page_size=page_size):
-                out.append(
-                    {
-                        "id": int(t.id),
-                        "data": dict(t.data or {}),
-                        "total_annotations": int(getattr(t, "total_annotations", 0) or 0),
-                        "cancelled_annotations": int(getattr(t, "cancelled_annotations", 0) or 0),
-                    }
-                )
-            return out
+            return [
+                {
+                    "id": int(t.id),
+                    "data": dict(t.data or {}),
+                    "meta": dict(getattr(t, "meta", None) or {}),
+                    "total_annotations": int(getattr(t, "total_annotations", 0) or 0),
+                    "cancelled_annotations": int(getattr(t, "cancelled_annotations", 0) or 0),
+                }
+                for t in self._all_tasks(project_id, "task_only", page_size)
+            ]
 
         return self.call("list tasks", fetch)
 
@@ -300,7 +331,7 @@ class LabelStudioClient:
 
         def fetch() -> list[tuple]:
             out = []
-            for t in self.sdk.tasks.list(project=project_id, fields="all", page_size=page_size):
+            for t in self._all_tasks(project_id, "all", page_size):
                 for a in getattr(t, "annotations", None) or []:
                     a = a if isinstance(a, dict) else a.dict()
                     out.append((int(t.id), int(a["id"]), str(a.get("updated_at")), bool(a.get("was_cancelled"))))

@@ -35,6 +35,14 @@ class Credentials:
     def __repr__(self) -> str:  # never the key
         return f"Credentials(url={self.url!r}, origin={self.origin!r})"
 
+    def down_hint(self) -> str:
+        """What to do when the server does not answer: start the local one, or check the named one."""
+        if self.origin.endswith(CREDENTIALS_FILE):  # the local server of `sftpipe labelstudio start`
+            folder = Path(self.origin).parent
+            option = "" if folder == DEFAULT_SERVER_DIR else f" --data-dir {folder}"
+            return f" — is the local server running? Start it with `sftpipe labelstudio start{option}`"
+        return f" — is the server at {self.url} up? (it comes from {self.origin or 'the config'})"
+
     __str__ = __repr__
 
 

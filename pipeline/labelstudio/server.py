@@ -30,6 +30,27 @@ LABEL_STUDIO_SPEC = os.environ.get("SFTPIPE_LABELSTUDIO_SPEC", "label-studio==1.
 VENV_ENV = "SFTPIPE_LABELSTUDIO_VENV"
 PID_FILE = "server.json"
 LOG_FILE = "server.log"
+# Label Studio's logging config gives the `django` logger the console handler and lets it propagate to the
+# root logger, which has the same handler: every line Django logs (each request) is written twice. Its
+# settings module cannot be wrapped (it reads django.conf.settings while it is being imported), so the
+# server process gets this `sitecustomize` (on its PYTHONPATH only), which mends the config on its way to
+# logging.config.dictConfig.
+SITECUSTOMIZE = '''"""Written by sftpipe (pipeline/labelstudio/server.py) for the Label Studio it starts: its logging, mended."""
+import logging.config
+
+_dict_config = logging.config.dictConfig
+
+
+def dictConfig(config):
+    django = (config.get("loggers") or {}).get("django")
+    root = config.get("root") or {}
+    if django and "propagate" not in django and set(django.get("handlers") or ()) & set(root.get("handlers") or ()):
+        django["propagate"] = False  # its lines reach the console once, through its own handler
+    return _dict_config(config)
+
+
+logging.config.dictConfig = dictConfig
+'''
 ADMIN_EMAIL = "admin@sftpipe.local"
 
 
@@ -180,8 +201,12 @@ def start(data_dir: Path, port: int = 8080, timeout_s: float = 300, venv: Path |
     if creds.get("url") != url:
         creds["url"] = url
         _write_private(data_dir / CREDENTIALS_FILE, creds)
+    site_dir = data_dir / ".sftpipe-site"
+    site_dir.mkdir(exist_ok=True)
+    (site_dir / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(
+        PYTHONPATH=str(site_dir),
         LABEL_STUDIO_BASE_DATA_DIR=str(data_dir),
         LABEL_STUDIO_USERNAME=creds["username"],
         LABEL_STUDIO_PASSWORD=creds["password"],

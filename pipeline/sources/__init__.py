@@ -2,7 +2,8 @@
 decontaminate stage (its evaluation sets) both read, so neither imports the other.
 
 Modules: `config` (`SourceConfig`: a source's files, format, encoding and field map; the `sources` /
-`inputs_within` keys), `files` (finding, checking, digesting and opening a source's files), `readers`
+`inputs_within` keys), `files` (finding, checking, digesting and opening a source's files), `streams`
+(a file's bytes decompressed when compressed, and hashed as they are read), `readers`
 (one reader per format: each yields (line number, fields, error, raw text) per record), `records` (an
 Alpaca / ShareGPT / messages / two-field record onto a `generation` or `chat` payload, with a reason for
 every malformed record), `eval_sets` (evaluation sets: a source plus the fields compared, read into one

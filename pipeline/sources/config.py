@@ -1,10 +1,14 @@
 """The config of collect: the top-level `sources` (one `SourceConfig` each) and `inputs_within`."""
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas import SPLITS
+from schemas.classification import LabelName
 
 
 # Generative record formats (pipeline/sources/records.py) and the fields each reads, with their default names.
@@ -42,7 +46,15 @@ class SourceConfig(BaseModel):
     label_field: str | None = None
     id_field: str | None = None
     meta_fields: list[str] = Field(default_factory=list)
-    label_map: dict[str, str] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    label_map: dict[LabelName, LabelName] | None = Field(None, description="rename labels; labels not listed stay as they are")
+    # the source's own train / validation / test split (collect carries it as `source_split`; split keeps it)
+    split_field: str | None = Field(
+        None, description="field holding the source's own split (train / validation / test, or a value split_map "
+                          "renames): such a row is published in that split; a row without a value is split by "
+                          "`split.ratios` as usual")
+    split_map: dict[str, str | None] | None = Field(
+        None, description="rename split values ({dev: validation}); a value mapped to null is split by "
+                          "`split.ratios`; values not listed stay as they are")
     # generative kinds (generation, chat): how a record maps onto the payload (pipeline/sources/records.py)
     record_format: Literal["fields", "alpaca", "sharegpt", "messages"] | None = Field(
         None, description="fields (two mapped fields) | alpaca | sharegpt | messages; default: fields for "
@@ -53,8 +65,35 @@ class SourceConfig(BaseModel):
     roles: dict[str, str] | None = Field(
         None, description="sharegpt / messages: extra role names → system | user | assistant | tool")
 
+    @field_validator("split_map", mode="before")
+    @classmethod
+    def _split_codes_as_text(cls, value):
+        # split codes are often numbers ({0: train, 1: test} in YAML); the values read are compared as text
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            info = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13: bytes-to-bytes codecs
+            raise ValueError(f"{encoding!r} is not a text encoding (e.g. utf-8, latin-1, cp1252, utf-16)")
+        return encoding
+
+    @field_validator("delimiter", "quotechar")
+    @classmethod
+    def _one_character(cls, value: str | None, info) -> str | None:
+        # The csv module reads one character; a longer string is a mistake it would report as a TypeError.
+        if value is not None and (len(value) != 1 or value in "\r\n"):
+            raise ValueError(f"{info.field_name} must be exactly one character other than a line break, got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "SourceConfig":
+        if self.delimiter is not None and self.delimiter == self.quotechar:
+            raise ValueError(f"delimiter and quotechar are both {self.delimiter!r}")
         if self.pattern is not None:
             if self.format != "text":
                 raise ValueError("pattern applies to format: text only")
@@ -64,6 +103,12 @@ class SourceConfig(BaseModel):
                 raise ValueError(f"pattern is not a valid regex: {exc}") from None
             if self.text_field not in groups:
                 raise ValueError(f"pattern has no named group {self.text_field!r} (the text_field)")
+        if self.split_map is not None and self.split_field is None:
+            raise ValueError("split_map renames the values of split_field: set split_field too")
+        bad_splits = sorted({v for v in (self.split_map or {}).values() if v is not None and v not in SPLITS})
+        if bad_splits:
+            raise ValueError(f"split_map: {', '.join(map(repr, bad_splits))} is not a split (splits: "
+                             f"{', '.join(SPLITS)}, or null to split such rows by split.ratios)")
         if self.column_names is not None and self.header:
             raise ValueError("column_names is for files without a header: set header: false")
         if self.fields is not None or self.roles is not None:

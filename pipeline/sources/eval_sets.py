@@ -81,6 +81,8 @@ class EvalSet(SourceConfig):
 
     @model_validator(mode="after")
     def _known_fields(self) -> "EvalSet":
+        if self.split_field is not None or self.split_map is not None:
+            raise ValueError("split_field / split_map keep a source's own splits; an evaluation set has none")
         kind = item_kind(self.record_format)
         unknown = _unknown_fields(self.compared, kind)
         if unknown:
@@ -195,7 +197,7 @@ def set_digests(eval_set: EvalSet, config_dir: Path) -> list[dict[str, Any]]:
     """Path (relative to the config), size and sha256 of each of an eval set's files (a Hugging Face
     dataset folder: of all its files together)."""
     return [{"path": relpath(f, config_dir), "bytes": d["bytes"], "sha256": d["sha256"]}
-            for f in eval_files(eval_set, config_dir) for d in [file_digest(f)]]
+            for f in eval_files(eval_set, config_dir) for d in [file_digest(f, eval_set.format)]]
 
 
 def digests(config: Config, config_dir: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Finding, checking and opening a source's files: local paths and globs, fsspec URLs, HF datasets on disk.
 
 `check_source` is what `sftpipe validate` runs: the files exist, their encoding is what the config says,
-and the fields the config names are columns of them.
+and the fields the config names are columns of them. With `inputs_within`, every file that will be opened
+must resolve inside that folder — for an HF dataset folder, each file `datasets.load_from_disk` opens
+(`hf_disk_files`: its JSON files and the Arrow files its state names), not only the folder.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import UserError
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.streams import open_source_bytes
 
 csv.field_size_limit(2**31 - 1)  # one document may be large (tens of MB)
 
@@ -79,8 +82,10 @@ def resolve_files(source: SourceConfig, config_dir: Path, within: Path | None = 
     if within is not None:
         root = within.resolve()
         for f in files:
-            if not f.resolve().is_relative_to(root):
-                raise UserError(f"{f} resolves to {f.resolve()}, outside {root} (inputs_within forbids it)")
+            opened = [f, *hf_disk_files(f)] if source.format == "hf_disk" else [f]
+            for g in opened:
+                if not g.resolve().is_relative_to(root):
+                    raise UserError(f"{g} resolves to {g.resolve()}, outside {root} (inputs_within forbids it)")
     # Local paths in Path order (as always: it decides occurrence numbers in ids), then URLs.
     return sorted(dict.fromkeys(files), key=lambda f: (1, f, None) if is_url(f) else (0, "", f))
 
@@ -106,6 +111,8 @@ def check_source(source: SourceConfig, config_dir: Path, within: Path | None = N
             wanted["id_field"] = source.id_field.split(".")[0] if source.id_field else None
         wanted.update({f"meta_fields[{i}]": m.split(".")[0] if required is not None else m
                        for i, m in enumerate(source.meta_fields)})
+        if source.split_field is not None:  # a misspelt one would leave every row to split.ratios
+            wanted["split_field"] = source.split_field.split(".")[0] if required is not None else source.split_field
         for key, name in wanted.items():
             if name is not None and name not in columns:
                 raise UserError(f"{key} {name!r} is not a column of {file} (columns: {', '.join(columns) or 'none'})")
@@ -127,19 +134,19 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
             return list(ds.column_names)
         if fmt == "text":
             return list(re.compile(source.pattern).groupindex)
-        if fmt == "json":
-            with open_input(file, "r", encoding=encoding_of(source), errors="replace") as fh:
+        with open_source_bytes(file, open_input) as content:
+            fh = content.text(encoding_of(source), "replace", "")
+            if fmt == "json":
                 try:
-                    data = json.loads(fh.read())
-                except json.JSONDecodeError:
+                    data = json.loads(fh.read(), strict=False)
+                except (ValueError, RecursionError):
                     return None  # the reader rejects it with its reason
-            records = [data] if isinstance(data, dict) else [r for r in data[:_PEEK_RECORDS] if isinstance(r, dict)] \
-                if isinstance(data, list) else []
-            keys_: dict[str, None] = {}
-            for r in records:
-                keys_.update(dict.fromkeys(r))
-            return list(keys_) if records else None
-        with open_input(file, "r", encoding=encoding_of(source), errors="replace", newline="") as fh:
+                records = [data] if isinstance(data, dict) else [r for r in data[:_PEEK_RECORDS] if isinstance(r, dict)] \
+                    if isinstance(data, list) else []
+                keys_: dict[str, None] = {}
+                for r in records:
+                    keys_.update(dict.fromkeys(r))
+                return list(keys_) if records else None
             if fmt == "jsonl":
                 # Records may differ in their keys: a field counts as present if any of the first
                 # records has it.
@@ -150,8 +157,8 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
                         break
                     if line.strip():
                         try:
-                            obj = json.loads(line)
-                        except json.JSONDecodeError:
+                            obj = json.loads(line, strict=False)
+                        except (ValueError, RecursionError):  # a bad record: the reader rejects it with its reason
                             continue
                         if isinstance(obj, dict):
                             keys.update(dict.fromkeys(obj))
@@ -159,10 +166,12 @@ def peek_columns(source: SourceConfig, file: Path) -> list[str] | None:
                 return list(keys) if seen else None
             if source.column_names is not None:
                 return list(source.column_names)
-            reader = csv.reader(strip_nul(fh), **csv_dialect(source))
-            header = next(reader, None)
-            return None if header is None else header
-    except (OSError, pa.ArrowInvalid) as exc:
+            header = next(csv.reader(fh, **csv_dialect(source)), None)
+            if header is not None and any("\0" in h for h in header):
+                raise UserError(f"{file}: the header holds NUL bytes (a UTF-16 file without a byte-order mark, "
+                                f"or not text at all?)")
+            return header
+    except (OSError, EOFError, pa.ArrowInvalid) as exc:
         raise UserError(f"cannot read {file}: {exc}") from None
     return None
 
@@ -171,11 +180,22 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def check_encoding(source: SourceConfig, file: Path) -> None:
-    """A UTF-16 file read as UTF-8 would come out as NUL-riddled garbage: say what to set instead."""
-    if source.format in ("parquet", "hf_disk") or source.encoding.lower().startswith("utf-16"):
+    """A UTF-16 file read as UTF-8 would come out as NUL-riddled garbage: say what to set instead. A
+    compressed Parquet file (Parquet compresses inside) is refused here too."""
+    if source.format == "hf_disk":
         return
-    with open_input(file, "rb") as fh:
-        head = fh.read(2)
+    try:
+        with open_source_bytes(file, open_input) as content:
+            if source.format == "parquet":
+                if content.codec is not None:
+                    raise UserError(f"{file} is {content.codec}-compressed: Parquet files compress their own "
+                                    f"columns — decompress it")
+                return
+            head = content.stream.read(2)
+    except (OSError, EOFError) as exc:
+        raise UserError(f"cannot read {file}: {exc}") from None
+    if source.encoding.lower().startswith("utf-16"):
+        return
     if head in _UTF16_BOMS:
         raise UserError(f"{file} is UTF-16 (it starts with a UTF-16 byte-order mark): set `encoding: utf-16` for source {source.name!r}")
 
@@ -193,16 +213,28 @@ def csv_dialect(source: SourceConfig) -> dict[str, Any]:
     return {"delimiter": delimiter, "quoting": quoting, "quotechar": source.quotechar}
 
 
-def strip_nul(lines):
-    for line in lines:
-        yield line.replace("\0", "") if "\0" in line else line
+def hf_disk_files(folder: Path) -> list[Path]:
+    """The files `datasets.load_from_disk(folder)` opens: a DatasetDict's `dataset_dict.json` and, per split
+    it names, that split's folder's; a Dataset's `state.json`, `dataset_info.json` and the Arrow files its
+    state lists (names joined to the folder as `datasets` joins them, so `../` in a name is seen here)."""
+    folder = Path(folder)
+    try:
+        if (folder / "dataset_dict.json").is_file():
+            splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+            return [folder / "dataset_dict.json", *(f for split in splits for f in hf_disk_files(folder / split))]
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        data = [folder / entry["filename"] for entry in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{folder} is not a Hugging Face dataset saved with save_to_disk ({type(exc).__name__}: {exc})") from None
+    return [folder / "state.json", folder / "dataset_info.json", *data]
 
 
-def file_digest(path: Path | str) -> dict[str, Any]:
-    """Size and sha256 of an input file (or of every file in an HF dataset folder)."""
+def file_digest(path: Path | str, source_format: str | None = None) -> dict[str, Any]:
+    """Size and sha256 of an input file (or of every file an HF dataset folder is read from), as the bytes
+    are on disk (compressed files are hashed compressed)."""
     h = hashlib.sha256()
     size = 0
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if not is_url(path) and path.is_dir() else [path]
+    files = hf_disk_files(path) if source_format == "hf_disk" else [path]
     for f in files:
         with open_input(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):

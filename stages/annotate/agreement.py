@@ -12,7 +12,9 @@ no Label Studio: tested on hand-computed numbers.
   `fleiss_kappa` (items with at least two labels; with a constant number of raters this is exactly Fleiss'
   kappa, with a varying number it is the usual generalisation with per-item agreement over n_i(n_i-1)
   pairs), `krippendorff_alpha` (nominal, the `krippendorff` package; missing values allowed),
-  `annotator_consensus` and `confusion` (label pairs between annotators on the same item).
+  `annotator_consensus`, `confusion` (label pairs between annotators on the same item, symmetric: a
+  disagreement is in both of its cells, so the cells add up to more than the pairs) and `pair_confusion`
+  (each pair once, oriented by annotator name: the cells add up to the number of pairs).
 """
 from __future__ import annotations
 
@@ -203,6 +205,24 @@ def confusion(ann: pd.DataFrame, labels: list[str]) -> dict[str, dict[str, int]]
     return m
 
 
+def pair_confusion(ann: pd.DataFrame, labels: list[str]) -> tuple[dict[str, dict[str, int]], int, list[str]]:
+    """Every pair of annotations of the same item counted once, as (label of the annotator whose name sorts
+    first) → (label of the other): a contingency table whose cells add up to the number of pairs. With two
+    annotators its rows are one person's labels and its columns the other's. Returns (matrix, pairs, the
+    rows' and columns' annotators in words)."""
+    values = sorted(set(labels) | set(ann["label"]))
+    m: dict[str, dict[str, int]] = {x: {y: 0 for y in values} for x in values}
+    pairs = 0
+    for _, g in ann.groupby("item"):
+        marks = sorted(zip(g["annotator"], g["label"]))
+        for (_, x), (_, y) in itertools.combinations(marks, 2):
+            m[x][y] += 1
+            pairs += 1
+    names = sorted(ann["annotator"].unique())
+    axes = [str(names[0]), str(names[1])] if len(names) == 2 else ["the annotator first by name", "the other annotator"]
+    return m, pairs, axes
+
+
 def per_label_agreement(conf: dict[str, dict[str, int]]) -> dict[str, float | None]:
     """For each label: of the pairs where someone chose it, the share where the other agreed."""
     out = {}
@@ -215,6 +235,7 @@ def per_label_agreement(conf: dict[str, dict[str, int]]) -> dict[str, float | No
 def report(ann: pd.DataFrame, labels: list[str], consensus: pd.DataFrame) -> dict[str, Any]:
     """Every agreement figure, JSON-ready."""
     conf = confusion(ann, labels)
+    pair_conf, pairs, axes = pair_confusion(ann, labels)
     per_item = ann.groupby("item").size()
     return {
         "items": int(ann["item"].nunique()),
@@ -226,6 +247,9 @@ def report(ann: pd.DataFrame, labels: list[str], consensus: pd.DataFrame) -> dic
         "krippendorff_alpha": krippendorff_alpha(ann, labels),
         "annotator_consensus": annotator_consensus(ann, consensus),
         "confusion": conf,
+        "pairs": pairs,
+        "pair_confusion": pair_conf,
+        "pair_axes": axes,
         "per_label_agreement": per_label_agreement(conf),
     }
 

@@ -7,14 +7,27 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+class Review(BaseModel):
+    """A review of a published version's likely label errors, pushed by `sftpipe annotate push
+    --review-label-issues`: its own Label Studio project, whose decisions override the row's other labels on
+    every later run. The CLI adds the reviews recorded for a dataset to its annotate section (one is
+    written here only to apply a review by hand)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(description="the version whose label issues were sent for review")
+    project_title: str = Field(description="the review's Label Studio project")
+    annotators_per_task: int = Field(1, ge=1, le=20, description="people per reviewed row")
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["unlabelled", "sample", "flagged", "label_issues", "all"] = Field(
+    select: Literal["unlabelled", "sample", "flagged", "label_issues", "all", "none"] = Field(
         "unlabelled",
         description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
         "listed in flagged_file (e.g. likely label errors found by evaluate), the rows the label_noise stage "
-        "marked (`label_issue`; use with `label_noise.action: review`), or all",
+        "marked (`label_issue`; use with `label_noise.action: review`), all, or none (only `reviews`)",
     )
     flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "
                                      "or one id per line (txt); relative to the config file")
@@ -28,7 +41,9 @@ class Config(BaseModel):
     instructions: str = ""
     min_coverage: float = Field(1.0, ge=0, le=1, description="share of selected rows fully annotated before the run goes on")
     aggregation: Literal["majority", "dawid_skene"] = "majority"
-    prefill: bool = Field(True, description="send a pre-annotation (prediction) with each task")
+    prefill: bool | None = Field(
+        None, description="pre-select a label for the annotator (the source label or predictions_file's); default: on "
+        "with one annotator per task, off with more, where it would anchor them and inflate their agreement")
     model_version: str = Field("source-label", description="model_version of the source-label pre-annotations")
     predictions_file: str | None = Field(
         None, description="a model's predictions to pre-annotate with instead of the source label: columns id, label, "
@@ -37,6 +52,13 @@ class Config(BaseModel):
     url_env: str | None = Field(None, description="environment variable holding the server URL (default LABEL_STUDIO_URL)")
     api_key_env: str | None = Field(None, description="environment variable holding the API key (default LABEL_STUDIO_API_KEY)")
     push_batch_size: int = Field(500, ge=1, le=10_000)
+    reviews: list[Review] = Field([], description="label reviews whose decisions apply (filled in by sftpipe from the "
+                                  "reviews pushed for the dataset)")
+
+    @property
+    def prefilled(self) -> bool:
+        """Whether tasks carry a pre-selected label (`prefill`, by default only when one person labels each)."""
+        return self.prefill if self.prefill is not None else self.annotators_per_task == 1
 
     @model_validator(mode="after")
     def _check(self) -> "Config":

@@ -18,15 +18,15 @@ import pyarrow.parquet as pq
 import schemas
 from pipeline.errors import PipelinePaused, UserError
 from pipeline.stage import Stage, StageInput, StageOutput
-from schemas.summaries import Agreement, AnnotationSummary, Summary
-from stages.annotate import agreement
+from schemas.summaries import Agreement, AnnotationSummary, LabelChange, ReviewSummary, Summary, Tie
+from stages.annotate import agreement, review
 from stages.annotate.config import Config
 from stages.annotate.export import annotations_from_export, write_annotations
 from stages.annotate.labelling import FROM_NAME, MULTI_SEP, TO_NAME, instructions_html, label_config
 from stages.annotate.selection import file_hash, read_table, select_rows
 
 # Files the stage leaves in its work folder; a published version keeps them under annotations/.
-VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json")
+VERSION_FILES = ("annotations.parquet", "annotations_aside.parquet", "labels.parquet", "agreement.json", *review.FILES)
 
 
 class AnnotateStage(Stage):
@@ -51,6 +51,8 @@ class AnnotateStage(Stage):
         super().__init__(config, ctx)
         self._client = None
         self._agreement: dict[str, Any] = {}  # every agreement figure of the last aggregation
+        self._ties: list[dict[str, Any]] = []  # the first 100 unresolved rows of it, with their votes
+        self._changes: list[dict[str, Any]] = []  # the first 100 rows whose label the run changed
 
     # -- Label Studio ----------------------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class AnnotateStage(Stage):
             f"tasks carry the row id in data.row_id.",
             instructions=instructions_html(self.config.instructions),
             maximum_annotations=self.config.annotators_per_task,
+            show_predictions=self.config.prefilled,
         )
         if stored != pid:
             labelstudio.store_project_id(state_dir, client.url, self.title, pid)
@@ -135,17 +138,21 @@ class AnnotateStage(Stage):
         }
 
     def fingerprint_inputs(self) -> str:
-        """The side files and the project's annotation state: any new, edited or deleted annotation changes
-        it, so a run after labelling pulls again while a run with nothing new reuses the earlier output."""
+        """The side files and the annotation state of the project and of every review's: any new, edited or
+        deleted annotation changes it, so a run after labelling pulls again while a run with nothing new
+        reuses the earlier output."""
         if self.mode == "push":  # never reuse an earlier output: a push must reach the server (and never publish)
             return f"annotate:push:{time.time_ns()}"
         files = [file_hash(p) for p in (self._path(self.config.flagged_file), self._path(self.config.predictions_file)) if p]
-        pid = self.project(create=False)
-        if pid is None:
-            return "annotate:no-project:" + ",".join(files)
-        h = hashlib.sha256(f"{self.client().url} {pid} {files}".encode())
-        for t in sorted(self.client().annotation_state(pid)):
-            h.update(repr(t).encode())
+        h = hashlib.sha256(f"{files}".encode())
+        projects = [self] if self.config.select != "none" else []
+        projects += [type(self)(review.review_section(self.config, r), self.ctx) for r in self.config.reviews]
+        for stage in projects:
+            pid = stage.project(create=False)
+            h.update(f"|{stage.title} {stage.client().url} {pid}".encode())
+            if pid is not None:
+                for t in sorted(stage.client().annotation_state(pid)):
+                    h.update(repr(t).encode())
         return "annotate:" + h.hexdigest()
 
     def push(self, pid: int, rows: pd.DataFrame) -> dict[str, int]:
@@ -168,10 +175,12 @@ class AnnotateStage(Stage):
                 f"{len(stale)} task(s) show an older text of their row (e.g. {', '.join(stale[:3])}); "
                 f"their annotations are used as they are")
         imported = 0
+        prefilled = 0
         size = self.config.push_batch_size
         for start in range(0, len(todo), size):
             chunk = todo.iloc[start : start + size]
             pending = [self._task(r, labels) for r in chunk.itertuples(index=False)]
+            prefilled += sum(1 for t in pending if t.get("predictions"))
             for attempt in range(client.retries + 1):
                 try:
                     imported += len(client.import_tasks(pid, pending))
@@ -187,20 +196,38 @@ class AnnotateStage(Stage):
                 pending = [t for t in pending if t["data"]["row_id"] not in present]
                 if not pending:
                     break
+        if self.config.prefilled and (prefilled or len(existing)):
+            self._use_predictions(pid)
         return {"selected": int(len(rows)), "already_in_project": int(len(rows) - len(todo)), "imported": imported}
+
+    def _use_predictions(self, pid: int) -> None:
+        """Make the pre-annotations the ones Label Studio pre-selects: the predictions file's model version
+        where there is one, else the source label's."""
+        from pipeline.labelstudio import LabelStudioError
+
+        versions = sorted({v for _, _, v in getattr(self, "_predictions", {}).values()})
+        version = versions[0] if len(versions) == 1 else self.config.model_version
+        try:
+            self.client().use_predictions(pid, version)
+        except LabelStudioError as exc:  # no prediction of that version in the project (yet): nothing to show
+            if exc.status != 400:
+                raise
+            self.stats.setdefault("warnings", []).append(f"pre-annotations not switched on: {exc}")
 
     def _task(self, row, labels: set[str]) -> dict[str, Any]:
         source_label = row.label if isinstance(row.label, str) and row.label else None
+        # The source label goes into the task's meta, not its data: Label Studio's Data Manager shows every data
+        # field as a column, where it would anchor the annotators.
         task: dict[str, Any] = {
-            "data": {TO_NAME: row.text, "row_id": row.id, "source_label": source_label},
-            "meta": {"dataset": self.ctx.dataset, "source": row.source},
+            "data": {TO_NAME: row.text, "row_id": row.id},
+            "meta": {"dataset": self.ctx.dataset, "source": row.source, "source_label": source_label},
         }
         predicted = getattr(self, "_predictions", {}).get(row.id)
         if predicted is not None:
             label, score, version = predicted
         else:
             label, score, version = source_label, 1.0, self.config.model_version
-        if self.config.prefill and label is not None:
+        if self.config.prefilled and label is not None:
             choices = [c for c in label.split(MULTI_SEP) if c in labels] if self.config.choice == "multiple" else (
                 [label] if label in labels else [])
             if choices:
@@ -216,14 +243,73 @@ class AnnotateStage(Stage):
     # -- run -------------------------------------------------------------------------------------------------
 
     def run(self, inputs: StageInput | None) -> Iterator[StageOutput]:
-        cfg = self.config
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
         marked = ["label_issue"] if "label_issue" in table.schema.names else []  # the label_noise stage's
         rows = table.select(["id", "text", "label", "source", *marked]).to_pandas()
-        selected = select_rows(rows, cfg, self.flagged_ids())
 
+        human: dict[str, str] = {}
+        waiting: PipelinePaused | None = None
+        if self.config.select != "none":
+            try:
+                human = self._own_rows(rows)
+            except PipelinePaused as paused:
+                if self.mode == "push":
+                    raise  # pushed: nothing is pulled
+                waiting = paused
+        reviewed: dict[str, str] = {}
+        reviewed_by: dict[str, str] = {}
+        if self.config.reviews and self.mode != "push":
+            outcome = review.collect(self, rows, Path(self.ctx.work_dir))
+            self.stats["reviews"] = outcome.summaries
+            if outcome.warnings:
+                self.stats.setdefault("warnings", []).extend(outcome.warnings)
+            if outcome.waiting:
+                message = "; ".join(outcome.waiting) + " — run again after labelling"
+                if waiting is not None:  # both: annotate's own message first, the reviews after it
+                    message = f"{waiting}; " + "; ".join(outcome.waiting)
+                waiting = PipelinePaused(message, stage=self.name, url=waiting.url if waiting else "")
+            reviewed, reviewed_by = outcome.labels, outcome.by
+        if waiting is not None:
+            raise waiting
+
+        relabelled, changes = 0, []
+        for batch in batches:
+            ids = batch.column("id").to_pylist()
+            old = batch.column("label").to_pylist()
+            new_label, source = [], []
+            for i, l in zip(ids, old):
+                if i in reviewed:
+                    new_label.append(reviewed[i])
+                    source.append("review")
+                elif i in human:
+                    new_label.append(human[i])
+                    source.append("annotation")
+                else:
+                    new_label.append(l)
+                    source.append("source" if l else None)
+                if new_label[-1] != l:
+                    relabelled += 1
+                    if len(changes) < 100:
+                        by = f"review of {reviewed_by[i]}" if i in reviewed else "annotation"
+                        changes.append({"id": i, "before": l, "after": new_label[-1], "by": by})
+            out = batch.set_column(batch.schema.get_field_index("label"), "label", pa.array(new_label, pa.string()))
+            if "label_source" in out.schema.names:
+                out = out.set_column(out.schema.get_field_index("label_source"), "label_source", pa.array(source, pa.string()))
+            else:
+                out = out.append_column("label_source", pa.array(source, pa.string()))
+            self.ctx.progress(out.num_rows)
+            yield StageOutput(kept=out)
+        # Rows whose label this stage changed (people's labels and review decisions): the funnel shows them.
+        self.stats["relabelled"] = relabelled
+        self._changes = changes  # for the summary (not the stats: the manifest would hold them twice)
+
+    def _own_rows(self, rows: pd.DataFrame) -> dict[str, str]:
+        """The section's own selection: push it, pull it, and once enough is labelled, aggregate; the human
+        label per row id. Raises PipelinePaused while too few are labelled (and after a push-only run)."""
+        cfg = self.config
+        selected = select_rows(rows, cfg, self.flagged_ids())
         client = self.client()
         pid = self.project()
         url = self.project_url(pid)
@@ -252,6 +338,7 @@ class AnnotateStage(Stage):
                 "project_title": self.title,
                 "select": cfg.select,
                 "annotators_per_task": cfg.annotators_per_task,
+                "prefill": cfg.prefilled,
                 "push": pushed,
                 "tasks_in_project": len(tasks),
                 "duplicate_tasks": len(row_ids_in_tasks) - len(set(row_ids_in_tasks)),
@@ -274,35 +361,16 @@ class AnnotateStage(Stage):
                 waiting=remaining,
                 url=url,
             )
-
         source_of = dict(zip(rows["id"], rows["label"]))
         resolved = self.aggregate_labels(ann, aside, source_of, Path(self.ctx.work_dir))
-        human = dict(zip(resolved["item"], resolved["label"]))
-        for batch in batches:
-            ids = batch.column("id").to_pylist()
-            old = batch.column("label").to_pylist()
-            new_label, source = [], []
-            for i, l in zip(ids, old):
-                if i in human:
-                    new_label.append(human[i])
-                    source.append("annotation")
-                else:
-                    new_label.append(l)
-                    source.append("source" if l else None)
-            out = batch.set_column(batch.schema.get_field_index("label"), "label", pa.array(new_label, pa.string()))
-            if "label_source" in out.schema.names:
-                out = out.set_column(out.schema.get_field_index("label_source"), "label_source", pa.array(source, pa.string()))
-            else:
-                out = out.append_column("label_source", pa.array(source, pa.string()))
-            self.ctx.progress(out.num_rows)
-            yield StageOutput(kept=out)
+        return dict(zip(resolved["item"], resolved["label"]))
 
     def pull(self, pid: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
         """(annotations, aside, source label per row id from the task data) from an export snapshot."""
         client = self.client()
         export = client.export_snapshot(pid)
         ann, aside = annotations_from_export(export, client.users(), self.labels())
-        source_of = {(t.get("data") or {}).get("row_id"): (t.get("data") or {}).get("source_label") for t in export}
+        source_of = {(t.get("data") or {}).get("row_id"): source_label_of(t) for t in export}
         return ann, aside, source_of
 
     def aggregate_labels(self, ann: pd.DataFrame, aside: pd.DataFrame, source_of: dict[str, Any], work: Path) -> pd.DataFrame:
@@ -313,6 +381,8 @@ class AnnotateStage(Stage):
         report = agreement.report(ann.rename(columns={"row_id": "item"}), labels, agg) if len(ann) else {}
         self._agreement = report
         unresolved = sorted(agg.loc[agg["unresolved"].astype(bool), "item"].tolist()) if len(agg) else []
+        tied = agg[agg["unresolved"].astype(bool)].sort_values("item") if len(agg) else agg
+        self._ties = [{"id": i, "votes": v} for i, v in zip(tied["item"][:100], tied["votes"][:100])]
         resolved = agg[~agg["unresolved"].astype(bool)] if len(agg) else agg
         changed = [
             {"row_id": i, "source_label": source_of.get(i), "label": l}
@@ -374,15 +444,25 @@ class AnnotateStage(Stage):
     def summarize(self) -> AnnotationSummary | None:
         """The outcome of a run that went through (None while paused)."""
         s = self.stats
-        if "aggregation" not in s:
+        if "relabelled" not in s:
             return None
         report = self._agreement
+        own = {k: s.get(k) for k in ("url", "project_id", "project_title")}
+        figures = {k: s.get(k, 0) for k in ("selected", "done", "annotations", "annotations_aside", "labelled_rows",
+                                             "unresolved", "changed_from_source")}
         return AnnotationSummary(
-            **{k: s[k] for k in ("url", "project_id", "project_title", "select", "annotators_per_task", "selected",
-                                 "done", "coverage", "annotations", "annotations_aside", "annotators", "aggregation",
-                                 "labelled_rows", "unresolved", "changed_from_source")},
+            **own, **figures,
+            select=self.config.select,
+            annotators_per_task=self.config.annotators_per_task,
+            coverage=s.get("coverage", 1.0),
+            annotators=s.get("annotators", []),
+            aggregation=self.config.aggregation,
             agreement=Agreement(**{k: report[k] for k in Agreement.model_fields if k in report}),
             annotator_accuracy=s.get("annotator_accuracy"),
+            relabelled=s["relabelled"],
+            relabelled_rows=[LabelChange(**c) for c in self._changes],
+            ties=[Tie(**t) for t in self._ties],
+            reviews=[ReviewSummary(**r) for r in s.get("reviews", [])],
             warnings=s.get("warnings", []),
         )
 
@@ -396,8 +476,19 @@ class AnnotateStage(Stage):
         block = summary.model_dump(mode="json", exclude_none=True)
         if not block.get("warnings"):
             block.pop("warnings", None)
-        return {"label_origin": "source labels and human annotation",
-                "annotation": {"status": "annotated", **block, "files": list(cls.version_files.values())}}
+        origin = "source labels and human annotation" if summary.select != "none" else "source labels"
+        if summary.reviews:
+            origin += ", with the label review of " + ", ".join(r.version for r in summary.reviews)
+        own = [f for f in VERSION_FILES if f not in review.FILES] if summary.select != "none" else []
+        files = own + (list(review.FILES) if summary.reviews else [])
+        return {"label_origin": origin,
+                "annotation": {"status": "annotated", **block, "files": [cls.version_files[f] for f in files]}}
+
+
+def source_label_of(task: dict[str, Any]) -> Any:
+    """The source label a task was pushed with (its meta; its data in projects that earlier sftpipe versions pushed)."""
+    meta = task.get("meta") or {}
+    return meta["source_label"] if "source_label" in meta else (task.get("data") or {}).get("source_label")
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -1,8 +1,9 @@
 """clean: normalize text, score it with quality signals, and drop rows whose signals break a rule.
 
-The package: this module (the stage, its config, the normalizers and the text-quality signals; kept at
-this path so parallel edits of the former `stages/clean.py` merge), `fields` (normalizing generative
-records per field, code left intact), `instruction` (signals for instruction and chat data, and the
+The package: this module (the stage, its config and the text-quality signals; kept at this path so
+parallel edits of the former `stages/clean.py` merge), `normalize` (the normalizers), `words` (what a word
+is), `junk` (signals for short junk: placeholders, a URL alone, markup, one word repeated), `fields`
+(normalizing generative records per field, code left intact), `instruction` (signals for instruction and chat data, and the
 rules those kinds get by default), `language` (the language identifiers behind the `lang` signal and the
 rule it serves; the `clean.language` section).
 
@@ -18,8 +19,6 @@ line-based rules, of fewer than 3 lines). Their thresholds are Gopher's (Rae et 
 """
 from __future__ import annotations
 
-import html
-import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -34,12 +33,17 @@ from pipeline.filters import (SIGNALS, Rule, Signal, Target, apply_rules, portab
                               signals_fingerprint, target)
 from pipeline.stage import Stage, StageOutput, rejected_rows
 from pipeline.workers import worker_pool
-from schemas.record import RecordKind
+from schemas.record import MAX_TEXT_CHARS, RecordKind
 from schemas.summaries import CleanSummary
-from stages.clean import fields
+from stages.clean import fields, junk  # noqa: F401  (junk registers the short-junk signals)
 from stages.clean.instruction import GENERATIVE_FILTERS
 from stages.clean.language import LanguageConfig, check_allowed, identify
 from stages.clean.language import fingerprint as language_fingerprint
+from stages.clean.fields import GENERATIVE_NORMALIZERS
+from stages.clean.normalize import (_HTML_HINT, _TAG, NORMALIZERS, PII_PATTERNS,  # noqa: F401  (public here, as before)
+                                    collapse_whitespace, fix_mojibake, mask_pii, nfkc, normalize_until_stable,
+                                    remove_control, strip_html)
+from stages.clean.words import split_words, word_counts
 
 # ---------------------------------------------------------------------------------------------------------
 # Signals. Each takes a pyarrow string array and returns equally long arrays; null = not applicable.
@@ -47,22 +51,6 @@ from stages.clean.language import fingerprint as language_fingerprint
 
 def _f64(values) -> pa.Array:
     return pa.array(values, pa.float64())
-
-
-def _words(texts: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Every word of the batch, in order, and the index of the text it belongs to: str.split()'s words
-    (Arrow's whitespace is Python's). Trimmed first: after trailing whitespace pc.utf8_split_whitespace
-    yields an empty word, and on non-ASCII text its last word sometimes kept the trailing space, depending
-    on what ran before in the process (pyarrow 26; tests/test_clean.py holds it to the Python loops)."""
-    lists = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(texts))
-    flat = pc.list_flatten(lists)
-    doc = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    nonempty = pc.greater(pc.utf8_length(flat), 0)  # a text of only whitespace splits into [""]
-    return flat.filter(nonempty), doc[nonempty.to_numpy(zero_copy_only=False)]
-
-
-def _word_counts(texts: pa.Array) -> np.ndarray:
-    return np.bincount(_words(texts)[1], minlength=len(texts)).astype(np.float64)
 
 
 def _lines(texts: pa.Array) -> np.ndarray:
@@ -92,14 +80,15 @@ def n_chars(texts):
 
 @signal("n_words")
 def n_words(texts):
-    return {"n_words": _f64(_word_counts(texts))}
+    return {"n_words": _f64(word_counts(texts))}
 
 
 @signal("mean_word_length", "symbol_word_ratio", "alpha_word_share")
 def gopher_quality(texts):
     """Gopher's word-level rules (texts of 50+ words): mean word length, hash signs and ellipses per word,
-    share of words containing a letter. One whitespace split serves all three."""
-    flat, doc = _words(texts)
+    share of words containing a letter. One split into words (`stages/clean/words.py`: standalone
+    punctuation is no word) serves all three."""
+    flat, doc = split_words(texts)
     n = np.bincount(doc, minlength=len(texts)).astype(np.float64)
     chars = np.bincount(doc, weights=pc.utf8_length(flat).to_numpy(zero_copy_only=False), minlength=len(texts))
     alpha = np.bincount(doc, weights=pc.match_substring_regex(flat, r"\pL").to_numpy(zero_copy_only=False),
@@ -157,12 +146,15 @@ def dup_line_share(texts):
 @signal("top_2gram_share")
 def top_2gram_share(texts):
     """Gopher: share of characters covered by the most frequent word bigram (texts of 50+ words)."""
-    eligible = np.flatnonzero(_word_counts(texts) >= GOPHER_MIN_WORDS)
+    eligible = np.flatnonzero(word_counts(texts) >= GOPHER_MIN_WORDS)
     out: list[float | None] = [None] * len(texts)
+    flat, doc = split_words(pc.utf8_lower(texts.take(pa.array(eligible, pa.int64()))))
+    starts = np.searchsorted(doc, np.arange(len(eligible) + 1))
+    tokens = flat.to_pylist()
     # A Counter per text: as fast as grouping the batch's bigrams with Arrow's hash kernels and numpy,
     # measured side by side (benchmarks/clean_signals/run.py keeps that version as `top_2gram_share_arrow`).
-    for i, text in zip(eligible, texts.take(pa.array(eligible, pa.int64())).to_pylist()):
-        words = text.lower().split()
+    for k, i in enumerate(eligible):
+        words = tokens[starts[k]:starts[k + 1]]
         counts = Counter(zip(words, words[1:]))
         top = max(counts.values())
         chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)  # ties: the longer bigram
@@ -189,86 +181,6 @@ class _BoundLang:
 
     def __call__(self, texts: pa.Array) -> dict[str, pa.Array]:
         return lang(texts, self.language, self.allowed)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Normalizers: each maps a string array to a string array; the stage counts rows each one changed.
-
-_MOJIBAKE_HINT = r"[ÃÂ][\x{80}-\x{bf}]|â€|ï»¿|\x{fffd}"  # UTF-8 read as cp1252 / latin-1 (RE2 syntax)
-_HTML_HINT = r"<[A-Za-z/!]|&(#\d+|#x[0-9a-fA-F]+|[A-Za-z]+);"
-_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
-_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.S)
-_BLOCK_TAG = re.compile(r"<\s*(br|/p|/div|/li|/h[1-6]|/tr)\b[^>]*>", re.I)
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{2028}\x{2029}\x{feff}]"  # RE2 syntax
-_EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-_IP = r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"
-_PHONE = r"(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?)?\d{3,4}[\s.-]?\d{3,4}(?:[\s.-]?\d{2,4})?\b"
-
-
-def _per_row(texts: pa.Array, hint: str, fn) -> pa.Array:
-    """Apply a Python function only to rows matching a cheap regex hint (most rows need nothing)."""
-    hit = np.flatnonzero(pc.fill_null(pc.match_substring_regex(texts, hint), False).to_numpy(zero_copy_only=False))
-    if not len(hit):
-        return texts
-    values = texts.to_pylist()
-    for i in hit:
-        values[i] = fn(values[i])
-    return pa.array(values, pa.string())
-
-
-def fix_mojibake(texts):
-    import ftfy
-
-    return _per_row(texts, _MOJIBAKE_HINT, ftfy.fix_encoding)
-
-
-def strip_html(texts):
-    def strip(text: str) -> str:
-        text = _SCRIPT_STYLE.sub(" ", text)
-        text = _BLOCK_TAG.sub("\n", text)
-        return html.unescape(_TAG.sub(" ", text))
-
-    return _per_row(texts, _HTML_HINT, strip)
-
-
-def nfkc(texts):
-    return pc.utf8_normalize(texts, "NFKC")
-
-
-def remove_control(texts):
-    return pc.replace_substring_regex(texts, _CONTROL, "")
-
-
-def collapse_whitespace(texts):
-    texts = pc.replace_substring_regex(texts, r"\r\n?", "\n")
-    texts = pc.replace_substring_regex(texts, r"[^\S\n]+", " ")
-    texts = pc.replace_substring_regex(texts, r" ?\n[\s]*", "\n")
-    return pc.utf8_trim_whitespace(texts)
-
-
-PII_PATTERNS = {"email": (_EMAIL, "<EMAIL>"), "ip_address": (_IP, "<IP_ADDRESS>"), "phone": (_PHONE, "<PHONE>")}
-
-
-def mask_pii(texts):
-    for pattern, placeholder in PII_PATTERNS.values():
-        texts = pc.replace_substring_regex(texts, pattern, placeholder)
-    return texts
-
-
-# Order matters: repair encoding before anything reads characters; strip markup before NFKC and
-# whitespace so entities and tags leave no odd spacing behind.
-NORMALIZERS = {
-    "fix_mojibake": fix_mojibake,
-    "strip_html": strip_html,
-    "nfkc": nfkc,
-    "remove_control": remove_control,
-    "collapse_whitespace": collapse_whitespace,
-}
-# On generative kinds the same steps run on each field's prose (stages/clean/fields.py), two of them in
-# variants that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
-GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": fields.remove_control,
-                          "collapse_whitespace": fields.collapse_whitespace, "tidy_whitespace": fields.tidy_whitespace,
-                          "mask_pii": mask_pii}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -312,7 +224,7 @@ class Normalize(BaseModel):
 # the SMS and TREC samples: no message or question is dropped by them. Set a rule to null in the config to
 # switch it off, or override its bounds.
 DEFAULT_FILTERS: dict[str, dict] = {
-    "n_chars": {"min": 1, "max": 100_000},
+    "n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
     "n_words": {"min": 1},
     "mean_word_length": {"min": 3, "max": 10},
     "symbol_word_ratio": {"max": 0.1},
@@ -320,6 +232,17 @@ DEFAULT_FILTERS: dict[str, dict] = {
     "ellipsis_line_share": {"max": 0.3},
     "dup_line_share": {"max": 0.3},
     "top_2gram_share": {"max": 0.2},
+    # Short junk (stages/clean/junk.py, issue #21): placeholders, a URL alone, markup, one word repeated, and
+    # a text surely not in English. Measured on planted junk and every real SMS / TREC row (benchmarks/clean/).
+    "placeholder_only": {"max": 0},
+    "url_only": {"max": 0},
+    "markup_share": {"max": 0.5},
+    "top_token_share": {"max": 0.5},
+    # Last: the slowest signal, computed only for rows the cheap rules kept. Looser than a rule a user writes
+    # (clean.language.plausible, 0.04): a default runs unasked on every data set, and at 0.04 it would drop
+    # 0.84 % of the English SMS collection (texting language, romanized Hindi); at 0.01, 0.30 %. A data set
+    # in another language names its own (`lang: {allowed: [de]}`) or switches it off (`lang: null`).
+    "lang": {"allowed": ["en"], "plausible": 0.01},
 }
 
 
@@ -346,7 +269,12 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _known_languages(self):
-        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives."""
+        """Every language a `lang` rule allows (`lang`, `completion.lang`, ...) is a code the identifier gives;
+        only a `lang` rule says how probable an allowed language must be (`plausible`)."""
+        misplaced = [k for k, r in self.filters.items() if r is not None and r.plausible is not None
+                     and k.rpartition(".")[2] != "lang"]
+        if misplaced:
+            raise ValueError(f"{', '.join(map(repr, misplaced))}: `plausible` applies to lang rules only")
         allowed = [c for k, r in self.filters.items() if r is not None and r.allowed and k.rpartition(".")[2] == "lang"
                    for c in r.allowed]
         if allowed:
@@ -362,6 +290,16 @@ class Config(BaseModel):
             if rule.allowed is not None and key.rpartition(".")[2] == "lang":
                 t = target(key, kind)
                 out[t.field] = tuple(dict.fromkeys([*out.get(t.field, ()), *rule.allowed]))
+        return out
+
+    def plausible_by_field(self, kind: RecordKind | None = None) -> dict[str, float]:
+        """The `plausible` cut-off a field's `lang` rules set (the lowest where several do); a field whose
+        rules set none is absent (it gets `clean.language.plausible`)."""
+        out: dict[str, float] = {}
+        for key, rule in self.rules(kind).items():
+            if rule.plausible is not None and key.rpartition(".")[2] == "lang":
+                field = target(key, kind).field
+                out[field] = min(out.get(field, 1.0), rule.plausible)
         return out
 
     def rules(self, kind: RecordKind | None = None) -> dict[str, Rule]:
@@ -429,6 +367,7 @@ class CleanStage(Stage):
         rules = self.config.rules(kind)
         signals = self.config.signals
         allowed = self.config.allowed_languages(kind)
+        plausible = self.config.plausible_by_field(kind)
         generative = kind.default_view is None
         if generative:
             plan = fields.resolve(self.config.normalize.model_dump(), kind)
@@ -453,7 +392,7 @@ class CleanStage(Stage):
                                                              details, kind=kind))
                     keep = pa.array(~empty)
                     batch, original = batch.filter(keep), original.filter(keep)
-                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed),
+                out = apply_rules(batch, rules, self.name, signals, bind=lambda t: self._bind(t, allowed, plausible),
                                   map_signal=lambda sig, t: self._map_signal(pool, sig, t), original=original, kind=kind)
                 self.ctx.progress(batch.num_rows + int(empty.sum()))
                 yield out
@@ -466,13 +405,9 @@ class CleanStage(Stage):
 
     def _normalize_text(self, batch: pa.RecordBatch, steps: list[str], changed: dict[str, int], pii: dict[str, int]):
         """Classification: the normalizers over the `text` column, as always; empty texts found."""
-        texts = batch.column("text")
-        for step in steps:
-            if step == "mask_pii":
-                continue
-            new = NORMALIZERS[step](texts)
-            changed[step] += pc.sum(pc.not_equal(new, texts)).as_py() or 0
-            texts = new
+        texts, per_step = normalize_until_stable(batch.column("text"), [s for s in steps if s != "mask_pii"])
+        for step, mask in per_step.items():
+            changed[step] += int(mask.sum())
         for kind_, (pattern, placeholder) in PII_PATTERNS.items() if pii else ():
             pii[kind_] += pc.sum(pc.count_substring_regex(texts, pattern)).as_py() or 0
             texts = pc.replace_substring_regex(texts, pattern, placeholder)
@@ -480,12 +415,16 @@ class CleanStage(Stage):
         empty = pc.equal(pc.utf8_length(texts), 0).to_numpy(zero_copy_only=False)
         return batch, empty, None
 
-    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]]) -> Signal:
+    def _bind(self, t: Target, allowed: dict[str, tuple[str, ...]], plausible: dict[str, float]) -> Signal:
         """The signal to compute for a rule key: `lang` bound to this config's identifier and to the languages
-        allowed on the field it reads (none: the most probable language); any other signal as it is."""
+        allowed on the field it reads (none: the most probable language) with the rule's `plausible` cut-off
+        where it sets one; any other signal as it is."""
         if t.signal.fn is not lang:
             return t.signal
-        return replace(t.signal, fn=_BoundLang(self.config.language, allowed.get(t.field)))
+        language = self.config.language
+        if t.field in plausible:
+            language = language.model_copy(update={"plausible": plausible[t.field]})
+        return replace(t.signal, fn=_BoundLang(language, allowed.get(t.field)))
 
     def _map_signal(self, pool, sig: Signal, texts: pa.Array) -> dict[str, pa.Array]:
         """Spread slow per-text signals (language identification) over worker processes; each worker gets

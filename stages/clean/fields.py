@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from pipeline import markdown
 from schemas.record import RecordKind
 from schemas.views import flat_turns
+from stages.clean.normalize import NORMALIZERS, mask_pii, repeat_until_stable
 
 # Generative variants where the classification normalizer would change meaning or structure.
 _CONTROL_KEEPING_JOINERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{200b}\x{200e}\x{200f}\x{2028}\x{2029}\x{feff}]"
@@ -85,7 +86,9 @@ def normalize(batch: pa.RecordBatch, kind: RecordKind, plan: list[tuple[str, lis
             groups.setdefault(steps, []).append(part)
     for steps, parts in groups.items():
         def fn(texts: pa.Array, steps=steps) -> pa.Array:
-            new, per_step = markdown.map_prose_steps(texts, [normalizers[s] for s in steps])
+            # Until stable, as for classification: NFKC can make a tag strip_html has not seen (`＜ｂ＞`).
+            new, per_step = repeat_until_stable(
+                lambda part: markdown.map_prose_steps(part, [normalizers[s] for s in steps]), texts)
             masks = dict(zip(steps, per_step))
             if "tidy_whitespace" in masks:  # edges belong to the whole field, not to a prose piece
                 trimmed = trim_edges(new)
@@ -121,3 +124,9 @@ def empty_texts(batch: pa.RecordBatch, kind: RecordKind) -> tuple[np.ndarray, li
                     where[parent[pos]] = f"{f.name} ({roles[pos]} turn)"
                     empty[parent[pos]] = True
     return empty, where
+
+
+# On generative kinds the classification steps run on each field's prose, two of them in the variants above
+# that keep what a response needs, plus tidy_whitespace and mask_pii as steps of their own.
+GENERATIVE_NORMALIZERS = {**NORMALIZERS, "remove_control": remove_control, "collapse_whitespace": collapse_whitespace,
+                          "tidy_whitespace": tidy_whitespace, "mask_pii": mask_pii}

@@ -12,6 +12,7 @@ Text signals score the field a rule names (`completion.refusal`); record signals
 | `completion_prompt_ratio` | record | characters of the completion / characters of the prompt | none (a summary is short, an essay long) |
 | `n_turns` | record | user turns (a generation record: 1) | none |
 | `repeated_turns` | record | turns repeating an earlier turn of the same role (case and spacing aside); a completion repeating its prompt | `repeated_turns: {max: 0}` |
+| `placeholder_only`, `url_only` | a field | short junk (stages/clean/junk.py): the text is only a placeholder ("n/a", "null") / only a URL | `prompt.placeholder_only: {max: 0}`, `prompt.url_only: {max: 0}` |
 | `lang_mismatch` | record | 1 when the prompt's and the completion's languages (`prompt.lang`, `completion.lang`, each identified with probability ≥ 0.75) differ | none (translation data differs by design; `configs/alpaca_en.yaml` sets `{max: 0}`) |
 
 Language per field is clean's `lang` signal on the field's prose (`prompt.lang`); it is not computed by
@@ -29,17 +30,22 @@ import pyarrow.compute as pc
 
 from pipeline import markdown
 from pipeline.filters import signal
+from schemas.record import MAX_TEXT_CHARS
 from schemas.views import flat_turns
 
 # The defaults a `generation` or `chat` dataset gets (a config's `clean.filters` is merged over them; a rule
 # set to null switches one off). No Gopher rule: they were made for web pages and misfire on code answers.
 GENERATIVE_FILTERS: dict[str, dict] = {
-    "prompt.n_chars": {"min": 1, "max": 100_000},
-    "completion.n_chars": {"min": 1, "max": 100_000},
+    "prompt.n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
+    "completion.n_chars": {"min": 1, "max": MAX_TEXT_CHARS},
     "completion.unclosed_code_fence": {"max": 0},
     "completion.refusal": {"max": 0},
     "completion.placeholders": {"max": 0},
     "repeated_turns": {"max": 0},
+    # Short junk (stages/clean/junk.py) on the prompt only: an instruction that is a placeholder or a URL
+    # asks nothing. An answer may rightly be "None", a URL, HTML or a repeated word: no junk rule on it.
+    "prompt.placeholder_only": {"max": 0},
+    "prompt.url_only": {"max": 0},
 }
 
 # Lower-case phrases; a text matches when one occurs in its lower-cased form.

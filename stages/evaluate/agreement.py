@@ -21,6 +21,11 @@ def check(candidate: Candidate, config: Config) -> CheckResult:
     metrics = {k: float(figures[k]) for k in FIGURES if isinstance(figures.get(k), (int, float))}
     bounds = [Bound("agreement", k, min_value=config.agreement_min) for k in metrics] if config.agreement_min is not None else []
     summary = {**{k: figures[k] for k in FIGURES if figures.get(k) is not None}, "source": "annotate stage"}
-    # Everything the report shows: the figures, per-pair kappas, the annotator confusion matrix.
-    evidence = {**figures, "annotators": annotation.annotators, "source": "annotate stage"}
+    # Everything the report shows: the figures, per-pair kappas, the annotator confusion matrix, the ties and
+    # the rows whose label people (or a label review) changed.
+    evidence = {**figures, "annotators": annotation.annotators, "source": "annotate stage",
+                "unresolved": annotation.unresolved, "changed_from_source": annotation.changed_from_source,
+                "relabelled": annotation.relabelled, "reviews": [r.model_dump() for r in annotation.reviews],
+                "ties": [t.model_dump() for t in annotation.ties],
+                "relabelled_rows": [c.model_dump() for c in annotation.relabelled_rows]}
     return CheckResult("agreement", summary, metrics=metrics, bounds=bounds, evidence=evidence)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import schemas
+from schemas.record import MAX_TEXT_CHARS
 from stages.evaluate.ge import build_expectation
 
 # Built-in checks, each a group of expectations; `non_blocking` in the config names those that only warn.
@@ -28,13 +29,32 @@ CHECKS = (
     "role_order",  # chat: every conversation's roles in order (schemas.chat.ROLE_ORDER)
     "refusals",  # generative kinds: share of published rows whose response is a refusal at most a ceiling
     "decontamination",  # published rows matching an evaluation set (re-checked) at most a ceiling
+    "rejected_share",  # share of a stage's input it removed, in all and per reason, at most a ceiling
 )
 
 
 class TextLength(BaseModel):
+    """Length bounds in characters. `max` left out: clean's `n_chars` rule's max for the same text (one
+    limit, one source: `schemas.record.MAX_TEXT_CHARS` unless the config changed clean's rule), so the
+    gate never blocks what clean was told to keep."""
+
     model_config = ConfigDict(extra="forbid")
     min: int | None = Field(1, ge=0, description="shortest text allowed, in characters")
-    max: int | None = Field(20_000, ge=1, description="longest text allowed, in characters")
+    max: int | Literal["auto"] | None = Field(
+        "auto", description="longest text allowed, in characters (auto: clean's n_chars max; null: no bound)")
+
+    @field_validator("max")
+    @classmethod
+    def _positive(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or auto, or null)")
+        return value
+
+    def resolved(self, clean_max: float | None) -> tuple[int | None, int | None]:
+        """(min, max), `auto` taken from clean's rule (its n_chars max), else MAX_TEXT_CHARS."""
+        if self.max != "auto":
+            return self.min, self.max
+        return self.min, int(clean_max) if clean_max is not None else MAX_TEXT_CHARS
 
 
 class Leakage(BaseModel):
@@ -73,6 +93,30 @@ class Leakage(BaseModel):
         out = self.model_copy(update=fill)
         out.lsh_threshold = min(out.lsh_threshold, out.threshold)
         return out
+
+
+class RejectedShare(BaseModel):
+    """Ceilings on what the stages removed, each a share of the rows the stage read. A label set that misses
+    a class, a wrong format or encoding, a rule that misfires: the run still has rows to publish, and
+    only this looks at what was not kept. A per-stage or per-reason entry replaces the general ceiling
+    (null: unbounded)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: float | None = Field(0.5, ge=0.0, le=1.0, description="any one stage removes at most this share of its input")
+    reason: float | None = Field(0.25, ge=0.0, le=1.0, description="any one reason removes at most this share")
+    per_stage: dict[str, float | None] = Field(default_factory=dict, description="a stage's own ceiling, by stage name")
+    per_reason: dict[str, float | None] = Field(
+        default_factory=lambda: dict(REASON_CEILINGS),
+        description="a reason's own ceiling, by reason, over the defaults (labels outside `labels`: at most 1 % of "
+                    "the rows read — more is a class the label set misses, not a stray typo)")
+
+    @field_validator("per_reason")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        return {**REASON_CEILINGS, **value}
+
+
+REASON_CEILINGS: dict[str, float | None] = {"label_not_in_label_set": 0.01}
 
 
 class LabelNoise(BaseModel):
@@ -125,7 +169,9 @@ class Config(BaseModel):
         default_factory=lambda: {"train": 10, "validation": 1, "test": 1}, description="minimum rows per split"
     )
     text_length: TextLength = TextLength()
-    class_share_min: float | None = Field(0.01, ge=0.0, le=1.0, description="each label's share of a split at least")
+    class_share_min: float | Literal["auto"] | None = Field(
+        "auto", description="each label's share of a split at least (default: min(0.01, 0.25 / number of "
+                                          "classes) — a quarter of an even share, so 77 balanced intents pass)")
     class_share_max: float | None = Field(0.99, ge=0.0, le=1.0, description="each label's share of a split at most")
     labelled_splits: list[str] = Field(
         default_factory=lambda: list(schemas.SPLITS), description="splits where every row must have a label"
@@ -137,8 +183,9 @@ class Config(BaseModel):
     agreement_min: float | None = Field(0.4, ge=-1.0, le=1.0, description="floor for Krippendorff's alpha / Fleiss' kappa")
     max_label_conflict_clusters: int | None = Field(0, ge=0, description="duplicate clusters with conflicting labels")
     field_length: dict[str, TextLength] = Field(
-        default_factory=lambda: {"prompt": TextLength(min=1, max=100_000), "completion": TextLength(min=1, max=100_000)},
-        description="generative kinds: length bounds (characters) per field (prompt, completion, or any field view)")
+        default_factory=lambda: {"prompt": TextLength(min=1), "completion": TextLength(min=1)},
+        description="generative kinds: length bounds (characters) per field (prompt, completion, or any field view); "
+                    "an unset max is clean's `<field>.n_chars` max")
     max_refusal_share: float | None = Field(
         0.02, ge=0.0, le=1.0, description="generative kinds: share of published rows whose response is a refusal "
                                           "(clean's `refusal` signal on completion / last_assistant) at most this")
@@ -147,6 +194,7 @@ class Config(BaseModel):
                              "re-checked after removal (null: reported, not bounded)")
     leakage: Leakage = Leakage()
     label_noise: LabelNoise = LabelNoise()
+    rejected_share: RejectedShare = RejectedShare()
     non_blocking: list[str] = Field(
         default_factory=lambda: ["label_conflicts", "label_noise"],
         description="built-in checks that warn instead of blocking",
@@ -172,3 +220,17 @@ class Config(BaseModel):
 
     def blocking(self, check: str) -> bool:
         return check not in self.non_blocking
+
+    def class_share_floor(self, classes: int) -> float | None:
+        """Each label's least share of a split: the configured floor, or one that scales with the number of
+        classes (a quarter of an even share, at most 1 %)."""
+        if self.class_share_min != "auto":
+            return self.class_share_min
+        return min(0.01, 0.25 / classes) if classes else None
+
+    @field_validator("class_share_min")
+    @classmethod
+    def _share(cls, value):
+        if isinstance(value, (int, float)) and not 0 <= value <= 1:
+            raise ValueError("must be a share between 0 and 1 (or auto, or null)")
+        return value

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 import schemas
+from schemas.summaries import CleanSummary
 from stages.evaluate.config import CHECKS, Config
 from stages.evaluate.evidence import QUALITY_DIR, jsonable, py
 from stages.evaluate.ge import build_expectation, pandas_dtype
@@ -66,14 +67,15 @@ def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, 
     if has_labels and split in config.labelled_splits:
         add("not_null", E.ExpectColumnValuesToNotBeNull, column="label")
     add("unique_ids", E.ExpectColumnValuesToBeUnique, column="id")
-    tl = config.text_length
-    if not generative and (tl.min is not None or tl.max is not None):
-        add("text_length", E.ExpectColumnValueLengthsToBeBetween, column="text", min_value=tl.min, max_value=tl.max)
+    clean = candidate.summaries.get(CleanSummary) if candidate is not None else None
+    lo, hi = config.text_length.resolved(clean.bound("n_chars", "max") if clean is not None else None)
+    if not generative and (lo is not None or hi is not None):
+        add("text_length", E.ExpectColumnValueLengthsToBeBetween, column="text", min_value=lo, max_value=hi)
     for field, bound in config.field_length.items() if generative else ():
         column = field if field in df else f"{field}_text"
-        if column in df and (bound.min is not None or bound.max is not None):
-            add("field_length", E.ExpectColumnValueLengthsToBeBetween, column=column, min_value=bound.min,
-                max_value=bound.max)
+        lo, hi = bound.resolved(clean.bound(f"{field}.n_chars", "max") if clean is not None else None)
+        if column in df and (lo is not None or hi is not None):
+            add("field_length", E.ExpectColumnValueLengthsToBeBetween, column=column, min_value=lo, max_value=hi)
     if "role_order_problem" in df:
         add("role_order", E.ExpectColumnValuesToBeNull, column="role_order_problem")
     if has_labels:
@@ -90,11 +92,12 @@ def split_expectations(split: str, df: pd.DataFrame, labels, allowed_languages, 
     # Class shares in GE's terms: "values in {label}" for `mostly` = floor; "not in {label}" for
     # `mostly` = 1 - ceiling. Shares are over labelled rows (GE leaves nulls out of `mostly`).
     share_labels = list(labels) if has_labels else sorted(df["label"].dropna().unique()) if "label" in df else []
+    floor = config.class_share_floor(len(share_labels))
     if len(share_labels) > 1:
         for lab in share_labels:
-            if config.class_share_min:
+            if floor:
                 add("class_share", E.ExpectColumnValuesToBeInSet, column="label", value_set=[lab],
-                    mostly=config.class_share_min)
+                    mostly=round(floor, 12))
             if config.class_share_max is not None and config.class_share_max < 1:
                 add("class_share", E.ExpectColumnValuesToNotBeInSet, column="label", value_set=[lab],
                     mostly=round(1 - config.class_share_max, 12))
@@ -111,7 +114,7 @@ def dataset_expectations(bounds: list[Bound], config: Config) -> list:
 
     out = []
     for b in bounds:
-        meta = {"check": b.check, "blocking": config.blocking(b.check)}
+        meta = {"check": b.check, "blocking": config.blocking(b.check), **({"details": b.details} if b.details else {})}
         if b.max_value is not None:
             out.append(E.ExpectColumnMaxToBeBetween(column=b.column, max_value=b.max_value, meta=meta))
         if b.min_value is not None:
@@ -123,63 +126,76 @@ def dataset_expectations(bounds: list[Bound], config: Config) -> list:
     return out
 
 
-def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dict[str, Any], bounds: list[Bound],
-                     labels, allowed_languages, config: Config, quality: Path, schema: pa.Schema = schemas.SPLIT,
-                     candidate=None) -> dict:
-    """Build and run every suite; write suites, results and GE's pages into `quality`; return the failures,
-    a row per expectation result, the counts and the files written."""
-    import logging
+class Validation:
+    """The suites of one candidate, run one scope at a time with an ephemeral GE context: suites, results
+    and GE's pages go to `quality`; `finish()` writes the JSON files and returns the failures, a row per
+    expectation result, the counts and the files written.
 
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    Exact on every row, bounded in memory: the gate hands in one split's rows at a time and lets them go
+    before the next, and results are computed in GE's BASIC format — counts, shares and a sample of 5
+    unexpected values; not SUMMARY's counts of every distinct unexpected value, which for a class-share
+    expectation means counting nearly every row's label, once per label."""
 
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas(f"{dataset}-candidate")
+    def __init__(self, dataset: str, quality: Path):
+        import logging
 
-    batches: list[tuple[str, pd.DataFrame, list]] = []
-    for s, df in splits.items():
-        df = with_views(s, df, candidate, config)
-        batches.append((s, df, split_expectations(s, df, labels, allowed_languages, config, schema, candidate)))
-    metrics_df = pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
-    batches.append(("dataset", metrics_df, dataset_expectations(bounds, config)))
+        import great_expectations as gx
+        import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
+        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    failures: list[Failure] = []
-    table: list[dict[str, Any]] = []
-    suites_by_scope: dict[str, Any] = {}
-    results_by_scope: dict[str, Any] = {}
-    page_files: dict[str, str] = {}
-    counts = {"evaluated": 0, "successful": 0, "failed": 0}
-    for scope, df, expectations in batches:
-        name = f"{dataset}.{scope}"
-        asset = source.add_dataframe_asset(name=scope)
-        batch_def = asset.add_batch_definition_whole_dataframe(f"{scope}-whole")
-        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        # GE fingerprints every pandas batch by hashing all its values — unless the frame is over its
+        # HASH_THRESHOLD bytes, where GE itself skips it as too costly. For a split of 650k texts the hash is
+        # the gate's largest transient (~1.8 GB at 1M rows, twice the frame) and buys nothing here: the
+        # candidate's content fingerprint already identifies the rows. So never hash (the results' batch
+        # markers just lack `pandas_data_fingerprint`).
+        pandas_engine.HASH_THRESHOLD = 0
+        self.gx, self.dataset, self.quality = gx, dataset, quality
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        self.failures: list[Failure] = []
+        self.table: list[dict[str, Any]] = []
+        self.suites: dict[str, Any] = {}
+        self.results: dict[str, Any] = {}
+        self.pages: dict[str, str] = {}
+        self.counts = {"evaluated": 0, "successful": 0, "failed": 0}
+
+    def validate(self, scope: str, df: pd.DataFrame, expectations: list) -> None:
+        gx = self.gx
+        name = f"{self.dataset}.{scope}"
+        # A datasource per scope, deleted with its validation definition once run: GE's execution engine
+        # keeps every batch it loaded (the whole frame) for as long as its datasource lives.
+        source = self.context.data_sources.add_pandas(f"{self.dataset}-{scope}")
+        batch_def = source.add_dataframe_asset(name=scope).add_batch_definition_whole_dataframe(f"{scope}-whole")
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name))
         for e in expectations:
             suite.add_expectation(e)
-        vd = context.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=name))
-        result = vd.run(
-            batch_parameters={"dataframe": df},
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-        )
+        vd = self.context.validation_definitions.add(gx.ValidationDefinition(data=batch_def, suite=suite, name=name))
+        try:
+            result = vd.run(batch_parameters={"dataframe": df},
+                            result_format={"result_format": "BASIC", "partial_unexpected_count": 5})
+        finally:
+            self.context.validation_definitions.delete(name)
+            self.context.data_sources.delete(source.name)
+            del vd, batch_def, source
         _sanitize(result)
         suite_json = suite.to_json_dict()
         for e in suite_json.get("expectations", []):
             e.pop("id", None)
-        suites_by_scope[scope] = suite_json
-        results_by_scope[scope] = result.to_json_dict()
+        self.suites[scope] = suite_json
+        self.results[scope] = result.to_json_dict()
         page = _render_ge_page(result)
         if page is not None:
-            page_name = f"page-{len(page_files) + 1}.html"
-            (quality / page_name).write_text(page)
-            page_files[scope] = f"{QUALITY_DIR}/{page_name}"
+            page_name = f"page-{len(self.pages) + 1}.html"
+            (self.quality / page_name).write_text(page)
+            self.pages[scope] = f"{QUALITY_DIR}/{page_name}"
         for r in result.results:
             cfg = r.expectation_config
             meta = dict(cfg.meta or {})
             check = meta.get("check", "user")
             blocking = bool(meta.get("blocking", True))
             observed, details = _observed(r, check)
+            details = details or str(meta.get("details") or "")  # a check's own words for what it measured
             row = {
                 "scope": scope,
                 "check": check,
@@ -191,34 +207,75 @@ def run_expectations(dataset: str, splits: dict[str, pd.DataFrame], metrics: dic
                 "blocking": blocking,
                 "details": details,
             }
-            table.append(row)
-            counts["evaluated"] += 1
+            self.table.append(row)
+            self.counts["evaluated"] += 1
             if r.success:
-                counts["successful"] += 1
+                self.counts["successful"] += 1
             else:
-                counts["failed"] += 1
-                failures.append(Failure(check=check, expectation=cfg.type, split=scope, column=row["column"],
-                                        observed=observed, expected=row["expected"], blocking=blocking,
-                                        details=details))
-    order = {c: i for i, c in enumerate(CHECKS)}
-    failures.sort(key=lambda f: (not f.blocking, order.get(f.check, len(order)), f.split))
-    (quality / "suites.json").write_text(json.dumps(suites_by_scope, indent=2, default=str))
-    (quality / "results.json").write_text(json.dumps(results_by_scope, indent=2, default=str))
-    return {"failures": failures, "results_table": table, "counts": counts,
-            "suite_files": f"{QUALITY_DIR}/suites.json", "result_files": f"{QUALITY_DIR}/results.json",
-            "page_files": page_files}
+                self.counts["failed"] += 1
+                self.failures.append(Failure(check=check, expectation=cfg.type, split=scope, column=row["column"],
+                                             observed=observed, expected=row["expected"], blocking=blocking,
+                                             details=details))
+
+    def finish(self) -> dict:
+        order = {c: i for i, c in enumerate(CHECKS)}
+        self.failures.sort(key=lambda f: (not f.blocking, order.get(f.check, len(order)), f.split))
+        (self.quality / "suites.json").write_text(json.dumps(self.suites, indent=2, default=str))
+        (self.quality / "results.json").write_text(json.dumps(self.results, indent=2, default=str))
+        return {"failures": self.failures, "results_table": self.table, "counts": self.counts,
+                "suite_files": f"{QUALITY_DIR}/suites.json", "result_files": f"{QUALITY_DIR}/results.json",
+                "page_files": self.pages}
+
+
+def metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The one-row table of dataset-level figures the `dataset` suite runs on."""
+    return pd.DataFrame([{k: py(v) for k, v in metrics.items()}])
 
 
 def _render_ge_page(result) -> str | None:
-    """GE's own HTML rendering of a validation result (Data Docs page; it loads its CSS from CDNs)."""
+    """GE's own HTML rendering of a validation result (Data Docs page; it loads its CSS and scripts from
+    CDNs), with every value from the data escaped (`_escaping_page_view`)."""
     try:
         from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
 
-        return DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+        return _escaping_page_view()().render(ValidationResultsPageRenderer().render(result))
     except Exception as exc:  # rendering is evidence, not the gate: keep going and say so
         return f"<html><body><p>Great Expectations could not render this result: {html.escape(str(exc))}</p></body></html>"
 
+
+_VIEW: list[type] = []
+
+
+def _escaping_page_view() -> type:
+    """GE's page view, with its one unescaped path closed. GE's templates (`*.j2`) are rendered without
+    autoescaping; string-template parameters are escaped by GE, but a content block that is a bare value —
+    a table cell such as a sampled unexpected value, an observed value — is printed as it is, so a row
+    holding `<img src=x onerror=...>` becomes a live tag. Every GE renderer builds markup as typed content
+    blocks (dicts); bare values are data. Here they are escaped, whatever their type."""
+    if _VIEW:
+        return _VIEW[0]
+    from great_expectations.render.components import RenderedComponentContent
+    from great_expectations.render.view import DefaultJinjaPageView
+    from jinja2 import pass_context
+
+    def is_block(value: Any) -> bool:
+        return isinstance(value, RenderedComponentContent) or (isinstance(value, dict) and "content_block_type" in value)
+
+    class EscapingPageView(DefaultJinjaPageView):
+        @pass_context
+        def render_content_block(self, jinja_context, content_block, index=None, content_block_id=None,
+                                 render_to_markdown=False):
+            if content_block is None or is_block(content_block):
+                return super().render_content_block(jinja_context, content_block, index, content_block_id,
+                                                    render_to_markdown)
+            if isinstance(content_block, list):
+                content_block = [v if is_block(v) else html.escape("" if v is None else str(v)) for v in content_block]
+                return super().render_content_block(jinja_context, content_block, index, content_block_id,
+                                                    render_to_markdown)
+            return html.escape(str(content_block))
+
+    _VIEW.append(EscapingPageView)
+    return EscapingPageView
 
 
 def _sanitize(result) -> None:
@@ -243,6 +300,8 @@ def _observed(r, check: str) -> tuple[Any, str]:
         share = 1 - p if r.expectation_config.type == "expect_column_values_to_be_in_set" else p
         labelled = (res.get("element_count") or 0) - (res.get("missing_count") or 0)
         return round(share, 6), f"share of {kwargs['value_set'][0]!r} among {labelled} labelled rows"
+    if check in LENGTH_CHECKS and "unexpected_count" in res:
+        return _lengths_observed(res)
     if "observed_value" in res:
         obs = res["observed_value"]
         details = ""
@@ -263,6 +322,20 @@ def _observed(r, check: str) -> tuple[Any, str]:
     return None, ""
 
 
+LENGTH_CHECKS = ("text_length", "field_length")
+
+
+def _lengths_observed(res: dict[str, Any]) -> tuple[str, str]:
+    """A length bound's result in what was measured: how many texts fall outside, and the lengths (not the
+    texts) of those GE sampled — a row count must not read as a length."""
+    n = res.get("unexpected_count") or 0
+    total = res.get("element_count") or 0
+    lengths = sorted({len(str(x)) for x in res.get("partial_unexpected_list") or []}, reverse=True)
+    observed = f"{n:,} of {total:,} texts outside the bounds"
+    details = ("lengths of those sampled: " + ", ".join(f"{x:,}" for x in lengths[:5])) if lengths else ""
+    return observed, details
+
+
 def _expected(etype: str, kw: dict[str, Any], check: str) -> str:
     kw = {k: (int(v) if isinstance(v, float) and v.is_integer() and k in ("min_value", "max_value") else v)
           for k, v in kw.items() if k not in ("batch_id", "column")}
@@ -272,6 +345,10 @@ def _expected(etype: str, kw: dict[str, Any], check: str) -> str:
             return f"share of {lab!r} >= {kw.get('mostly')}"
         return f"share of {lab!r} <= {round(1 - kw.get('mostly', 0), 6)}"
     lo, hi = kw.get("min_value"), kw.get("max_value")
+    if check in LENGTH_CHECKS:
+        bounds = f"between {lo:,} and {hi:,}" if lo is not None and hi is not None else \
+            f"at least {lo:,}" if lo is not None else f"at most {hi:,}"
+        return f"every length {bounds} characters"
     if lo is not None or hi is not None:
         if lo is not None and hi is not None:
             return f"between {lo} and {hi}"

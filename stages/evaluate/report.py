@@ -2,7 +2,10 @@
 `EvaluationResult` (the candidate's rows, each check's result, every expectation result).
 
 The page is self-contained: inline CSS, no script, every plot a matplotlib PNG embedded as base64, so it
-opens from a copied folder, an archive or an e-mail attachment alike.
+opens from a copied folder, an archive or an e-mail attachment alike. Everything from the data is escaped,
+and the page carries a Content-Security-Policy that allows no script and no remote load at all, so even a
+value that slipped through could not run. Labels and texts reach matplotlib as plain strings: mathtext
+(`$...$`) is off while the page is drawn, so a label such as `$\\foo$` is a label, not a formula to parse.
 """
 from __future__ import annotations
 
@@ -14,10 +17,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 import schemas
 from stages.evaluate.summary import stage_line
+from stages.evaluate.figures import SplitFigures, split_figures
+from stages.evaluate.report_agreement import agreement_section
+from stages.evaluate.report_html import _COLORS, _e, _img, _num, _plt, _png, _table  # noqa: F401 (report_records imports them from here)
 from stages.evaluate.result import EvaluationResult
 
 _CSS = """
@@ -33,66 +41,11 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.4em 0}
 nav a{margin-right:1em}
 """
 
-_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
-
-
-def _e(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _num(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    if isinstance(x, int):
-        return f"{x:,}"
-    return _e(x)
-
-
-def _table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None, raw: set[int] = frozenset()) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
-    for k, row in enumerate(rows):
-        cls = f' class="{row_classes[k]}"' if row_classes and row_classes[k] else ""
-        cells = []
-        for j, v in enumerate(row):
-            if j in raw:
-                cells.append(f"<td>{v}</td>")
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                cells.append(f'<td class="num">{_num(v)}</td>')
-            else:
-                cells.append(f"<td>{_e(v)}</td>")
-        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()  # one draw; bbox_inches="tight" would draw every figure twice
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(src: str, alt: str) -> str:
-    return f'<img src="{src}" alt="{_e(alt)}">'
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Sections
 
 
-def _funnel(manifest: dict, rejected: pd.DataFrame | None, splits: dict[str, pd.DataFrame]) -> str:
+def _funnel(manifest: dict, rejected: pd.DataFrame | None, n_rejected: int, figures: dict[str, SplitFigures]) -> str:
     plt = _plt()
     stages = [s for s in manifest.get("stages") or [] if isinstance(s, dict)]
     rows = []
@@ -103,11 +56,11 @@ def _funnel(manifest: dict, rejected: pd.DataFrame | None, splits: dict[str, pd.
             rows.append([st.get("name"), st.get("rows_in"), st.get("rows_out"), sum(dropped.values()), reasons or "—",
                          st.get("seconds")])
     elif rejected is not None and len(rejected):
-        # No manifest: rebuild what we can from rejected.parquet.
+        # No manifest: rebuild what we can from rejected.parquet (a candidate built by hand).
         for stage, g in rejected.groupby("stage", sort=False):
             reasons = ", ".join(f"{k}: {v:,}" for k, v in g["reason"].value_counts().items())
             rows.append([stage, None, None, len(g), reasons, None])
-    kept = sum(len(df) for df in splits.values())
+    kept = sum(f.rows for f in figures.values())
     parts = []
     if rows:
         parts.append(_table(["stage", "rows in", "rows out", "dropped", "dropped by reason", "seconds"],
@@ -130,15 +83,13 @@ def _funnel(manifest: dict, rejected: pd.DataFrame | None, splits: dict[str, pd.
             parts.append(_img(_png(fig), "funnel: rows in and out per stage"))
     else:
         parts.append('<p class="muted">No stage counts in the manifest and no rejected rows.</p>')
-    parts.append(f"<p>{kept:,} rows published in the splits; "
-                 f"{0 if rejected is None else len(rejected):,} rows in rejected.parquet.</p>")
+    parts.append(f"<p>{kept:,} rows published in the splits; {n_rejected:,} rows in rejected.parquet.</p>")
     return "\n".join(parts)
 
 
-def _labels(splits: dict[str, pd.DataFrame]) -> str:
+def _labels(figures: dict[str, SplitFigures]) -> str:
     plt = _plt()
-    counts = {s: df["label"].fillna("(none)").value_counts() if "label" in df else pd.Series(dtype=int)
-              for s, df in splits.items()}
+    counts = {s: f.labels for s, f in figures.items()}
     labels = sorted(set().union(*[set(c.index) for c in counts.values()]))
     if not labels:
         return '<p class="muted">No labels.</p>'
@@ -150,13 +101,13 @@ def _labels(splits: dict[str, pd.DataFrame]) -> str:
             total = int(counts[s].sum())
             row.append(f"{n:,} ({n / total:.1%})" if total else "0")
         rows.append(row)
-    rows.append(["total"] + [f"{len(splits[s]):,}" for s in schemas.SPLITS])
+    rows.append(["total"] + [f"{figures[s].rows:,}" for s in schemas.SPLITS])
     fig, ax = plt.subplots(figsize=(min(12, 2 + 0.9 * len(labels)), 3.2))
     width = 0.8 / len(schemas.SPLITS)
     for k, s in enumerate(schemas.SPLITS):
         total = max(1, int(counts[s].sum()))
         ax.bar([i + k * width for i in range(len(labels))], [counts[s].get(l, 0) / total for l in labels],
-               width=width, label=f"{s} ({len(splits[s]):,})", color=_COLORS[s])
+               width=width, label=f"{s} ({figures[s].rows:,})", color=_COLORS[s])
     ax.set_xticks([i + width for i in range(len(labels))], labels, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
     ax.set_ylabel("share of split")
     ax.set_title("Label distribution per split")
@@ -164,11 +115,11 @@ def _labels(splits: dict[str, pd.DataFrame]) -> str:
     return _table(["label", *schemas.SPLITS], rows) + _img(_png(fig), "label distribution per split")
 
 
-def _lengths(splits: dict[str, pd.DataFrame]) -> str:
+def _lengths(figures: dict[str, SplitFigures]) -> str:
     import numpy as np
 
     plt = _plt()
-    lens = {s: df["text"].dropna().str.len().to_numpy() for s, df in splits.items() if "text" in df}
+    lens = {s: f.chars for s, f in figures.items() if f.chars is not None}
     allv = np.concatenate([v for v in lens.values() if len(v)]) if any(len(v) for v in lens.values()) else np.array([])
     if not len(allv):
         return '<p class="muted">No texts.</p>'
@@ -183,7 +134,7 @@ def _lengths(splits: dict[str, pd.DataFrame]) -> str:
     axes[0].set_ylabel("density")
     axes[0].set_title("Text length per split")
     axes[0].legend(fontsize=8)
-    words = {s: df["text"].dropna().str.split().str.len().to_numpy() for s, df in splits.items() if "text" in df}
+    words = {s: f.words for s, f in figures.items() if f.words is not None}
     for s, v in words.items():
         if len(v):
             axes[1].hist(v, bins=40, histtype="step", density=True, label=s, color=_COLORS[s], linewidth=1.5)
@@ -197,12 +148,12 @@ def _lengths(splits: dict[str, pd.DataFrame]) -> str:
     return _img(_png(fig), "text length histograms") + _table(["split", "texts", "min", "p5", "median", "p95", "max", "mean"], rows)
 
 
-def _languages(splits: dict[str, pd.DataFrame]) -> str:
+def _languages(figures: dict[str, SplitFigures]) -> str:
     plt = _plt()
-    if not any("lang" in df and df["lang"].notna().any() for df in splits.values()):
+    if not any(f.langs is not None and (f.langs.index != "(none)").any() for f in figures.values()):
         return ('<p class="muted">No language column: the clean stage computes <code>lang</code> for a <code>lang</code> '
                 'rule or with <code>signals: [lang]</code> in its section.</p>')
-    counts = {s: df["lang"].fillna("(none)").value_counts() if "lang" in df else pd.Series(dtype=int) for s, df in splits.items()}
+    counts = {s: f.langs if f.langs is not None else pd.Series(dtype=int) for s, f in figures.items()}
     total = Counter()
     for c in counts.values():
         total.update(c.to_dict())
@@ -227,8 +178,8 @@ def _languages(splits: dict[str, pd.DataFrame]) -> str:
         rows.append([f"other ({len(other)} languages)", *[int(sum(counts[s].get(l, 0) for l in other)) for s in schemas.SPLITS],
                      sum(total[l] for l in other)])
     score = ""
-    if any("lang_score" in df for df in splits.values()):
-        vals = pd.concat([df["lang_score"] for df in splits.values() if "lang_score" in df]).dropna()
+    if any(f.lang_scores is not None for f in figures.values()):
+        vals = pd.Series(np.concatenate([f.lang_scores for f in figures.values() if f.lang_scores is not None]))
         if len(vals):
             score = f"<p>Detector confidence: median {vals.median():.3f}, {(vals < 0.9).mean():.1%} of rows below 0.9.</p>"
     return _img(_png(fig), "language mix") + _table(["language", *schemas.SPLITS, "total"], rows) + score
@@ -303,47 +254,6 @@ def _noise(noise: dict[str, Any], issues: list[dict[str, Any]], top: int) -> str
     return "\n".join(parts)
 
 
-def _agreement(agreement: dict[str, Any]) -> str:
-    plt = _plt()
-    if not agreement:
-        return '<p class="muted">No annotation in this version (no agreement figures).</p>'
-    figures = []
-    for key, name in (("krippendorff_alpha", "Krippendorff's alpha (nominal)"), ("fleiss_kappa", "Fleiss' kappa")):
-        if agreement.get(key) is not None:
-            figures.append([name, agreement[key]])
-    for k in ("items", "annotations"):
-        if agreement.get(k) is not None:
-            figures.append([k, agreement[k]])
-    if agreement.get("annotators"):
-        a = agreement["annotators"]
-        figures.append(["annotators", len(a) if isinstance(a, list) else a])
-    parts = [_table(["figure", "value"], figures)]
-    pairs = agreement.get("cohen_kappa")
-    if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict):
-        keys = list(pairs[0].keys())
-        parts.append("<h3>Cohen's kappa per annotator pair</h3>" + _table(keys, [[p.get(k) for k in keys] for p in pairs]))
-    conf = agreement.get("confusion")
-    if isinstance(conf, dict) and conf:
-        labs = list(conf.keys())
-        import numpy as np
-
-        m = np.array([[float(conf[a].get(b, 0) or 0) for b in labs] for a in labs])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labs), 1 + 0.55 * len(labs)))
-        im = ax.imshow(m, cmap="Blues")
-        ax.set_xticks(range(len(labs)), labs, rotation=45, ha="right")
-        ax.set_yticks(range(len(labs)), labs)
-        for i in range(len(labs)):
-            for j in range(len(labs)):
-                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
-        ax.set_xlabel("label from another annotator")
-        ax.set_ylabel("label from one annotator")
-        ax.set_title("Annotator confusion (pairs of labels on the same item)")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        parts.append(_img(_png(fig), "annotator confusion matrix"))
-    return "\n".join(parts)
-
-
 def _expectations(table: list[dict[str, Any]]) -> str:
     scopes = [*schemas.SPLITS, "dataset"]
     order = {s: i for i, s in enumerate(scopes)}
@@ -385,13 +295,36 @@ def _expectations(table: list[dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
+# No script, no remote anything: images are data: URIs and the style is inline.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
 def write_report(path: Path, result: EvaluationResult,
                  kind_sections: list[tuple[str, str, str]] = (), added_sections: list[tuple[str, str, str]] = ()) -> None:
     """Write report.html for an evaluation (its candidate, checks, expectation results and config).
     `kind_sections` ((anchor, title, html)) replace the label, text-length and language sections (a record
     kind without labels has its own); `added_sections` come after the funnel."""
+    with no_mathtext():
+        _write_report(path, result, kind_sections, added_sections)
+
+
+def no_mathtext():
+    """A context in which matplotlib draws every string as it is: labels and texts are data, and `$\\foo$`
+    would otherwise be parsed (and fail) as a formula."""
+    import matplotlib
+
+    return matplotlib.rc_context({"text.parse_math": False})
+
+
+def _write_report(path: Path, result: EvaluationResult, kind_sections, added_sections) -> None:
     candidate, summary, checks = result.candidate, result.summary, result.checks
-    dataset, manifest, splits, rejected = candidate.dataset, candidate.manifest, candidate.splits, candidate.rejected
+    dataset, manifest = candidate.dataset, candidate.manifest
+    # The classification sections' figures (a kind with its own sections computed them already).
+    figures = {s: split_figures(candidate, s, text=not kind_sections) for s in schemas.SPLITS}
+    # The funnel comes from the manifest; rejected.parquet is read only for a candidate without one.
+    rejected = None if any(isinstance(st, dict) for st in manifest.get("stages") or []) else candidate.rejected
+    path_rejected = candidate.folder / "rejected.parquet"
+    n_rejected = pq.read_metadata(path_rejected).num_rows if path_rejected.exists() else 0
     issues = checks["label_noise"].evidence if "label_noise" in checks else []
     cluster_sizes = checks["label_conflicts"].evidence if "label_conflicts" in checks else Counter()
     agreement = checks["agreement"].evidence if "agreement" in checks else {}
@@ -412,9 +345,9 @@ def write_report(path: Path, result: EvaluationResult,
             ("label-issues", "Label issues"), ("agreement", "Agreement"), ("expectations", "Expectations")]) + "</nav>",
     ]
     own = [part for a, t, h in kind_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)] or [
-        '<h2 id="labels">Label distribution per split</h2>', _labels(splits),
-        '<h2 id="lengths">Text length</h2>', _lengths(splits),
-        '<h2 id="languages">Language mix</h2>', _languages(splits)]
+        '<h2 id="labels">Label distribution per split</h2>', _labels(figures),
+        '<h2 id="lengths">Text length</h2>', _lengths(figures),
+        '<h2 id="languages">Language mix</h2>', _languages(figures)]
     if fails:
         gates = _table(["", "check", "split", "expectation", "column", "observed", "expected", "details"],
                        [["BLOCKING" if f["blocking"] else "warning", f["check"], f["split"], f["expectation"],
@@ -425,14 +358,14 @@ def write_report(path: Path, result: EvaluationResult,
         gates = "<p>Every expectation passed.</p>"
     body = head + [
         '<h2 id="gates">Gates</h2>', gates,
-        '<h2 id="funnel">Funnel</h2>', _funnel(manifest, rejected, splits),
+        '<h2 id="funnel">Funnel</h2>', _funnel(manifest, rejected, n_rejected, figures),
         *[part for a, t, h in added_sections for part in (f'<h2 id="{a}">{_e(t)}</h2>', h)],
         *own,
         '<h2 id="duplicates">Duplicate clusters and label conflicts</h2>',
         _clusters(cluster_sizes or Counter(), summary.get("label_conflicts", {}), manifest),
         '<h2 id="leakage">Leakage</h2>', _leakage(summary["leakage"]),
         '<h2 id="label-issues">Label issues</h2>', _noise(summary["label_noise"], issues or [], result.config.report_label_issues),
-        '<h2 id="agreement">Annotator agreement</h2>', _agreement(agreement),
+        '<h2 id="agreement">Annotator agreement</h2>', agreement_section(agreement, candidate.splits if agreement else {}),  # rows only for annotated data
         '<h2 id="expectations">Expectation results</h2>',
         "<p>Great Expectations suites, validation results (JSON) and GE's own pages are under <code>quality/</code>: " +
         f'<code>{_e(summary["files"]["suites"])}</code>, <code>{_e(summary["files"]["results"])}</code>, ' +
@@ -441,6 +374,7 @@ def write_report(path: Path, result: EvaluationResult,
         _expectations(result.results_table),
     ]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f"<title>{_e(dataset)} {_e(version)} — quality report</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path.write_text(page, encoding="utf-8")

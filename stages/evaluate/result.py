@@ -15,6 +15,7 @@ class Bound:
     column: str  # the figure's name in the table
     min_value: float | None = None
     max_value: float | None = None
+    details: str = ""  # what was measured, in words: the failure's message when the bound is not met
 
 
 @dataclass

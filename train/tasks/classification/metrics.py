@@ -65,7 +65,11 @@ def plot_confusion_matrix(metrics: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from sklearn.metrics import ConfusionMatrixDisplay  # noqa: PLC0415
 
-    cm = metrics["confusion_matrix"]
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are data: `$\\foo$` is not a formula
+        _plot(plt, ConfusionMatrixDisplay, metrics["confusion_matrix"], path, title)
+
+
+def _plot(plt, ConfusionMatrixDisplay, cm: dict, path: Path, title: str) -> None:
     if "matrix" in cm:
         labels = cm["labels"]
         size = max(4.0, 0.6 * len(labels) + 2.5)
