@@ -221,7 +221,7 @@ def test_chinese_near_duplicates_are_found_by_character_shingles(tmp_path):
 # default: label_noise drops the messages it is confident are mislabelled, dedupe drops punctuation in short
 # texts and keeps a text's majority label, and every row carries the label evidence columns.
 SMS_ROWS_DIGEST = "c7a748512684f603330fbfd1514a2aef6fa827c506d4ab4e95be5dd019ebaa71"
-SMS_ROWS_DIGEST_LABEL_RULES = "LABEL_RULES_DIGEST"
+SMS_ROWS_DIGEST_LABEL_RULES = "a477b94ed4179b6e624c2c3a89d6b8736fdbbe4bf7e7f11417396a3eb2ca7e7b"
 OLD_RULES = {"label_noise": {"enabled": False}, "dedupe": {"label_conflicts": "ignore", "punctuation": "keep"}}
 
 
