@@ -283,14 +283,38 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     return keys & np.uint64((1 << FINGERPRINT_BITS) - 1), counts
 
 
+_PUNCTUATION = r"[\pP\pS]+"  # Unicode punctuation and symbols (RE2's \w is ASCII-only: not a word test)
+_WORD_CHAR = r"[^\pP\pS\s]"
+
+
+SHORT_WORDS = 50  # punctuation "drop_short": texts of fewer whitespace words than this
+
+
+def drop_punctuation(texts: pa.Array, max_words: int | None = None) -> pa.Array:
+    """Every run of punctuation and symbols replaced by a space — "France?" and "France ?" become the same
+    words — except in a text that has nothing else (":-)" stays ":-)", so emoticons are not all one text)
+    and, with `max_words`, in a text of that many whitespace words or more (left exactly as it was)."""
+    stripped = pc.replace_substring_regex(texts, _PUNCTUATION, " ")
+    which = pc.fill_null(pc.match_substring_regex(texts, _WORD_CHAR), False)
+    if max_words is not None:
+        which = pc.and_(which, pc.less(pc.fill_null(pc.count_substring_regex(texts, r"\S+"), 0), max_words))
+    return pc.if_else(which, stripped, texts)
+
+
 def sketch(texts: pa.Array, shingle: str, ngram: int, num_perm: int, seed: int, bands: int, rows: int,
-           char_ngram: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+           char_ngram: int | None = None, punctuation: str = "keep") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per text: the hash of its normalized form, its LSH band keys (bands tuned by `bands_rows`), and its
     shingle set (sorted fingerprints, flattened, and their count per text). `bands` = 0: exact hashes only.
 
     `shingle="auto"`: each text written mostly in a script without spaces between words (Chinese, Japanese,
     Thai, ...: `spaceless`) gets `char_ngram`-character shingles, every other text `ngram`-word shingles —
-    whitespace words of such a text are whole sentences, and two paraphrases share none."""
+    whitespace words of such a text are whole sentences, and two paraphrases share none.
+
+    `punctuation="drop"`: punctuation and symbols are dropped first (`drop_punctuation`), for the exact hash
+    too, so a text and its copy with other punctuation are the same text; `"drop_short"`: only in texts of
+    fewer than SHORT_WORDS words (a long text's pairs stay exactly as with "keep")."""
+    if punctuation != "keep":
+        texts = drop_punctuation(texts, SHORT_WORDS if punctuation == "drop_short" else None)
     if shingle == "auto":
         chars = spaceless(texts)
         if not chars.any() or chars.all():

@@ -58,6 +58,7 @@ class SketchParams:
     kind: str = "classification"
     key: str = "text"
     char_ngram: int | None = None  # shingle "auto": characters per shingle for texts written without spaces
+    punctuation: str = "keep"  # keep | drop | drop_short: punctuation and symbols before hashing (minhash.sketch)
 
     def columns(self) -> list[str]:
         """The columns the key is read from (the kind's payload)."""
@@ -75,7 +76,7 @@ def sketch_batch(texts: pa.Array, params: SketchParams
     """Worker job for pass 1: per text the normalized-text hash, the length in characters, the LSH band
     keys, and the shingle set (sorted fingerprints flattened, and their count per text)."""
     exact, keys, sets, counts = sketch(texts, params.shingle, params.ngram, params.num_perm, params.seed,
-                                       params.bands, params.rows, params.char_ngram)
+                                       params.bands, params.rows, params.char_ngram, params.punctuation)
     length = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
     return exact, length, keys, sets, counts
 

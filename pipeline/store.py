@@ -360,6 +360,21 @@ def _decontamination_line(block: dict[str, Any] | None) -> str:
             f"({', '.join(md_text(f) for f in block.get('fields', []))} compared, {how})")
 
 
+def _label_noise_line(block: dict[str, Any] | None) -> str | None:
+    """The card's line on label evidence, from the manifest's `label_noise` block (the label_noise stage's)."""
+    if not block:
+        return None
+    if not block.get("ran"):
+        return f"- label noise: not checked ({block.get('skipped')})"
+    head = (f"- label noise: {block['flagged']:,} of {block['labelled_rows']:,} rows flagged ({block['share']:.2%}) at "
+            f"cross-validated accuracy {block['cv_accuracy']:.3f} (kappa {block['kappa']:.3f})")
+    if block.get("weak_model"):
+        return f"{head}; nothing acted on — {block['weak_model']}"
+    done = {"drop": "dropped (rejected.parquet, reason `label_noise`)", "review": "sent to review",
+            "warn": "only reported"}.get(block.get("action"), block.get("action"))
+    return f"{head}; {block['acted']:,} confident ones {done}"
+
+
 def gates_line(m: dict[str, Any]) -> str:
     """What the quality gate said about a version, in one line of plain text: passed, not evaluated, or
     failed and published anyway (`--allow-failed-gates`) with its blocking failures named."""
@@ -411,6 +426,9 @@ def render_card(m: dict[str, Any], folder: Path | str | None = None) -> str:
     if kind.label_field:
         lines.append(f"- labels: {md_text(m.get('label_origin', 'source labels'))}")
     lines.append(_decontamination_line(m.get("decontamination")))
+    noise_line = _label_noise_line(m.get("label_noise")) if kind.label_field else None
+    if noise_line:
+        lines.append(noise_line)
     lines += [
         "",
         "## Splits",

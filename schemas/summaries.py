@@ -108,6 +108,8 @@ class Similarity(Summary):
     threshold: float
     key: str = "text"  # the record kind's dedupe key: text | prompt | completion | pair | conversation
     char_ngram: int | None = None  # shingle auto: characters per shingle for texts written without spaces
+    punctuation: str = "keep"  # keep | drop | drop_short (texts under 50 words): dedupe.punctuation
+    labels_distinguish: bool = False  # a near copy with another label is another example (label_conflicts: hybrid)
 
 
 class ConflictRow(Summary):
@@ -133,6 +135,37 @@ class DedupeSummary(Summary):
     cluster_sizes: dict[int, int]  # cluster size (rows, kept + removed) → number of clusters of that size
     label_conflict_clusters: int  # clusters whose labelled rows carry different labels
     label_conflict_examples: list[LabelConflict]  # up to 10
+
+
+# -- label_noise -----------------------------------------------------------------------------------------
+
+
+class LabelNoiseSummary(Summary):
+    """What the label_noise stage found and did, over every row it read (before dedupe).
+
+    `flagged` rows are those cleanlab finds contradicted by the out-of-sample probabilities; `confident`
+    those of them whose suggested label has probability >= `min_confidence`; `acted` how many the action
+    touched (dropped, or marked for review) after the per-class cap — 0 when the model is too weak
+    (`weak_model` says why) or the action is `warn`."""
+
+    ran: bool
+    skipped: str | None = None  # why no evidence was computed
+    action: str  # warn | drop | review
+    model: str | None = None
+    labelled_rows: int = 0
+    cv_accuracy: float | None = None
+    majority_rate: float | None = None
+    kappa: float | None = None
+    min_kappa: float | None = None
+    weak_model: str | None = None  # set when the model is too weak to act on
+    flagged: int = 0
+    share: float = 0.0
+    confident: int = 0
+    min_confidence: float | None = None
+    capped: int = 0  # confident rows left alone by the per-class cap
+    acted: int = 0
+    acted_by_label: dict[str, int] = {}  # given label → rows acted on
+    by_label_pair: dict[str, int] = {}  # "given → suggested" of the rows acted on (top 20)
 
 
 # -- decontaminate ----------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ _REGISTRY = (  # (module, class), in plan order
     ("stages.collect", "CollectStage"),  # sources → rows {id, source, source_file, source_line, payload, meta}
     ("stages.clean", "CleanStage"),  # normalized text, quality signals, rules
     ("stages.decontaminate", "DecontaminateStage"),  # optional (a `decontaminate:` section): rows overlapping an evaluation set removed
+    ("stages.label_noise", "LabelNoiseStage"),  # label evidence (+ label_prob, suggested_label, ...); confident label errors dropped or sent to review
     ("stages.dedupe", "DedupeStage"),  # + cluster_id; exact and near duplicates removed
     ("stages.annotate", "AnnotateStage"),  # optional (an `annotate:` section): labels from people in Label Studio; + label_source
     ("stages.split", "SplitStage"),  # + split: train / validation / test, stable per id

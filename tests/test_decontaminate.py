@@ -399,7 +399,7 @@ def test_planted_contamination_end_to_end(tmp_path):
                                                "record_format": "alpaca"}]}}
     result = run_pipeline(write_config(tmp_path, config), tmp_path / "data")
     version = tmp_path / "data" / "versions" / "alpaca-decon" / result.version
-    assert [s.name for s in result.stages] == ["collect", "clean", "decontaminate", "dedupe", "split"]
+    assert [s.name for s in result.stages] == ["collect", "clean", "decontaminate", "label_noise", "dedupe", "split"]
     published = every_row_once(version, len(records))
 
     cleaned = stage_output(result, "clean")
@@ -500,13 +500,14 @@ def test_a_changed_eval_file_reruns_the_stage(tmp_path):
     same = run_pipeline(config, tmp_path / "data")
     assert not same.published and same.version == "v1"  # split follows the new parent version: not reused
     assert {s.name: s.cached for s in same.stages} == {"collect": True, "clean": True, "decontaminate": True,
-                                                       "dedupe": True, "split": False}
+                                                       "label_noise": True, "dedupe": True, "split": False}
 
     with open(tmp_path / "eval.jsonl", "a") as fh:  # the benchmark gains an item our data holds
         fh.write(json.dumps({"q": ITEMS[30]["instruction"]}) + "\n")
     second = run_pipeline(config, tmp_path / "data")
     cached = {s.name: s.cached for s in second.stages}
-    assert cached == {"collect": True, "clean": True, "decontaminate": False, "dedupe": False, "split": False}
+    assert cached == {"collect": True, "clean": True, "decontaminate": False, "label_noise": False,
+                      "dedupe": False, "split": False}
     assert second.published and second.version == "v2"
     assert second.manifest["decontamination"]["rows_removed"] == 6
     digest = second.manifest["decontamination"]["eval_sets"][0]["files"][0]["sha256"]

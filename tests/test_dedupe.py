@@ -57,6 +57,11 @@ def make_table(texts: list[str], labels: list[str | None] | None = None) -> pa.T
 
 
 def run_stage(table: pa.Table, batch_size: int = 1000, workers: int = 1, **config):
+    # The brute-force references below shingle punctuation as part of words and ignore labels: the
+    # similarity engine's own contract. The defaults (punctuation dropped, labels kept apart) have their
+    # own tests in test_dedupe_labels.py.
+    config.setdefault("punctuation", "keep")
+    config.setdefault("label_conflicts", "ignore")
     stage = DedupeStage(Config(**config), StageContext(dataset="t", config_dir=Path("."), work_dir=Path("."),
                                                        batch_size=batch_size, workers=workers))
     outputs = list(stage.run(TableInput(table, batch_size)))

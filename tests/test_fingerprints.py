@@ -99,7 +99,7 @@ def test_editing_the_cli_recomputes_nothing_and_editing_a_signal_recomputes_clea
     assert "clean: unchanged" not in third and "dedupe: unchanged" not in third
     assert "nothing new: the output is identical to sms-spam v1" in third  # same rows, so the same version
     stage_folders = {p.name.split("-")[1] for p in (tmp_path / "data" / "runs" / "sms-spam" / "stages").iterdir()}
-    assert stage_folders == {"collect", "clean", "dedupe", "split"}
+    assert stage_folders == {"collect", "clean", "label_noise", "dedupe", "split"}
     assert len(list((tmp_path / "data" / "runs" / "sms-spam" / "stages").glob("01-clean-*"))) == 2
 
 

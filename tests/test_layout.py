@@ -126,11 +126,11 @@ def test_the_plan_derives_boundaries_from_the_kind_and_what_stages_add(tmp_path)
     project = Project(stages=stages.STAGES, gate=QualityGate())
     config = project.load_config(write_config(tmp_path, base))
     plan = project.plan(config)
-    assert plan.names == ["collect", "clean", "dedupe", "split"]
+    assert plan.names == ["collect", "clean", "label_noise", "dedupe", "split"]
     assert [(s, why) for s, why in plan.skipped] == [(stages.DecontaminateStage, "no decontaminate section"),
                                                      (stages.AnnotateStage, "no annotate section")]
     assert plan.steps[0].input_schema is None and plan.published_schema.equals(schemas.SPLIT)
-    assert plan.steps[2].output_schema.equals(schemas.DEDUPED)
+    assert plan.steps[3].output_schema.equals(schemas.DEDUPED)
 
     class Scores(BaseModel):
         model_config = {"extra": "forbid"}
@@ -145,7 +145,7 @@ def test_the_plan_derives_boundaries_from_the_kind_and_what_stages_add(tmp_path)
     after = Project(stages=(*stages.STAGES[:dedupe], ScoreClusters, *stages.STAGES[dedupe:]), gate=QualityGate())
     config = after.load_config(write_config(tmp_path, {**base, "score_clusters": {}}))
     plan = after.plan(config)
-    assert plan.names == ["collect", "clean", "dedupe", "score_clusters", "split"]
+    assert plan.names == ["collect", "clean", "label_noise", "dedupe", "score_clusters", "split"]
     assert plan.published_schema.names[-3:] == ["cluster_id", "cluster_score", "split"]
     before = Project(stages=(stages.STAGES[0], ScoreClusters, *stages.STAGES[1:]), gate=QualityGate())
     with pytest.raises(Exception, match="stage score_clusters needs column.s. cluster_id, which no stage before it adds"):

@@ -141,7 +141,7 @@ def test_changing_a_threshold_reuses_upstream_stages(tmp_path):
     run_pipeline(config, tmp_path / "data")
     config = write_config(tmp_path, sms_config(clean={"signals": [], "filters": {"n_chars": {"min": 20}}}))
     result = run_pipeline(config, tmp_path / "data")
-    assert [r.cached for r in result.stages] == [True, False, False, False]
+    assert [r.cached for r in result.stages] == [True, False, False, False, False]  # collect reused
     assert result.version == "v2"
     clean = result.stages[1]
     assert clean.dropped["n_chars_below_min"] > 100

@@ -212,30 +212,37 @@ def test_chinese_near_duplicates_are_found_by_character_shingles(tmp_path):
 
 
 # Every column of every published and rejected row of the SMS config, but the source path (it depends on
-# where the checkout is). A change to classification's output is a decision: update this digest with the
-# reason. Was 5ac2cf57… (main at 0d3cfb1, before record kinds existed); changed by issue #21's short-junk
-# rules and #16's word and strip_html fixes: 21 more messages rejected (17 lang, 2 top_token_share, ":)" and
-# ":-) :-)" with no word), and the new signal columns (placeholder_only, url_only, markup_share,
-# top_token_share, lang, lang_score) on every row.
+# where the checkout is). A change to classification's output is a decision: update the digest with the
+# reason. SMS_ROWS_DIGEST is with issue #21's label rules switched off (OLD_RULES), which gives main's rows
+# back exactly. It was 5ac2cf57… (main at 0d3cfb1, before record kinds existed); changed by issue #21's
+# short-junk rules and #16's word and strip_html fixes: 21 more messages rejected (17 lang, 2
+# top_token_share, ":)" and ":-) :-)" with no word), and the new signal columns (placeholder_only, url_only,
+# markup_share, top_token_share, lang, lang_score) on every row. SMS_ROWS_DIGEST_LABEL_RULES is today's
+# default: label_noise drops the messages it is confident are mislabelled, dedupe drops punctuation in short
+# texts and keeps a text's majority label, and every row carries the label evidence columns.
 SMS_ROWS_DIGEST = "c7a748512684f603330fbfd1514a2aef6fa827c506d4ab4e95be5dd019ebaa71"
+SMS_ROWS_DIGEST_LABEL_RULES = "a477b94ed4179b6e624c2c3a89d6b8736fdbbe4bf7e7f11417396a3eb2ca7e7b"
+OLD_RULES = {"label_noise": {"enabled": False}, "dedupe": {"label_conflicts": "ignore", "punctuation": "keep"}}
 
 
-def test_classification_publishes_row_for_row_what_it_did(tmp_path):
+@pytest.mark.parametrize("overrides, expected", [(OLD_RULES, SMS_ROWS_DIGEST), ({}, SMS_ROWS_DIGEST_LABEL_RULES)],
+                         ids=["before-issue-21", "defaults"])
+def test_classification_publishes_row_for_row_what_it_did(tmp_path, overrides, expected):
     import hashlib
 
     from .conftest import sms_config
 
-    result = run_pipeline(write_config(tmp_path, sms_config()), tmp_path / "data")
+    result = run_pipeline(write_config(tmp_path, sms_config(**overrides)), tmp_path / "data")
     version = tmp_path / "data" / "versions" / "sms-spam" / result.version
     digest = hashlib.sha256()
     for name in [*schemas.SPLITS, "rejected"]:
         table = pq.read_table(version / f"{name}.parquet")
-        expected = schemas.SPLIT if name != "rejected" else schemas.REJECTED
-        assert table.schema.names[:len(expected)] == expected.names
+        expected_schema = schemas.SPLIT if name != "rejected" else schemas.REJECTED
+        assert table.schema.names[:len(expected_schema)] == expected_schema.names
         rows = [{k: v for k, v in r.items() if k != "source_file"} for r in table.to_pylist()]
         for row in sorted(rows, key=lambda r: (r["id"], r.get("stage") or "")):
             digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-    assert digest.hexdigest() == SMS_ROWS_DIGEST
+    assert digest.hexdigest() == expected
     assert json.loads((version / "manifest.json").read_text())["kind"] == "classification"
 
 

@@ -25,10 +25,11 @@ class Review(BaseModel):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    select: Literal["unlabelled", "sample", "flagged", "all", "none", "low_scores"] = Field(
+    select: Literal["unlabelled", "sample", "flagged", "label_issues", "all", "none", "low_scores"] = Field(
         "unlabelled",
         description="rows that need a human: rows without a label, an audit sample of labelled rows, the rows "
-        "listed in flagged_file (e.g. likely label errors found by evaluate), all, or none (only `reviews`); "
+        "listed in flagged_file (e.g. likely label errors found by evaluate), the rows the label_noise stage "
+        "marked (`label_issue`; use with `label_noise.action: review`), all, or none (only `reviews`); "
         "rate / edit: low_scores — the rows a clean signal flags (responses.low_scores)",
     )
     flagged_file: str | None = Field(None, description="select: flagged — file with an `id` column (parquet, csv, jsonl) "

@@ -49,6 +49,11 @@ def select_rows(rows: pd.DataFrame, cfg: Config, flagged: set[str] | None = None
         chosen = rows
     elif cfg.select == "flagged":
         chosen = rows[rows["id"].isin(flagged or set())]
+    elif cfg.select == "label_issues":
+        if "label_issue" not in rows.columns:
+            raise UserError("annotate: select: label_issues needs the label_noise stage's `label_issue` column "
+                            "(label_noise is disabled, or the rows have no labels)")
+        chosen = rows[rows["label_issue"].fillna(False).astype(bool)]
     elif cfg.select == "unlabelled":
         chosen = rows[~has_label]
     else:
@@ -67,4 +72,5 @@ def select_rows(rows: pd.DataFrame, cfg: Config, flagged: set[str] | None = None
             parts = [g.sort_values("_rank").head(int(take[lab])) for lab, g in pool.groupby("label")]
             chosen = pd.concat(parts) if parts else pool.head(0)
         chosen = chosen.drop(columns="_rank")
+    chosen = chosen.drop(columns=[c for c in ("label_issue",) if c in chosen.columns])
     return chosen.sort_values("id", kind="stable").reset_index(drop=True)

@@ -247,7 +247,8 @@ class AnnotateStage(Stage):
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
-        rows = table.select(["id", "text", "label", "source"]).to_pandas()
+        marked = ["label_issue"] if "label_issue" in table.schema.names else []  # the label_noise stage's
+        rows = table.select(["id", "text", "label", "source", *marked]).to_pandas()
 
         human: dict[str, str] = {}
         waiting: PipelinePaused | None = None

@@ -68,6 +68,10 @@ class Leakage(BaseModel):
     threshold: float | None = Field(None, gt=0.0, le=1.0, description="Jaccard at or above which a pair is a leak")
     key: str | None = Field(None, description="what is compared (a record kind's dedupe key); default: dedupe's")
     char_ngram: int | None = Field(None, ge=1, le=64, description="shingle auto: characters per shingle (CJK, Thai)")
+    punctuation: Literal["keep", "drop", "drop_short"] | None = Field(
+        None, description="punctuation in the compared text (default: as the dedupe section)")
+    labels_distinguish: bool | None = Field(
+        None, description="a near copy with another label is no leak (default: as dedupe.label_conflicts: hybrid)")
     lsh_threshold: float = Field(0.5, gt=0.0, le=1.0, description="LSH tuning point; candidates are verified")
     num_perm: int = Field(128, ge=16, le=1024)
     max_leaked: int = Field(0, ge=0, description="leaked rows allowed per comparison")
@@ -82,6 +86,9 @@ class Leakage(BaseModel):
             "threshold": self.threshold or getattr(dedupe, "threshold", None) or 0.8,
             "key": self.key or getattr(dedupe, "key", None),
             "char_ngram": self.char_ngram or getattr(dedupe, "char_ngram", None) or 3,
+            "punctuation": self.punctuation if self.punctuation is not None else getattr(dedupe, "punctuation", "keep"),
+            "labels_distinguish": self.labels_distinguish if self.labels_distinguish is not None
+            else getattr(dedupe, "labels_distinguish", False),
         }
         out = self.model_copy(update=fill)
         out.lsh_threshold = min(out.lsh_threshold, out.threshold)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline import minhash
 from schemas.summaries import DedupeSummary
@@ -67,7 +68,7 @@ def near_duplicate_pairs(left: list[str], right: list[str], cfg: Leakage) -> lis
     texts = pa.array([t or "" for t in (left if same else [*left, *right])], pa.string())
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
     _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows,
-                                           cfg.char_ngram)
+                                           cfg.char_ngram, cfg.punctuation)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     lo, hi, _ = minhash.candidate_pairs(keys, np.arange(len(texts)))
     shift = 0 if same else len(left)
@@ -92,7 +93,8 @@ def _sketch(texts: pa.Array, cfg: Leakage) -> tuple[np.ndarray, np.ndarray, np.n
     """(band keys: rows × bands, shingle sets flattened, their offsets) of some texts."""
     bands, rows = minhash.bands_rows(cfg.lsh_threshold, cfg.num_perm)
     texts = pc.fill_null(texts.cast(pa.string()), "")
-    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows, cfg.char_ngram)
+    _, keys, sets, counts = minhash.sketch(texts, cfg.shingle, cfg.ngram, cfg.num_perm, 1, bands, rows, cfg.char_ngram,
+                                           cfg.punctuation)
     return keys, sets, np.concatenate([[0], np.cumsum(counts)])
 
 
@@ -147,6 +149,23 @@ def leakage(candidate: Candidate, cfg: Leakage) -> dict[str, Any]:
     right_ids = pa.concat_arrays([others[n][0] for n in names])
     right_texts = pa.concat_arrays([others[n][1] for n in names])
     right_keys, right_sets, right_offsets = _sketch(right_texts, cfg)
+    # A near copy with another label is another example (dedupe.label_conflicts: hybrid kept it): no leak.
+    label_field = candidate.kind.label_field
+    by_label = bool(cfg.labels_distinguish and label_field)
+    out["labelled_pairs_apart"] = by_label
+    if by_label:
+        def labels_of(split: str, folder: Path | None = None) -> dict[str, Any]:
+            path = (folder or candidate.folder) / f"{split}.parquet"
+            if not path.exists() or label_field not in pq.read_schema(path).names:
+                return {}
+            t = pq.read_table(path, columns=["id", label_field])
+            return dict(zip(t.column("id").to_pylist(), t.column(label_field).to_pylist()))
+
+        right_label_of: dict[str, Any] = {}
+        for n in names:
+            right_label_of.update(labels_of("test", Path(previous_dir)) if n == "previous_test" else labels_of(n))
+        right_labels = [right_label_of.get(i) for i in right_ids.to_pylist()]
+        train_labels = labels_of("train")
     # Per row of the other splits: the best train row so far (Jaccard, train id, train text).
     best: dict[int, tuple[float, str, str]] = {}
     for ids, texts in candidate.view_batches("train", key, key=True, batch_size=TRAIN_CHUNK):
@@ -162,6 +181,8 @@ def leakage(candidate: Candidate, cfg: Leakage) -> dict[str, Any]:
         jac = minhash.jaccard(all_sets, all_offsets, li, ri + n, cfg.threshold)
         ok = np.nan_to_num(jac, nan=-1.0) >= cfg.threshold
         for i, j, x in sorted(zip(li[ok].tolist(), ri[ok].tolist(), jac[ok].tolist()), key=lambda t: (t[1], t[0])):
+            if by_label and train_labels.get(ids[i].as_py()) != right_labels[j]:
+                continue
             if j not in best or x > best[j][0]:  # ties keep the earlier train row
                 best[j] = (x, str(ids[i].as_py()), texts[i].as_py() or "")
     bounds = np.cumsum([0] + [len(others[n][1]) for n in names])

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 import schemas
+from stages.evaluate.summary import stage_line
 from stages.evaluate.figures import SplitFigures, split_figures
 from stages.evaluate.report_agreement import agreement_section
 from stages.evaluate.report_html import _COLORS, _e, _img, _num, _plt, _png, _table  # noqa: F401 (report_records imports them from here)
@@ -238,9 +239,13 @@ def _noise(noise: dict[str, Any], issues: list[dict[str, Any]], top: int) -> str
     if not noise.get("ran"):
         return f'<p class="muted">Label-noise check not run: {_e(noise.get("skipped", "no labelled rows"))}.</p>'
     parts = [f"<p>{noise['flagged']:,} of {noise['labelled_rows']:,} labelled rows ({noise['share']:.2%}) look "
-             f"mislabelled. Model: {_e(noise['model'])} (out-of-sample accuracy {noise['cv_accuracy']:.3f}); "
+             f"mislabelled. Model: {_e(noise['model'])} (out-of-sample accuracy {noise['cv_accuracy']:.3f}, "
+             f"majority-class rate {noise.get('majority_rate', 0):.3f}, kappa {noise.get('kappa', 0):.3f}); "
              f"{_e(noise['method'])}. All of them are in <code>label_issues.parquet</code>; "
              "<code>sftpipe annotate push --review-label-issues</code> sends them to Label Studio.</p>"]
+    if noise.get("stage"):
+        parts.append(f"<p>Before dedupe, the label_noise stage: {_e(stage_line(noise['stage']))}. Its rows are in "
+                     "<code>rejected.parquet</code> (reason <code>label_noise</code>) when it dropped them.</p>")
     if noise.get("by_label_pair"):
         parts.append(_table(["given → suggested", "rows"], [[k, v] for k, v in noise["by_label_pair"].items()]))
     if issues and top:

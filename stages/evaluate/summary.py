@@ -3,9 +3,24 @@ manifest's `evaluation` block, or `quality/summary.json` of a candidate that fai
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import schemas
 from stages.evaluate.evidence import QUALITY_DIR, SUMMARY_FILE, read_json
+
+
+def stage_line(s: dict[str, Any]) -> str:
+    """What the label_noise stage did, in one line, with the model's strength beside the flagged share."""
+    if not s.get("ran"):
+        return f"no evidence ({s.get('skipped')})"
+    head = (f"{s['flagged']:,} of {s['labelled_rows']:,} rows flagged ({s['share']:.2%}) at cross-validated accuracy "
+            f"{s['cv_accuracy']:.3f} (majority-class rate {s['majority_rate']:.3f}, kappa {s['kappa']:.3f}); "
+            f"{s['confident']:,} with p(suggested) >= {s['min_confidence']:g}")
+    if s.get("weak_model"):
+        return f"{head}; nothing acted on: {s['weak_model']}"
+    done = {"drop": "dropped", "review": "sent to review", "warn": "left (action warn)"}[s["action"]]
+    capped = f" ({s['capped']:,} left by the per-class cap)" if s.get("capped") else ""
+    return f"{head}; {s['acted']:,} {done}{capped}"
 
 
 def summarize_report(version_dir: Path | str) -> str:
@@ -48,9 +63,12 @@ def summarize_report(version_dir: Path | str) -> str:
     noise = ev.get("label_noise") or {}
     if noise.get("ran"):
         lines.append(f"label issues: {noise.get('flagged', 0):,} of {noise.get('labelled_rows', 0):,} labelled rows "
-                     f"({noise.get('share', 0):.2%}) → {version_dir / 'label_issues.parquet'}")
+                     f"({noise.get('share', 0):.2%}) at cross-validated accuracy {noise.get('cv_accuracy', 0):.3f} "
+                     f"(kappa {noise.get('kappa', 0):.3f}) → {version_dir / 'label_issues.parquet'}")
     elif noise.get("skipped"):
         lines.append(f"label issues: not checked ({noise['skipped']})")
+    if noise.get("stage"):
+        lines.append("label_noise stage: " + stage_line(noise["stage"]))
     conf = ev.get("label_conflicts") or {}
     if conf.get("ran", True):
         lines.append(f"label conflicts in duplicate clusters: {conf.get('clusters', 0)}")

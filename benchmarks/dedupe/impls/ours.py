@@ -2,6 +2,7 @@
 as the executor does, on `--workers` processes. As `sftpipe run` does (pipeline/executor.py), the worker
 fork server is started first, so that its start-up overlaps the stage's imports."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,12 @@ def main() -> None:
     from pipeline.stage import StageContext
     from stages.dedupe import Config, DedupeStage
 
-    config = Config(threshold=common.THRESHOLD, ngram=common.NGRAM, num_perm=common.NUM_PERM)
+    # The shared shingling of every implementation here: word 5-grams with punctuation. The stage's default for
+    # classification drops punctuation in texts under 50 words since issue 21: DEDUPE_BENCH_PUNCTUATION=drop_short
+    # (or drop) measures that.
+    punctuation = os.environ.get("DEDUPE_BENCH_PUNCTUATION", "keep")
+    config = Config(threshold=common.THRESHOLD, ngram=common.NGRAM, num_perm=common.NUM_PERM,
+                    punctuation=punctuation, label_conflicts="ignore")
     stage = DedupeStage(config, StageContext(dataset="bench", config_dir=Path("."), work_dir=Path("."), workers=a.workers))
     inputs = ParquetInput(a.corpus, 10_000)
     kept_ids, kept_clusters, rejected = [], [], []

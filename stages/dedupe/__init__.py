@@ -61,6 +61,8 @@ from pipeline.near_duplicates import LocalNearDuplicates, SketchParams
 from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
 from schemas.record import RecordKind
 from schemas.summaries import ConflictRow, DedupeSummary, LabelConflict, Similarity
+from stages.dedupe.graph import connected_components
+from stages.dedupe.labels import resolve_labels, route_lost
 
 
 class Config(BaseModel):
@@ -76,6 +78,17 @@ class Config(BaseModel):
                           "written without spaces (CJK, Thai), words otherwise; default: word for classification, "
                           "auto for generation and chat")
     ngram: int = Field(5, ge=1, le=64, description="shingle length in tokens; shorter texts get one shingle of all their tokens")
+    punctuation: Literal["keep", "drop", "drop_short"] | None = Field(
+        None, description="punctuation and symbols in the compared text: keep; drop before hashing, exact step "
+                          "included (\"France?\" = \"France ?\"); drop_short — dropped in texts under 50 words "
+                          "only, so long texts pair exactly as with keep; default: drop_short for classification, "
+                          "keep for generation and chat (code)")
+    label_conflicts: Literal["hybrid", "ignore"] = Field(
+        "hybrid", description="rows of one text with different labels: hybrid — the text keeps one label "
+                              "(the majority; a tie goes to the label the label_noise evidence finds more probable, "
+                              "without evidence the tied rows are rejected as label_conflict), and a near copy with "
+                              "another label is another example and stays; ignore — labels play no part (the "
+                              "longest row is kept)")
     char_ngram: int = Field(3, ge=1, le=64, description="shingle: auto — characters per shingle for texts written without spaces")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     threshold: float = Field(0.8, gt=0.0, le=1.0, description="Jaccard at or above which two rows are duplicates")
@@ -103,29 +116,8 @@ class Config(BaseModel):
             raise UserError(f"dedupe.key: {kind.name} records have no key {key!r} (keys: {', '.join(kind.dedupe_keys)})")
         return key, self.shingle or ("word" if kind.default_view is not None else "auto")
 
-
-def connected_components(n: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Per row, the smallest row of its connected component over the edges (left, right).
-
-    Shiloach–Vishkin style over numpy arrays: every tree's root is hooked to the smallest root an edge
-    reaches, then paths are shortened until every row points at its root. Each round every tree of an
-    unfinished component merges with another, so there are O(log n) rounds. (scipy.sparse.csgraph does
-    the same, but importing it took ~0.4 s of every run's start-up, more than the computation.)
-    """
-    parent = np.arange(n, dtype=np.int64)
-    while True:
-        root_left, root_right = parent[left], parent[right]
-        differ = root_left != root_right
-        if not differ.any():
-            return parent
-        low = np.minimum(root_left[differ], root_right[differ])
-        np.minimum.at(parent, root_left[differ], low)
-        np.minimum.at(parent, root_right[differ], low)
-        while True:  # shortcut: every row to its root
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                break
-            parent = grand
+    def punctuation_for(self, kind: RecordKind) -> str:
+        return self.punctuation or ("drop_short" if kind.default_view is not None else "keep")
 
 
 def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: np.ndarray,
@@ -176,6 +168,31 @@ def greedy_keep(rank: np.ndarray, left: np.ndarray, right: np.ndarray, weight: n
     return dup_of, dup_weight
 
 
+def priority(length: np.ndarray, has_label: np.ndarray, lost: np.ndarray | None = None) -> np.ndarray:
+    """Each row's position in keep priority: a row whose label did not lose first, then a labelled row,
+    then the longest text, then the first seen."""
+    n = len(length)
+    keys = (np.arange(n), -length, ~has_label) + ((lost,) if lost is not None else ())
+    return np.argsort(np.lexsort(keys)).astype(np.int64)
+
+
+def exact_reps(exact: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per row, the best-ranked row of its exact group (same normalized-text hash)."""
+    n = len(exact)
+    rep = np.arange(n, dtype=np.int64)
+    order = np.lexsort((rank, exact))
+    h = exact[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = h[1:] != h[:-1]
+    group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    rep[order] = order[group_first]
+    return rep
+
+
+REASONS = {1: "exact_duplicate", 2: "near_duplicate", 3: "label_conflict"}
+EVIDENCE = "label_prob"  # the label_noise stage's column: out-of-sample probability of the row's label
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -203,7 +220,7 @@ class DedupeStage(Stage):
             return
         bands, rows = cfg.bands_rows() if cfg.near else (0, 0)
         params = SketchParams(shingle, cfg.ngram, cfg.num_perm, cfg.seed, bands, rows, self.ctx.kind.name, key,
-                              cfg.char_ngram)
+                              cfg.char_ngram, cfg.punctuation_for(self.ctx.kind))
         # Where the search runs is the executor's choice (a process pool here, a Ray cluster there); the
         # results are the same. Pass 1 spills each row's shingle set; verification reads back the candidates'.
         index = self.ctx.near_duplicates or LocalNearDuplicates
@@ -212,18 +229,8 @@ class DedupeStage(Stage):
             sketched = search.sketch(inputs, self.ctx.progress)
             state = {**sketched, **self._labels_and_ids(inputs)}
             n = len(state["exact"])
-            rank = np.lexsort((np.arange(n), -state["length"], ~state["has_label"]))
-            rank = np.argsort(rank).astype(np.int64)  # position of each row in priority order
-
-            # Exact groups: the best-ranked row of each normalized-text group represents it.
-            rep = np.arange(n, dtype=np.int64)
-            if cfg.exact:
-                order = np.lexsort((rank, state["exact"]))
-                h = state["exact"][order]
-                new_group = np.ones(n, dtype=bool)
-                new_group[1:] = h[1:] != h[:-1]
-                group_first = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
-                rep[order] = order[group_first]
+            rank = priority(state["length"], state["has_label"])
+            rep = exact_reps(state["exact"], rank) if cfg.exact else np.arange(n, dtype=np.int64)
             is_rep = rep == np.arange(n)
 
             left = right = np.zeros(0, np.int64)
@@ -232,8 +239,28 @@ class DedupeStage(Stage):
             if cfg.near:
                 left, right, weight, n_candidates, largest_bucket = search.edges(np.flatnonzero(is_rep), cfg.threshold)
 
+        # Labels first (dedupe.label_conflicts): rows of one text whose label loses (`lost`: 1 by majority,
+        # 2 by the label evidence) or ties without evidence (3) leave; the rest are deduplicated as before.
+        verdict = None
+        if cfg.label_conflicts == "hybrid" and (state["label_code"] >= 0).any():
+            verdict = resolve_labels(rep, left, right, weight, state["label_code"], state["label_prob"])
+            lost = verdict.lost > 0
+            if lost.any():
+                rank = priority(state["length"], state["has_label"], lost)
+                new_rep = exact_reps(state["exact"], rank) if cfg.exact else np.arange(n, dtype=np.int64)
+                left, right = new_rep[left], new_rep[right]  # an exact group's members share its shingle set
+                rep = new_rep
+                is_rep = rep == np.arange(n)
+        all_left, all_right = left, right  # clusters are drawn over every verified pair
+        if verdict is not None:
+            labels = state["label_code"]
+            # A near copy with another label is another example; a row that lost its label is no one's kept row.
+            differ = (labels[left] >= 0) & (labels[right] >= 0) & (labels[left] != labels[right])
+            ok = ~differ & ~lost[left] & ~lost[right]
+            left, right, weight = left[ok], right[ok], weight[ok]
+
         dup_of, dup_jaccard = greedy_keep(rank, left, right, weight, n)
-        reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate
+        reason = np.zeros(n, dtype=np.int8)  # 0 kept, 1 exact duplicate, 2 near duplicate, 3 label conflict
         reason[dup_of >= 0] = 2
         # An exact copy names its group's representative; if that one went as a near duplicate, it names
         # the same kept row (its shingle set is the representative's, so the Jaccard is the same too).
@@ -245,17 +272,20 @@ class DedupeStage(Stage):
         dup_of[rep_removed] = dup_of[rep[rep_removed]]
         dup_jaccard[rep_removed] = dup_jaccard[rep[rep_removed]]
         reason[rep_removed] = 2
+        label_details: dict[int, dict] = {}
+        if verdict is not None and lost.any():
+            label_details = route_lost(verdict, rep, rank, dup_of, dup_jaccard, reason, state["label_names"])
 
         # Clusters: components over exact groups and verified edges, numbered by first appearance (a
         # component is labelled with its first row, so the sorted labels are in order of appearance).
-        component = connected_components(n, np.concatenate([left, rep]), np.concatenate([right, np.arange(n)]))
+        component = connected_components(n, np.concatenate([all_left, rep]), np.concatenate([all_right, np.arange(n)]))
         cluster_id = np.unique(component, return_inverse=True)[1].astype(np.int64)
 
         conflicts, examples = self._label_conflicts(cluster_id, state["label_code"])
         example_rows = {int(r): None for ex in examples for r in ex}
         example_order = np.array(sorted(example_rows), dtype=np.int64)
         ids = state["ids"]
-        referenced = np.unique(dup_of[dup_of >= 0])
+        referenced = np.unique(dup_of[(dup_of >= 0) & (reason != 3)])
         referenced_id = dict(zip(referenced.tolist(), ids.take(pa.array(referenced)).to_pylist()))
         del state
 
@@ -276,11 +306,12 @@ class DedupeStage(Stage):
                 rows = batch.take(pa.array(removed))
                 g = removed + start
                 details = [
+                    {"cluster_id": int(cluster_id[i]), **label_details[int(i)]} if reason[i] == 3 else
                     {"duplicate_of": referenced_id[int(dup_of[i])], "jaccard": round(float(dup_jaccard[i]), 4),
-                     "cluster_id": int(cluster_id[i])}
+                     "cluster_id": int(cluster_id[i]), **label_details.get(int(i), {})}
                     for i in g
                 ]
-                reasons = np.where(reason[g] == 1, "exact_duplicate", "near_duplicate").tolist()
+                reasons = [REASONS[r] for r in reason[g].tolist()]
                 rejected = rejected_rows(rows, self.name, reasons, details, kind=self.ctx.kind)
             wanted = example_order[(example_order >= start) & (example_order < start + m)].tolist()
             if wanted:  # label conflicts: only a kind with labels has them
@@ -299,6 +330,9 @@ class DedupeStage(Stage):
         ]
         self._summary = self._summarize(cluster_id, reason, conflicts, conflict_examples)
         self.stats.update(
+            label_conflicts=cfg.label_conflicts,
+            labels_decided=verdict.decided() if verdict is not None else {},
+            label_conflict_removed=int((reason == 3).sum()),
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),
             candidate_pairs=int(n_candidates),
@@ -322,7 +356,9 @@ class DedupeStage(Stage):
         size, count = np.unique(sizes[sizes > 0], return_counts=True)
         return DedupeSummary(
             similarity=Similarity(shingle=shingle, ngram=cfg.ngram, threshold=cfg.threshold, key=key,
-                                  char_ngram=cfg.char_ngram if shingle == "auto" else None),
+                                  char_ngram=cfg.char_ngram if shingle == "auto" else None,
+                                  punctuation=cfg.punctuation_for(self.ctx.kind),
+                                  labels_distinguish=cfg.label_conflicts == "hybrid" and self.ctx.kind.label_field is not None),
             exact_removed=int((reason == 1).sum()),
             near_removed=int((reason == 2).sum()),
             cluster_sizes=dict(zip(size.tolist(), count.tolist())),
@@ -335,10 +371,15 @@ class DedupeStage(Stage):
 
     def _labels_and_ids(self, inputs: StageInput) -> dict[str, Any]:
         """Per row: label presence, a run-wide label code (-1: none) and the id (a light read, no text)."""
-        has_label, label_code, ids = [], [], []
+        has_label, label_code, ids, label_prob = [], [], [], []
         labels: dict[str, int] = {}
         label_field = self.ctx.kind.label_field
-        for batch in inputs.batches(columns=["id", label_field] if label_field else ["id"]):
+        # label_prob: the label_noise stage's evidence (absent when that stage did not run or had no model).
+        first = next(iter(inputs.batches()), None)  # the stream's columns (StageInput has no schema)
+        evidence = [EVIDENCE] if label_field and first is not None and EVIDENCE in first.schema.names else []
+        for batch in inputs.batches(columns=["id", label_field, *evidence] if label_field else ["id"]):
+            label_prob.append(batch.column(EVIDENCE).to_numpy(zero_copy_only=False).astype(np.float64)
+                              if EVIDENCE in batch.schema.names else np.full(batch.num_rows, np.nan))
             label = batch.column(label_field).cast(pa.string()) if label_field else pa.nulls(batch.num_rows, pa.string())
             has_label.append(~label.is_null().to_numpy(zero_copy_only=False))
             encoded = pc.dictionary_encode(label)
@@ -351,6 +392,8 @@ class DedupeStage(Stage):
             "has_label": np.concatenate(has_label).astype(bool),
             "label_code": np.concatenate(label_code),
             "ids": pa.concat_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in ids]),
+            "label_prob": np.concatenate(label_prob) if label_prob else np.zeros(0),
+            "label_names": list(labels),
         }
 
     def _label_conflicts(self, cluster_id: np.ndarray, label_code: np.ndarray) -> tuple[int, list[list[int]]]:

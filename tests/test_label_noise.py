@@ -1,0 +1,149 @@
+"""The label_noise stage on real SMS Spam and TREC rows with planted label flips: evidence columns, the
+drop / warn / review actions, the per-class cap, the weak-model guard, and the whole pipeline writing
+rejected.parquet, the manifest block and the card line."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from pipeline.stage import StageContext
+from stages.annotate.config import Config as AnnotateConfig
+from stages.annotate.selection import select_rows
+from stages.label_noise import Config, LabelNoiseStage
+
+from .conftest import TableInput, run_pipeline, write_config
+
+
+def rows_with_flips(shared_data: Path, name: str, n: int, flip_rate: float, seed: int = 3) -> pd.DataFrame:
+    """`n` real rows of a shared data set, `flip_rate` of them given another label (recorded in `true_label`)."""
+    df = pd.read_parquet(shared_data / name / "data.parquet")[["text", "label"]].sample(n, random_state=seed)
+    df = df.reset_index(drop=True)
+    labels = sorted(df["label"].unique())
+    rng = random.Random(seed)
+    df["true_label"] = df["label"]
+    for i in rng.sample(range(n), int(flip_rate * n)):
+        df.loc[i, "label"] = rng.choice([lab for lab in labels if lab != df.loc[i, "true_label"]])
+    df["id"] = [f"r{i:05d}" for i in range(n)]
+    return df
+
+
+def as_table(df: pd.DataFrame) -> pa.Table:
+    n = len(df)
+    return pa.table({
+        "id": df["id"].tolist(), "source": ["s"] * n, "source_file": ["s.parquet"] * n,
+        "source_line": pa.array(range(1, n + 1), pa.int64()), "text": df["text"].tolist(),
+        "label": df["label"].tolist(), "meta": ["{}"] * n,
+    })
+
+
+def run_stage(df: pd.DataFrame, labels: list[str] | None = None, **config):
+    stage = LabelNoiseStage(Config(**config), StageContext(dataset="t", config_dir=Path("."), work_dir=Path("."),
+                                                          labels=labels))
+    outputs = list(stage.run(TableInput(as_table(df), 700)))
+    kept = pa.Table.from_batches([o.kept for o in outputs if o.kept is not None]).to_pandas()
+    rejected = [o.rejected for o in outputs if o.rejected is not None]
+    for batch in rejected:
+        schemas.check(batch, schemas.REJECTED, "label_noise rejected")
+    rejected = pa.Table.from_batches(rejected, schema=schemas.REJECTED).to_pandas()
+    return kept, rejected, stage.summarize()
+
+
+@pytest.fixture(scope="module")
+def sms(shared_data) -> pd.DataFrame:
+    return rows_with_flips(shared_data, "sms_spam", 2500, 0.05)
+
+
+def test_drop_sends_confident_label_errors_to_rejected_with_the_suggested_label(sms):
+    kept, rejected, summary = run_stage(sms)
+    assert len(kept) + len(rejected) == len(sms) and set(kept["id"]).isdisjoint(rejected["id"])
+    truth = sms.set_index("id")
+    assert summary.ran and summary.action == "drop" and summary.weak_model is None
+    assert summary.acted == len(rejected) > 0 and (rejected["reason"] == "label_noise").all()
+    flipped = truth.loc[rejected["id"], "label"] != truth.loc[rejected["id"], "true_label"]
+    assert flipped.mean() >= 0.7, "most dropped rows are planted flips"
+    planted = (truth["label"] != truth["true_label"]).sum()
+    assert flipped.sum() >= 0.6 * planted, "and most planted flips are dropped"
+    details = [json.loads(d) for d in rejected["details"]]
+    assert all(d["suggested_label"] != d["given_label"] and d["suggested_prob"] >= 0.8 for d in details)
+    assert all("kappa" in d and "cv_accuracy" in d for d in details)
+    right = sum(d["suggested_label"] == truth.loc[i, "true_label"] for d, i in zip(details, rejected["id"]) if
+                truth.loc[i, "label"] != truth.loc[i, "true_label"])
+    assert right == flipped.sum(), "on two classes the suggestion of a dropped flip is its true label"
+    # Evidence travels with every kept row.
+    assert kept["label_prob"].notna().all() and kept["suggested_label"].notna().all()
+    assert ((kept["label_prob"] > 0) & (kept["label_prob"] <= 1)).all() and not kept["label_issue"].any()
+    assert summary.cv_accuracy is not None and summary.kappa > summary.min_kappa
+
+
+def test_warn_keeps_every_row_and_marks_the_rows_it_would_drop(sms):
+    kept, rejected, summary = run_stage(sms, action="warn")
+    assert len(kept) == len(sms) and len(rejected) == 0 and summary.acted == 0
+    dropped = run_stage(sms)[1]
+    assert set(kept.loc[kept["label_issue"], "id"]) == set(dropped["id"])
+
+
+def test_review_marks_rows_that_annotate_selects(sms):
+    kept, rejected, summary = run_stage(sms, action="review")
+    assert len(rejected) == 0 and summary.acted == int(kept["label_issue"].sum()) > 0
+    chosen = select_rows(kept[["id", "text", "label", "source", "label_issue"]], AnnotateConfig(select="label_issues"))
+    assert set(chosen["id"]) == set(kept.loc[kept["label_issue"], "id"]) and "label_issue" not in chosen.columns
+
+
+def test_per_class_cap_limits_each_label(shared_data):
+    trec = rows_with_flips(shared_data, "trec", 3000, 0.1)
+    _, rejected, summary = run_stage(trec, max_class_share=0.05)
+    sizes = trec["label"].value_counts()
+    dropped = rejected["label"].value_counts()
+    assert summary.capped > 0
+    assert all(dropped[lab] <= int(0.05 * sizes[lab]) for lab in dropped.index)
+
+
+def test_a_weak_model_acts_on_nothing_and_says_so(sms):
+    shuffled = sms.assign(label=sms["label"].sample(frac=1, random_state=0).to_numpy())  # labels carry no signal
+    kept, rejected, summary = run_stage(shuffled)
+    assert len(rejected) == 0 and len(kept) == len(sms) and summary.acted == 0
+    assert summary.flagged > 0 and "too weak" in summary.weak_model and summary.kappa < summary.min_kappa
+    assert not kept["label_issue"].any()
+
+
+def test_rows_without_labels_or_too_few_pass_through(sms):
+    few = sms.head(30)
+    kept, rejected, summary = run_stage(few)
+    assert len(kept) == 30 and len(rejected) == 0 and not summary.ran and "min_rows" in summary.skipped
+    assert kept["label_prob"].isna().all()
+
+
+def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp_path, shared_data):
+    df = rows_with_flips(shared_data, "sms_spam", 1500, 0.1, seed=5)
+    pq.write_table(pa.Table.from_pandas(df[["id", "text", "label"]], preserve_index=False), tmp_path / "rows.parquet")
+    config = write_config(tmp_path, {
+        "dataset": "sms-flips", "labels": ["ham", "spam"],
+        "sources": [{"name": "rows", "path": "rows.parquet", "format": "parquet", "text_field": "text",
+                     "label_field": "label", "id_field": "id"}],
+        "clean": {"signals": []}})
+    result = run_pipeline(config, tmp_path / "data")
+    version = tmp_path / "data" / "versions" / "sms-flips" / result.version
+    rejected = pq.read_table(version / "rejected.parquet").to_pandas()
+    noise = rejected[rejected["reason"] == "label_noise"]
+    assert len(noise) > 0 and (noise["stage"] == "label_noise").all()
+    published = pd.concat([pq.read_table(version / f"{s}.parquet").to_pandas() for s in ("train", "validation", "test")])
+    assert len(published) + len(rejected) == len(df)
+    assert {"label_prob", "suggested_label", "suggested_prob", "label_issue"} <= set(published.columns)
+    truth = df.set_index("id")
+    wrong_in = (truth["label"] != truth["true_label"]).mean()
+    wrong_out = (truth.loc[published["id"], "label"] != truth.loc[published["id"], "true_label"]).mean()
+    assert wrong_out < wrong_in / 2
+    manifest = json.loads((version / "manifest.json").read_text())
+    block = manifest["label_noise"]
+    assert block["acted"] == len(noise) and block["action"] == "drop" and block["cv_accuracy"] > 0
+    card = (version / "README.md").read_text()
+    assert f"{len(noise):,} confident ones dropped" in card and "cross-validated accuracy" in card
+    report = (version / "report.html").read_text()
+    assert "the label_noise stage" in report and "cross-validated accuracy" in report
