@@ -1,8 +1,7 @@
 """The annotate stage: select, push, wait for people, pull, aggregate, hand the labels on.
 
 See the package docstring (`stages/annotate/__init__.py`) for how a run goes and the files it leaves.
-Label Studio is reached only through `pipeline.labelstudio`.
-"""
+Label Studio is reached only through `pipeline.labelstudio`."""
 from __future__ import annotations
 
 import hashlib
@@ -247,7 +246,7 @@ class AnnotateStage(Stage):
         self.labels()  # no label set: fail before anything is sent
         batches = list(inputs.batches()) if inputs is not None else []
         table = pa.Table.from_batches(batches) if batches else self.ctx.kind.schema().empty_table()
-        marked = ["label_issue"] if "label_issue" in table.schema.names else []  # the label_noise stage's
+        marked = [c for c in ("label_issue",) if c in table.schema.names]  # the label_noise stage's marks
         rows = table.select(["id", "text", "label", "source", *marked]).to_pandas()
 
         human: dict[str, str] = {}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stages.dedupe.graph import connected_components
+
 LOST_MAJORITY, LOST_EVIDENCE, LOST_TIE = 1, 2, 3
 
 
