@@ -147,3 +147,22 @@ def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp
     assert f"{len(noise):,} confident ones dropped" in card and "cross-validated accuracy" in card
     report = (version / "report.html").read_text()
     assert "the label_noise stage" in report and "cross-validated accuracy" in report
+
+
+def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
+    """Large sets: every row still gets an out-of-sample probability, from a model fit on a seeded draw of at
+    most `max_fit_rows` rows of the other folds (the solver's cost grows faster than the rows)."""
+    import numpy as np
+
+    from pipeline import label_model
+
+    lines = (shared_data / "sms_spam" / "original" / "SMSSpamCollection").read_text(encoding="utf-8").splitlines()[:1500]
+    labels, texts = zip(*(line.split("\t", 1) for line in lines))
+    full = label_model.evidence(list(texts), list(labels))
+    capped = label_model.evidence(list(texts), list(labels), max_fit_rows=600)
+    again = label_model.evidence(list(texts), list(labels), max_fit_rows=600)
+    assert capped.probs.shape == full.probs.shape == (len(full.rows), 2) and len(full.rows) > 1400
+    assert np.allclose(capped.probs.sum(axis=1), 1.0)
+    assert not np.array_equal(capped.probs, full.probs)  # the cap was applied
+    assert np.array_equal(capped.probs, again.probs)  # and the draw is seeded
+    assert capped.kappa > 0.3 and full.kappa >= capped.kappa  # a weaker model of spam, but a real one
