@@ -14,14 +14,20 @@ How strong the model is decides whether its flags may act (issue #16 item 7: at 
 where 84 % of rows are one class scores 0.79 with 15 % wrong labels and its confident flags are 80 % right
 (benchmarks/outcome) — so the measure is Cohen's kappa of the out-of-sample predictions against the given
 labels (agreement beyond what the class shares give by chance). `strong_enough(min_kappa)` is the guard.
+
+One fit per run: the stage writes each row's verdict as columns (`COLUMNS`) that travel with the row to the
+published version; `verdicts_from_columns` reads them back there, so the gate judges the published rows by
+the stage's fit instead of fitting the same model again (`stages/evaluate/label_noise.py` says when).
 """
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 MODEL_NAME = "TF-IDF word 1-2-grams + logistic regression"
 METHOD = "cleanlab find_label_issues (prune_by_noise_rate, ranked by self-confidence)"
@@ -31,32 +37,37 @@ METHOD = "cleanlab find_label_issues (prune_by_noise_rate, ranked by self-confid
 # TF-IDF + LR model's probabilities barely move, so a 1M-row set costs minutes of prediction, not hours of fits.
 MAX_FIT_ROWS = 50_000
 
+# The label_noise stage's columns, beside clean's signals on every row it judged (null on the others).
+COLUMNS = (
+    pa.field("label_prob", pa.float64()),  # out-of-sample probability of the row's own label (low = suspicious)
+    pa.field("suggested_label", pa.string()),  # the most probable label
+    pa.field("suggested_prob", pa.float64()),  # and its probability
+    pa.field("label_issue", pa.bool_()),  # the stage's action applies to the row (its docstring says when)
+    pa.field("label_issue_rank", pa.int64()),  # cleanlab flags the row: its rank, 1 = most suspicious (null: not flagged)
+)
+
+
+def rounded(p: np.ndarray) -> np.ndarray:
+    """Probabilities as the label_noise columns and label_issues.parquet carry them: float64, 6 decimals."""
+    return np.round(np.asarray(p, dtype=np.float64), 6)
+
 
 @dataclass
-class LabelEvidence:
-    """Evidence for the rows it was computed on (`rows`: indices into the caller's rows, in order)."""
+class Verdicts:
+    """The model's verdict on each row it judged (`rows`: indices into the caller's rows, in order) — what the
+    label_noise stage's columns carry, so the gate can read them back instead of fitting the model again."""
 
     classes: list[str]
     rows: np.ndarray  # int64: which of the caller's rows have evidence (a usable label and a text)
     y: np.ndarray  # int: the given label of each of those rows, as an index into `classes`
-    probs: np.ndarray  # (len(rows), len(classes)): out-of-sample probabilities
+    given_prob: np.ndarray  # out-of-sample probability of the given label
+    suggested: np.ndarray  # int: the most probable label, as an index into `classes`
+    suggested_prob: np.ndarray  # its probability
     issue: np.ndarray  # bool: cleanlab finds the given label contradicted
     ranked: np.ndarray  # positions (into rows) of the issues, most suspicious first
     folds: int
     C: float
     set_aside: dict[str, int] = field(default_factory=dict)  # labels with < 2 rows: no out-of-sample probability
-
-    @property
-    def given_prob(self) -> np.ndarray:
-        return self.probs[np.arange(len(self.y)), self.y]
-
-    @property
-    def suggested(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
-
-    @property
-    def suggested_prob(self) -> np.ndarray:
-        return self.probs.max(axis=1)
 
     @property
     def cv_accuracy(self) -> float:
@@ -91,6 +102,13 @@ class LabelEvidence:
                 "kappa": round(self.kappa, 4), "flagged": int(self.issue.sum()),
                 "share": round(float(self.issue.mean()), 6) if len(self.y) else 0.0,
                 "set_aside_labels": self.set_aside}
+
+
+@dataclass
+class LabelEvidence(Verdicts):
+    """Verdicts from a fit, with the out-of-sample probabilities of every class they come from."""
+
+    probs: np.ndarray | None = None  # (len(rows), len(classes))
 
 
 def usable(texts: list[str | None], labels: list[str | None], label_set: list[str] | None,
@@ -145,4 +163,34 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
                                           return_indices_ranked_by="self_confidence"), dtype=np.int64)
     issue = np.zeros(len(y), dtype=bool)
     issue[ranked] = True
-    return LabelEvidence(classes, rows, y, probs, issue, ranked, folds, C, set_aside)
+    return LabelEvidence(classes, rows, y, probs[np.arange(len(y)), y], probs.argmax(axis=1), probs.max(axis=1),
+                         issue, ranked, folds, C, set_aside, probs=probs)
+
+
+def verdicts_from_columns(labels: list[str | None], columns: dict[str, list[Any]], *, folds: int, C: float,
+                          label_set: list[str] | None = None, min_rows: int = 2) -> Verdicts | str:
+    """The stage's verdicts on some of the rows it judged, read back from their `COLUMNS` (`columns`: name →
+    one value per row, `labels`: the rows' labels, unchanged since): what `evidence` over the stage's rows
+    says about these, in the same order of suspicion — or why there is none (a sentence, as `evidence`)."""
+    prob, sugg = columns["label_prob"], columns["suggested_label"]
+    judged = [i for i, (lab, p) in enumerate(zip(labels, prob)) if lab is not None and p is not None]
+    set_aside = Counter(lab for lab, p in zip(labels, prob)  # labelled rows the stage had too few of to judge
+                        if lab is not None and p is None and (not label_set or lab in label_set))
+    classes = sorted({labels[i] for i in judged} | {sugg[i] for i in judged})
+    counts = Counter(labels[i] for i in judged)
+    if sum(c >= 2 for c in counts.values()) < 2:
+        return "fewer than two labels with two or more rows"
+    if len(judged) < min_rows:
+        return f"{len(judged)} labelled rows, fewer than min_rows={min_rows}"
+    index = {c: k for k, c in enumerate(classes)}
+    rows = np.array(judged, dtype=np.int64)
+    rank = np.array([columns["label_issue_rank"][i] for i in judged], dtype=object)
+    flagged = np.flatnonzero(rank != None)  # noqa: E711 (elementwise on an object array)
+    ranked = flagged[np.argsort(rank[flagged].astype(np.int64), kind="stable")]
+    issue = np.zeros(len(rows), dtype=bool)
+    issue[ranked] = True
+    return Verdicts(classes, rows, np.array([index[labels[i]] for i in judged], dtype=np.int64),
+                    np.array([prob[i] for i in judged], dtype=np.float64),
+                    np.array([index[sugg[i]] for i in judged], dtype=np.int64),
+                    np.array([columns["suggested_prob"][i] for i in judged], dtype=np.float64),
+                    issue, ranked.astype(np.int64), folds, C, dict(sorted(set_aside.items())))

@@ -152,6 +152,12 @@ class LabelNoiseSummary(Summary):
     skipped: str | None = None  # why no evidence was computed
     action: str  # warn | drop | review
     model: str | None = None
+    # The fit's settings (the stage's config; `folds` as used: fewer when a class has fewer rows): the gate
+    # reads the stage's verdicts back instead of fitting again when its own settings are the same.
+    folds_configured: int | None = None
+    folds: int | None = None
+    C: float | None = None
+    seed: int | None = None
     labelled_rows: int = 0
     cv_accuracy: float | None = None
     majority_rate: float | None = None

@@ -9,7 +9,10 @@ that gets evidence carries it on as columns (beside clean's signals, so they rea
 - `suggested_label`, `suggested_prob`: the most probable label and its probability;
 - `label_issue`: the row the action applies to — cleanlab flags it, its suggested label has probability
   >= `min_confidence`, it is within the per-class cap, and the model is strong enough (with `warn`: the
-  rows it would act on).
+  rows it would act on);
+- `label_issue_rank`: cleanlab flags the row (whatever the action): its rank among the flagged rows, 1 =
+  most suspicious. With the three above, what the quality gate's `label_noise` check reads back on the
+  published rows instead of fitting the same model again (`pipeline.label_model.verdicts_from_columns`).
 
 Dedupe reads `label_prob` / `suggested_label` to decide which label an exact-duplicate cluster keeps when
 its labels tie (`dedupe.label_conflicts`). Then `action` decides what happens to the `label_issue` rows:
@@ -45,12 +48,7 @@ from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
 from schemas.summaries import LabelNoiseSummary
 
 REASON = "label_noise"
-COLUMNS = (
-    pa.field("label_prob", pa.float64()),
-    pa.field("suggested_label", pa.string()),
-    pa.field("suggested_prob", pa.float64()),
-    pa.field("label_issue", pa.bool_()),
-)
+COLUMNS = label_model.COLUMNS
 
 
 class Config(BaseModel):
@@ -140,18 +138,22 @@ class LabelNoiseStage(Stage):
             out[ev.rows] = values
             return pa.array(out.tolist(), typ)
 
+        rank = np.full(len(ev.y), None, dtype=object)
+        rank[ev.ranked] = np.arange(1, len(ev.ranked) + 1)
         columns = {
-            "label_prob": spread(np.round(given_p, 6), pa.float64()),
+            "label_prob": spread(label_model.rounded(given_p), pa.float64()),
             "suggested_label": spread(classes[sugg], pa.string()),
-            "suggested_prob": spread(np.round(sugg_p, 6), pa.float64()),
+            "suggested_prob": spread(label_model.rounded(sugg_p), pa.float64()),
             "label_issue": spread(marked, pa.bool_()),
+            "label_issue_rank": spread(rank, pa.int64()),
         }
         act = np.zeros(n, dtype=bool)
         act[ev.rows[acted]] = True
         figures = ev.figures()
         pairs = Counter(f"{classes[ev.y[i]]} → {classes[sugg[i]]}" for i in np.flatnonzero(acted))
         self._summary = LabelNoiseSummary(
-            ran=True, action=cfg.action, model=figures["model"], labelled_rows=figures["labelled_rows"],
+            ran=True, action=cfg.action, model=figures["model"], folds_configured=cfg.folds, folds=ev.folds,
+            C=cfg.C, seed=cfg.seed, labelled_rows=figures["labelled_rows"],
             cv_accuracy=figures["cv_accuracy"], majority_rate=figures["majority_rate"], kappa=figures["kappa"],
             min_kappa=cfg.min_kappa, weak_model=weak, flagged=figures["flagged"], share=figures["share"],
             confident=int(confident.sum()), min_confidence=cfg.min_confidence, capped=capped,

@@ -120,7 +120,12 @@ def test_rows_without_labels_or_too_few_pass_through(sms):
     assert kept["label_prob"].isna().all()
 
 
-def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp_path, shared_data):
+def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp_path, shared_data, monkeypatch):
+    from pipeline import label_model
+
+    calls = []
+    real = label_model.evidence
+    monkeypatch.setattr(label_model, "evidence", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     df = rows_with_flips(shared_data, "sms_spam", 1500, 0.1, seed=5)
     pq.write_table(pa.Table.from_pandas(df[["id", "text", "label"]], preserve_index=False), tmp_path / "rows.parquet")
     config = write_config(tmp_path, {
@@ -147,6 +152,10 @@ def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp
     assert f"{len(noise):,} confident ones dropped" in card and "cross-validated accuracy" in card
     report = (version / "report.html").read_text()
     assert "the label_noise stage" in report and "cross-validated accuracy" in report
+    # One label model per run: the gate read the stage's verdicts back from the published rows.
+    assert calls == [1] and manifest["evaluation"]["label_noise"]["evidence"].startswith("the label_noise stage's")
+    issues = pq.read_table(version / "label_issues.parquet").to_pandas()
+    assert set(issues["id"]) <= set(published["id"]) and list(issues["rank"]) == list(range(1, len(issues) + 1))
 
 
 def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
@@ -166,3 +175,61 @@ def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
     assert not np.array_equal(capped.probs, full.probs)  # the cap was applied
     assert np.array_equal(capped.probs, again.probs)  # and the draw is seeded
     assert capped.kappa > 0.3 and full.kappa >= capped.kappa  # a weaker model of spam, but a real one
+
+
+def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_path, shared_data, monkeypatch):
+    """One label model per run: on the published rows (here some of the stage's rows, in three splits) the
+    gate's label_issues.parquet is what the stage's fit says of them, in its order of suspicion, and nothing
+    is fitted; with other settings (or the stage off) the gate fits on the published rows."""
+    import numpy as np
+
+    from pipeline import label_model
+    from stages.evaluate.candidate import read_candidate
+    from stages.evaluate.config import Config as GateConfig
+    from stages.evaluate.label_noise import check
+    from schemas.summaries import Summaries
+
+    df = rows_with_flips(shared_data, "sms_spam", 1500, 0.1, seed=5)
+    kept, _, summary = run_stage(df, labels=["ham", "spam"], action="warn")
+    fit = label_model.evidence(df["text"].tolist(), df["label"].tolist(), label_set=["ham", "spam"])
+    assert np.array_equal(kept["label_prob"].to_numpy(), label_model.rounded(fit.given_prob))  # the stage's fit
+    # Published: a seeded 85 % of the rows (dedupe and the action removed the others), in three splits.
+    rng = np.random.default_rng(1)
+    published = kept[rng.random(len(kept)) < 0.85].copy()
+    published["split"] = rng.choice(["train", "validation", "test"], len(published), p=[0.8, 0.1, 0.1])
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    for s in schemas.SPLITS:
+        pq.write_table(pa.Table.from_pandas(published[published["split"] == s].drop(columns=["split"]),
+                                            preserve_index=False), folder / f"{s}.parquet")
+
+    calls = []
+    real = label_model.evidence
+    monkeypatch.setattr(label_model, "evidence", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    candidate = read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([summary]), None)
+    result = check(candidate, GateConfig())
+    assert calls == [], "the gate fitted the model the stage had fitted"
+    info = result.summary
+    assert info["ran"] and info["evidence"].startswith("the label_noise stage's")
+
+    split_of = published.set_index("id")["split"]
+    expected = [
+        {"id": df["id"][r], "split": split_of[df["id"][r]], "text": df["text"][r], "given_label": df["label"][r],
+         "suggested_label": fit.classes[fit.suggested[i]], "score": float(label_model.rounded(fit.given_prob)[i]),
+         "suggested_score": float(label_model.rounded(fit.suggested_prob)[i])}
+        for i in fit.ranked.tolist() if (r := int(fit.rows[i])) is not None and df["id"][r] in split_of.index]
+    for rank, row in enumerate(expected, start=1):
+        row["rank"] = rank
+    issues = pq.read_table(folder / "label_issues.parquet").to_pylist()
+    assert len(expected) > 20 and issues == expected
+    ours = published.set_index("id")
+    assert info["flagged"] == len(expected) and info["labelled_rows"] == len(published)
+    assert info["cv_accuracy"] == round(float((ours["suggested_label"] == ours["label"]).mean()), 4)
+    assert info["by_split"] == dict(pd.Series([x["split"] for x in expected]).value_counts())
+
+    # Other settings than the stage's: a fit on the published rows, and the summary says why.
+    result = check(candidate, GateConfig(label_noise={"C": 10.0}))
+    assert calls == [1] and result.summary["evidence"].startswith("fitted on the published rows (the label_noise stage fit")
+    # The stage off: a fit too.
+    result = check(read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([]), None), GateConfig())
+    assert calls == [1, 1] and "did not run" in result.summary["evidence"]

@@ -241,7 +241,8 @@ def _noise(noise: dict[str, Any], issues: list[dict[str, Any]], top: int) -> str
     parts = [f"<p>{noise['flagged']:,} of {noise['labelled_rows']:,} labelled rows ({noise['share']:.2%}) look "
              f"mislabelled. Model: {_e(noise['model'])} (out-of-sample accuracy {noise['cv_accuracy']:.3f}, "
              f"majority-class rate {noise.get('majority_rate', 0):.3f}, kappa {noise.get('kappa', 0):.3f}); "
-             f"{_e(noise['method'])}. All of them are in <code>label_issues.parquet</code>; "
+             f"{_e(noise['method'])}; probabilities {_e(noise.get('evidence', 'fitted on the published rows'))}. "
+             "All of them are in <code>label_issues.parquet</code>; "
              "<code>sftpipe annotate push --review-label-issues</code> sends them to Label Studio.</p>"]
     if noise.get("stage"):
         parts.append(f"<p>Before dedupe, the label_noise stage: {_e(stage_line(noise['stage']))}. Its rows are in "
