@@ -26,7 +26,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
 
-def child(run_dir: Path, scratch: Path, overrides: dict) -> None:
+def gate_request(run_dir: Path, scratch: Path):
+    """The run's latest candidate copied to `scratch`, and the request the executor would hand the gate (with
+    the summaries the run's stages handed on): (project, request)."""
     sys.path.insert(0, str(REPO))
     import pipeline.cli.project as composition
     from pipeline.gate import GateRequest
@@ -48,11 +50,15 @@ def child(run_dir: Path, scratch: Path, overrides: dict) -> None:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(scratch / "train.parquet")
+    manifest = json.loads((scratch / "manifest.json").read_text())
+    return project, GateRequest(folder=scratch, dataset=manifest["dataset"], labels=manifest.get("labels"), kind=None,
+                                schema=schema, parent=None, summaries=Summaries(summaries))
+
+
+def child(run_dir: Path, scratch: Path, overrides: dict) -> None:
+    project, request = gate_request(run_dir, scratch)
     gate = project.gate
     config = gate.Config(**overrides)
-    manifest = json.loads((scratch / "manifest.json").read_text())
-    request = GateRequest(folder=scratch, dataset=manifest["dataset"], labels=manifest.get("labels"), kind=None,
-                          schema=schema, parent=None, summaries=Summaries(summaries))
     import threading
 
     import psutil
