@@ -131,8 +131,11 @@ def usable(texts: list[str | None], labels: list[str | None], label_set: list[st
 
 def evidence(texts: list[str | None], labels: list[str | None], *, label_set: list[str] | None = None,
              folds: int = 5, C: float = 100.0, seed: int = 0, min_rows: int = 50,
-             max_fit_rows: int = MAX_FIT_ROWS) -> LabelEvidence | str:
-    """Out-of-sample evidence for every usable row of (texts, labels), or why there is none (a sentence)."""
+             max_fit_rows: int = MAX_FIT_ROWS, workers: int = 1) -> LabelEvidence | str:
+    """Out-of-sample evidence for every usable row of (texts, labels), or why there is none (a sentence).
+
+    `workers` folds are fit at a time, in threads (the saga solver runs without the GIL; each fold's model
+    is its own, fit on the rows it would get one at a time): the same probabilities, sooner on idle cores."""
     rows, classes, set_aside, why_not = usable(texts, labels, label_set, min_rows)
     if why_not:
         return why_not
@@ -147,16 +150,30 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     y = np.array([index[labels[i]] for i in rows], dtype=np.int64)
     folds = int(min(folds, np.bincount(y).min()))
     X = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32).fit_transform([texts[i] for i in rows])
-    clf = LogisticRegression(C=C, solver="saga", max_iter=200, tol=1e-3, random_state=seed)
     probs = np.zeros((len(y), len(classes)), dtype=X.dtype)  # as predict_proba returns them (float32)
     draw = np.random.default_rng(seed)
+    splits = []  # (fit rows, held-out rows) per fold, the draws made in fold order
+    for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+        if len(fit_rows) > max_fit_rows:
+            fit_rows = np.sort(draw.choice(fit_rows, max_fit_rows, replace=False))
+        splits.append((fit_rows, held_out))
+
+    def fold(split: tuple[np.ndarray, np.ndarray]) -> None:
+        fit_rows, held_out = split
+        clf = LogisticRegression(C=C, solver="saga", max_iter=200, tol=1e-3, random_state=seed)
+        clf.fit(X[fit_rows], y[fit_rows])
+        probs[np.ix_(held_out, clf.classes_)] = clf.predict_proba(X[held_out])  # disjoint rows per fold
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
-            if len(fit_rows) > max_fit_rows:
-                fit_rows = np.sort(draw.choice(fit_rows, max_fit_rows, replace=False))
-            clf.fit(X[fit_rows], y[fit_rows])
-            probs[np.ix_(held_out, clf.classes_)] = clf.predict_proba(X[held_out])
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(workers, folds)) as pool:
+                list(pool.map(fold, splits))
+        else:
+            for split in splits:
+                fold(split)
     probs = np.clip(probs, 1e-9, 1.0)
     probs = probs / probs.sum(axis=1, keepdims=True)
     ranked = np.asarray(find_label_issues(y, probs, filter_by="prune_by_noise_rate",

@@ -96,7 +96,7 @@ class LabelNoiseStage(Stage):
             texts.extend(batch.column(text_field).to_pylist())
             labels.extend(batch.column(label_field).cast(pa.string()).to_pylist())
         ev = label_model.evidence(texts, labels, label_set=self.ctx.labels, folds=cfg.folds, C=cfg.C,
-                                  seed=cfg.seed, min_rows=cfg.min_rows)
+                                  seed=cfg.seed, min_rows=cfg.min_rows, workers=self.ctx.workers)
         del texts
         n = len(labels)
         self._figures: dict[str, Any] = {}

@@ -174,6 +174,8 @@ def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
     assert np.allclose(capped.probs.sum(axis=1), 1.0)
     assert not np.array_equal(capped.probs, full.probs)  # the cap was applied
     assert np.array_equal(capped.probs, again.probs)  # and the draw is seeded
+    threaded = label_model.evidence(list(texts), list(labels), max_fit_rows=600, workers=2)
+    assert np.array_equal(threaded.probs, capped.probs)  # folds fit two at a time: the same probabilities
     assert capped.kappa > 0.3 and full.kappa >= capped.kappa  # a weaker model of spam, but a real one
 
 
