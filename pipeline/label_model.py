@@ -176,7 +176,9 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
                 fold(split)
     probs = np.clip(probs, 1e-9, 1.0)
     probs = probs / probs.sum(axis=1, keepdims=True)
-    ranked = np.asarray(find_label_issues(y, probs, filter_by="prune_by_noise_rate",
+    # n_jobs=1: cleanlab's default forks a pool of the (large) calling process per physical core for a few
+    # seconds of work; its results do not depend on n_jobs.
+    ranked = np.asarray(find_label_issues(y, probs, filter_by="prune_by_noise_rate", n_jobs=1,
                                           return_indices_ranked_by="self_confidence"), dtype=np.int64)
     issue = np.zeros(len(y), dtype=bool)
     issue[ranked] = True
