@@ -123,7 +123,7 @@ def run_once(args, lang: str) -> dict:
         config["clean"] = {"filters": {"lang": None}, "signals": ["lang"]}
     elif lang == "rule":
         config["clean"] = {"filters": {"lang": {"allowed": allowed}}}
-    # "default": no clean section, what a new config gets (since the junk work: `lang: {allowed: [en]}`)
+    # "default": no clean section, what a new config gets (`lang: {allowed: auto, plausible: 0.01}`: the languages of a sample)
     config["evaluate"] = {"off": {"enabled": False}, "default": {},
                           "no-label-noise": {"label_noise": {"enabled": False}}}[args.gate]
     if not config["evaluate"]:
@@ -190,7 +190,7 @@ def main() -> None:
                         help="language identification: off (the default lang rule switched off), signal "
                              "(clean.signals: [lang], no rule), rule (a lang rule allowing the corpus' languages: "
                              "every row identified, none dropped for its language) or default (the default "
-                             "config's rule, English only); several: run each, one after the other")
+                             "config's rule, `allowed: auto`: the languages of a sample); several: run each, one after the other")
     parser.add_argument("--gate", choices=["off", "default", "no-label-noise"], default="off",
                         help="the quality gate: off (the ETL alone), the default gate, or it without label noise")
     parser.add_argument("--workers", type=int, default=None, help="default: sftpipe's (all cores)")
