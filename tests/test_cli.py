@@ -84,6 +84,18 @@ def test_help_shows_flags_as_flags_and_brackets_as_written(path):
         assert re.search(r"^\s+--no-annotate\s+skip Label Studio", out.stdout, re.M), out.stdout
 
 
+def test_top_level_help_names_every_exit_code_the_readme_documents():
+    """`sftpipe --help` is where a script writer looks first: it names every code of the README's table."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n| code | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented >= {0, 1, 2, 3, 70, 75, 130}, documented
+    out = sftpipe("--help")
+    assert out.returncode == 0, out.stderr
+    helped = {int(code) for code in re.findall(r"(?<![\w-])(\d+) [a-zA-Z]", " ".join(out.stdout.split("Exit codes:", 1)[1].split()))}
+    assert documented <= helped, (documented - helped, out.stdout)
+
+
 # -- messages a new user needs ------------------------------------------------------------------------------------
 
 
