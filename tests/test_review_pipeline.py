@@ -204,7 +204,8 @@ def test_edit_end_to_end_through_sftpipe_run(server, tmp_path):
     assert len(ann) == 6 and sorted(ann["annotator"].unique()) == ["edit.a@example.com", "edit.b@example.com"]
 
 
-# Five preference pairs: a prompt, a good and a poor answer (TRL's standard preference form).
+# Sixteen preference pairs (five are sent for comparison): a prompt, a good and a poor answer, in TRL's
+# standard preference form.
 PAIRS = [
     ("How many legs does a spider have?", "A spider has eight legs.", "Spiders have six legs, like insects."),
     ("What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius at sea level.",
