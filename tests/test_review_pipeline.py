@@ -4,8 +4,8 @@
   the tasks awaiting review, two annotators rate the 50 responses, the next run publishes — rejected rows with
   their figures, the ratings in the rows, the agreement in the manifest, report and gate.
 - edit and compare: through the `sftpipe run` console script as a user runs it: exit code 75 with "N tasks
-  awaiting review at URL", a second run before anyone reviewed adds no task, the annotators submit, the next
-  run publishes — the edited responses (originals in the lineage, counted in the funnel), or TRL preference
+  awaiting review at URL", a second run before anyone reviewed adds no task, the annotators submit, the server
+  restarts, the next run publishes — the edited responses (originals in the lineage, counted in the funnel), or TRL preference
   records that `datasets` loads, ties set aside and listed; compare's agreement in the manifest and report,
   and `agreement_min` blocking a version."""
 from __future__ import annotations
@@ -182,6 +182,9 @@ def test_edit_end_to_end_through_sftpipe_run(server, tmp_path):
     post(server.url, tok_a, by_row[rows[2]], edit(original[rows[2]]))  # nobody edits
     post(server.url, tok_b, by_row[rows[2]], edit(original[rows[2]]))
 
+    # The server restarts before the pull: the run finds the same project and pulls what was submitted.
+    server.stop()
+    server.start()
     res = sftpipe("run", str(path), "--data-dir", str(data), cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "annotate: 2 response(s) edited by people (each original in meta.review.original)" in res.stdout, res.stdout
@@ -269,6 +272,9 @@ def test_compare_end_to_end_through_sftpipe_run(server, tmp_path):
         post(server.url, tok_a, by_row[rid], pick(letter(rid, va)))
         post(server.url, tok_b, by_row[rid], pick(letter(rid, vb)))
 
+    # The server restarts before the pull: the run finds the same project and pulls what was submitted.
+    server.stop()
+    server.start()
     res = sftpipe("run", str(path), "--data-dir", str(data), cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "annotate: 1 pair(s) swapped (people preferred the source's rejected response); 2 tie(s) set aside " \
