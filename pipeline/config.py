@@ -16,7 +16,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -205,13 +205,13 @@ def install(project: Any) -> None:
     _INSTALLED = project
 
 
-def load_config(path: str | Path, check_sources: bool = True) -> DatasetConfig:
+def load_config(path: str | Path, check_sources: bool = True, skip: Iterable[str] = ()) -> DatasetConfig:
     """Read and validate a config with the installed project; with `check_sources`, also check that the
     files it names exist and hold the fields it names. Raises UserError naming the key."""
     if _INSTALLED is None:
         raise RuntimeError("no project is installed: import pipeline.cli.project (the composition root) first, "
                            "or call Project.load_config")
-    return _INSTALLED.load_config(path, check_sources)
+    return _INSTALLED.load_config(path, check_sources, skip)
 
 
 def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:

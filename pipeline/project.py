@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
@@ -72,12 +72,16 @@ class Project:
 
     # -- configs ----------------------------------------------------------------------------------------
 
-    def load_config(self, path: str | Path, check_sources: bool = True) -> DatasetConfig:
+    def load_config(self, path: str | Path, check_sources: bool = True, skip: Iterable[str] = ()) -> DatasetConfig:
         """Read and validate a config; with `check_sources`, also let each stage check what its section
-        names on disk (collect: the files exist and hold the fields the config names)."""
+        names on disk (collect: the files exist and hold the fields the config names), except the stages
+        in `skip` (a run with `--no-annotate` does not refuse an annotate section it will not use)."""
         config = parse_config(path, self.config_model)
+        skip = set(skip)
         if check_sources:
             for stage in self.stages:
+                if stage.name in skip:
+                    continue
                 section = stage.section(config)
                 if section is not None:
                     try:

@@ -12,7 +12,6 @@ import json
 import multiprocessing
 import os
 import signal
-import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import spawn
 
@@ -56,17 +55,16 @@ def start_worker_server() -> None:
 
 
 def _start_fork_server() -> None:
-    """Start the fork server (if it is not running) with Ctrl-C ignored. A terminal's Ctrl-C reaches it too,
-    and while it imports its preloads it would die of it with a traceback (it ignores SIGINT only once they
-    are loaded); an ignored signal stays ignored across the exec that starts it, and in the workers it
-    forks. A Ctrl-C in the instant the server is being spawned is lost (the next one is not)."""
+    """Start the fork server (if it is not running) with Ctrl-C *blocked* in this thread meanwhile. A
+    terminal's Ctrl-C reaches the server too, and while it imports its preloads it would die of it with a
+    traceback (it ignores SIGINT only once they are loaded): the server inherits the blocked mask across the
+    exec that starts it, keeps it, and so do the workers it forks. Blocked, not ignored: a Ctrl-C that
+    arrives meanwhile stays pending and reaches the run when the mask is restored (ignoring it lost it, and
+    on a loaded machine the spawn takes long enough for that to happen)."""
     from multiprocessing import forkserver
 
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        forkserver.ensure_running()
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

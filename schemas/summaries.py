@@ -312,3 +312,15 @@ class AnnotationSummary(Summary):
     warnings: list[str] = []
     mode: str = "label"  # label, or a review of responses: rate, edit, compare
     response_review: dict[str, Any] | None = None  # rate / edit / compare: what the review decided (rejected, edited, swapped, ties)
+
+    def notes(self) -> list[str]:
+        """A review of responses says what people changed beside the funnel's row (its `relabelled` column
+        counts the edited responses, or the swapped pairs)."""
+        r = self.response_review or {}
+        if self.mode == "edit":
+            return [f"{r.get('edited', 0):,} response(s) edited by people (each original in meta.review.original)"]
+        if self.mode == "compare":
+            fate = "set aside as preference_tie" if r.get("reject_ties", True) else "kept in the source's order"
+            return [f"{r.get('swapped', 0):,} pair(s) swapped (people preferred the source's rejected response); "
+                    f"{r.get('ties', 0):,} tie(s) {fate}"]
+        return []

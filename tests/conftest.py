@@ -98,7 +98,7 @@ def run_pipeline(config_path: Path, data_dir: Path, **kwargs):
     from pipeline.executor import LocalExecutor
 
     tag = kwargs.pop("tag", None)
-    return LocalExecutor(load_config(config_path), data_dir=data_dir, **kwargs).run(tag=tag)
+    return LocalExecutor(load_config(config_path, skip=kwargs.get("skip") or ()), data_dir=data_dir, **kwargs).run(tag=tag)
 
 
 def sms_config(**overrides) -> dict:

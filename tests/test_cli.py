@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -82,6 +84,18 @@ def test_help_shows_flags_as_flags_and_brackets_as_written(path):
     if path == "run":
         assert "needs the [ray] extra" in " ".join(out.stdout.split())  # not eaten as a Rich markup tag
         assert re.search(r"^\s+--no-annotate\s+skip Label Studio", out.stdout, re.M), out.stdout
+
+
+def test_top_level_help_names_every_exit_code_the_readme_documents():
+    """`sftpipe --help` is where a script writer looks first: it names every code of the README's table."""
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n| code | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented >= {0, 1, 2, 3, 70, 75, 130}, documented
+    out = sftpipe("--help")
+    assert out.returncode == 0, out.stderr
+    helped = {int(code) for code in re.findall(r"(?<![\w-])(\d+) [a-zA-Z]", " ".join(out.stdout.split("Exit codes:", 1)[1].split()))}
+    assert documented <= helped, (documented - helped, out.stdout)
 
 
 # -- messages a new user needs ------------------------------------------------------------------------------------
@@ -197,3 +211,34 @@ def test_ctrl_c_mid_run_exits_130_in_one_line_and_the_next_run_resumes(tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "collect: unchanged since an earlier run, reusing" in again.stdout + again.stderr
     assert "published sms-spam v1" in again.stdout
+
+
+def test_ctrl_c_while_the_fork_server_starts_is_not_lost():
+    """A Ctrl-C that lands while the worker fork server is being spawned (on a loaded machine, long enough
+    for a terminal's Ctrl-C to hit it) interrupts the run once the server is up — it is not swallowed — and
+    the server, which got it too, does not die of it with a traceback."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from multiprocessing import forkserver
+        from pipeline import workers
+
+        spawn_server = forkserver.ensure_running
+
+        def ctrl_c_during_spawn():
+            spawn_server()  # the server now imports its preloads
+            os.killpg(os.getpgrp(), signal.SIGINT)  # a terminal's Ctrl-C: the whole group, the server too
+
+        forkserver.ensure_running = ctrl_c_during_spawn
+        try:
+            workers.start_worker_server()
+            with workers.worker_pool(2) as pool:
+                assert pool.submit(sum, [1, 2]).result() == 3
+        except KeyboardInterrupt:
+            print("interrupted")
+            sys.exit(0)
+        print("the Ctrl-C was lost")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr

@@ -20,7 +20,7 @@ import schemas
 from pipeline.errors import UserError
 from schemas.chat import MESSAGES, hf_messages
 
-from .conftest import REPO, SAMPLES, run_pipeline, write_config
+from .conftest import REPO, SAMPLES, run_pipeline, sftpipe, write_config
 
 
 def shipped(name: str, **overrides) -> dict:
@@ -160,15 +160,17 @@ def test_export_refuses_what_a_format_cannot_hold(tmp_path, glaive_version):
     assert cli.returncode == 1 and cli.stderr.strip().splitlines() == ["error: --format 'csv': choose one of alpaca, sharegpt, messages"]
 
 
-def test_annotate_refuses_generative_kinds_in_one_line_unless_skipped(tmp_path):
+def test_annotate_label_mode_refuses_generative_kinds_in_one_line_unless_skipped(tmp_path):
+    """Generation records have no class to pick: the default mode (label) names the review modes instead."""
     config = shipped("alpaca_en", annotate={"select": "sample", "sample_size": 4})
     config["clean"] = {}
     path = write_config(tmp_path, config)
-    with pytest.raises(UserError, match=r"annotate: review of responses \(generation records\) is not supported yet — "
-                                        r"issue #15 adds rating, editing and comparing them; run with --no-annotate"):
+    with pytest.raises(UserError, match=r"annotate: generation records have no class label to pick — set "
+                                        r"annotate.mode to rate or edit \(review of responses\), or run with --no-annotate$"):
         run_pipeline(path, tmp_path / "data")
-    result = run_pipeline(path, tmp_path / "data", skip={"annotate": "run with --no-annotate"})
-    assert result.published
+    # As the message says: the same config publishes with --no-annotate (the section is not checked then).
+    cli = sftpipe("run", str(path), "--data-dir", str(tmp_path / "data"), "--no-annotate")
+    assert cli.returncode == 0 and "published alpaca-en v1" in cli.stdout, cli.stdout + cli.stderr
 
 
 def test_chinese_near_duplicates_are_found_by_character_shingles(tmp_path):

@@ -41,7 +41,8 @@ def predictions_of(server, task_id: int) -> set[str]:
 
 
 def test_review_loop_without_an_annotate_section(server, tmp_path):
-    config = write_config(tmp_path, sms_config(dataset="review-test"))
+    # The review loop sends the label errors the version kept: the label_noise stage flags them, not drops them.
+    config = write_config(tmp_path, sms_config(dataset="review-test", label_noise={"action": "warn"}))
     data = tmp_path / "data"
     run_pipeline(config, data)
     v1 = data / "versions" / "review-test" / "v1"
@@ -82,8 +83,10 @@ def test_review_loop_without_an_annotate_section(server, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "published review-test v2" in out.stdout
     assert "collect: unchanged since an earlier run, reusing" in out.stdout + out.stderr  # the data stages: cached
-    funnel_row = [line for line in out.stdout.splitlines() if line.startswith("│ annotate")][0]
-    assert [c.strip() for c in funnel_row.split("│")][6] == "3"  # the relabelled column
+    lines = out.stdout.splitlines()
+    header = [c.strip() for c in next(line for line in lines if line.startswith("┃ stage")).split("┃")]
+    funnel_row = [c.strip() for c in next(line for line in lines if line.startswith("│ annotate")).split("│")]
+    assert funnel_row[header.index("relabelled")] == "3"
 
     v2 = data / "versions" / "review-test" / "v2"
     rows = version_rows(v2).set_index("id")
@@ -101,7 +104,7 @@ def test_review_loop_without_an_annotate_section(server, tmp_path):
     assert sum(s["added"] + s["removed"] for s in diff["splits"].values()) == 0
 
     # Every later run applies the decisions, also after a config change; forgetting the review stops it.
-    changed = sms_config(dataset="review-test")
+    changed = sms_config(dataset="review-test", label_noise={"action": "warn"})
     changed["dedupe"]["threshold"] = 0.81
     config2 = write_config(tmp_path, changed)
     later = sftpipe("run", str(config2), "--data-dir", str(data), cwd=tmp_path)
@@ -118,7 +121,7 @@ def test_review_loop_without_an_annotate_section(server, tmp_path):
 def test_review_loop_with_an_annotate_section(server, tmp_path):
     """A dataset whose config sends a sample to two annotators: the review's decisions come on top of the
     people's labels; both sets of files are in the version."""
-    config = write_config(tmp_path, sms_config(dataset="review-ann", annotate={
+    config = write_config(tmp_path, sms_config(dataset="review-ann", label_noise={"action": "warn"}, annotate={
         "select": "sample", "sample_size": 4, "seed": 1, "annotators_per_task": 2}))
     data = tmp_path / "data"
     first = sftpipe("run", str(config), "--data-dir", str(data), cwd=tmp_path)

@@ -98,12 +98,55 @@ def test_preference_majority_ties_and_fleiss_by_hand():
     votes = {"r0": ["chosen", "chosen", "rejected"], "r1": ["rejected", "rejected", "tie"],
              "r2": ["chosen", "rejected", "tie"], "r3": ["tie", "tie", "chosen"]}
     ann = pd.DataFrame([{"item": i, "annotator": f"p{k}", "preference": v} for i, vs in votes.items() for k, v in enumerate(vs)])
-    agg = preferences.aggregate(ann).set_index("item")
+    agg, details = preferences.aggregate(ann)
+    agg = agg.set_index("item")
+    assert details == {}
     assert agg.loc["r0", "preference"] == "chosen" and agg.loc["r1", "preference"] == "rejected"
     assert agg.loc["r2", "unresolved"] and agg.loc["r3", "unresolved"] and pd.isna(agg.loc["r3", "preference"])
     rep = preferences.report(ann, agg.reset_index())
     # P_i = (Σn_ij² − n)/(n(n−1)): 1/3, 1/3, 0, 1/3 → P̄ = 0.25; p_j = 4/12 each → P_e = 1/3; (0.25−1/3)/(2/3).
     assert rep["fleiss_kappa"] == pytest.approx(-0.125, abs=1e-6) and rep["ties"] == 2
+
+
+def test_preference_dawid_skene_discounts_an_annotator_whose_vote_says_nothing():
+    # a and b agree on six pairs (four chosen, two rejected); c answers "tie" to everything. c's answer is the
+    # same whatever the truth, so it carries no information: Dawid–Skene estimates c's accuracy near 0 (c is
+    # right only where the truth is a tie, and no pair is one) and a's and b's near 1. On r6 (a: chosen,
+    # c: tie) and r7 (b: rejected, c: tie) a majority vote is split and leaves the pair unresolved; Dawid–Skene
+    # follows the reliable annotator.
+    votes = {f"r{i}": {"a": v, "b": v, "c": "tie"} for i, v in enumerate(["chosen"] * 4 + ["rejected"] * 2)}
+    votes["r6"] = {"a": "chosen", "c": "tie"}
+    votes["r7"] = {"b": "rejected", "c": "tie"}
+    ann = pd.DataFrame([{"item": i, "annotator": a, "preference": v} for i, vs in votes.items() for a, v in vs.items()])
+    majority, _ = preferences.aggregate(ann, "majority")
+    assert majority.set_index("item").loc[["r6", "r7"], "unresolved"].tolist() == [True, True]
+    ds, details = preferences.aggregate(ann, "dawid_skene")
+    ds = ds.set_index("item")
+    acc = details["annotator_accuracy"]
+    assert acc["c"] < 0.05 and acc["a"] > 0.95 and acc["b"] > 0.95
+    assert ds.loc["r6", "preference"] == "chosen" and ds.loc["r7", "preference"] == "rejected"
+    assert not ds["unresolved"].any() and (ds["support"] > 0.9).all()
+    assert ds.loc[[f"r{i}" for i in range(6)], "preference"].tolist() == ["chosen"] * 4 + ["rejected"] * 2
+    # A pair where the reliable annotators say tie stays unresolved, as with a majority.
+    tied = pd.concat([ann, pd.DataFrame([{"item": "r8", "annotator": x, "preference": "tie"} for x in "abc"])])
+    got, _ = preferences.aggregate(tied, "dawid_skene")
+    row = got.set_index("item").loc["r8"]
+    assert row["unresolved"] and pd.isna(row["preference"])
+
+
+@pytest.mark.parametrize("mode, hint", [("rate", "ratings are ordinal — set responses.rating_aggregation"),
+                                        ("edit", "edits are free text — set responses.edit_rule")])
+def test_dawid_skene_for_ratings_or_edits_is_one_config_line(tmp_path, mode, hint):
+    from pipeline.config import load_config
+
+    (tmp_path / "d.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    config = {"dataset": "m", "kind": "generation",
+              "sources": [{"name": "s", "path": "d.jsonl", "format": "jsonl", "record_format": "alpaca"}],
+              "annotate": {"mode": mode, "aggregation": "dawid_skene"}}
+    with pytest.raises(UserError) as err:
+        load_config(write_config(tmp_path, config))
+    message = str(err.value)
+    assert "\n" not in message.strip() and f"not mode {mode}" in message and hint in message, message
 
 
 def test_export_sets_odd_annotations_aside():

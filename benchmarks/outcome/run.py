@@ -67,6 +67,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import accounting  # noqa: E402
 import data_sets  # noqa: E402
 from corrupt import KINDS, Recipe, write_corrupted, write_jsonl  # noqa: E402
+from stages.clean import DEFAULT_FILTERS  # noqa: E402
 
 PASSTHROUGH_SPLIT = {"train": 0.98, "validation": 0.01, "test": 0.01}
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}  # the split stage's default
@@ -96,8 +97,8 @@ ARMS = {
 }
 DEFAULT_ARMS = ("raw", "pipeline", "clean")
 # Every rule of the clean stage's defaults, switched off (stages/clean.py DEFAULT_FILTERS).
-NO_FILTERS = {k: None for k in ("n_chars", "n_words", "mean_word_length", "symbol_word_ratio", "alpha_word_share",
-                                "ellipsis_line_share", "dup_line_share", "top_2gram_share")}
+# Every default rule off, read from the stage (a default rule added later must not remove rows from `raw`).
+NO_FILTERS = {k: None for k in DEFAULT_FILTERS}
 NO_NORMALIZE = {k: False for k in ("fix_mojibake", "strip_html", "nfkc", "remove_control", "collapse_whitespace")}
 
 

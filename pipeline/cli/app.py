@@ -49,8 +49,9 @@ class _Group(TyperGroup):
 app = typer_app(
     help="Turn raw text into a clean, deduplicated, human-labelled, versioned SFT dataset.\n\n"
     "Typical use: `sftpipe validate configs/sms_spam.yaml`, then `sftpipe run configs/sms_spam.yaml`, "
-    "then `sftpipe versions list sms-spam`. Exit codes: 0 done, 1 error, 2 usage error, 75 paused "
-    "for annotation, 130 interrupted (README: Exit codes).",
+    "then `sftpipe versions list sms-spam`. Exit codes: 0 done, 1 error, 2 usage error, 3 Label Studio "
+    "not running (`labelstudio status`), 70 internal error (a bug: --debug), 75 paused for annotation, "
+    "130 interrupted (README: Exit codes).",
     cls=_Group,
     pretty_exceptions_enable=False,
     add_completion=False,

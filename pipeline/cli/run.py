@@ -58,7 +58,8 @@ def run(
         raise UserError(f"--executor {executor_name!r}: choose local or ray")
     if ray_address is not None and executor_name != "ray":
         raise UserError("--ray-address needs --executor ray")
-    cfg = with_reviews(PROJECT.load_config(config), data_dir)  # label reviews pushed for the dataset apply
+    skip = {"annotate": "run with --no-annotate"} if no_annotate else {}
+    cfg = with_reviews(PROJECT.load_config(config, skip=skip), data_dir)  # label reviews pushed for the dataset apply
     folder = Path(data_dir if data_dir is not None else cfg.store.data_dir).absolute()
     # Said first, on every run: a run started from another folder writes to another `data/`.
     console.print(f"data folder: {folder} (versions go to {folder / 'versions' / cfg.dataset})", highlight=False,
@@ -86,7 +87,7 @@ def run(
             progress.stop()
 
         options = dict(data_dir=data_dir, batch_size=batch_size, workers=workers,
-                       from_stage=from_stage, skip={"annotate": "run with --no-annotate"} if no_annotate else None,
+                       from_stage=from_stage, skip=skip or None,
                        allow_failed_gates=allow_failed_gates,
                        progress=track, log=lambda m: progress.console.print(f"[dim]{escape(m)}[/dim]"))
         if executor_name == "ray":

@@ -342,8 +342,8 @@ class LabelStudioClient:
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         """One bulk import request (Label Studio stores it in one transaction). Returns the new task ids.
 
-        Not resent here on an ambiguous failure: the caller re-reads the project and imports what is missing
-        (`stages.annotate.AnnotateStage.push`).
+        Not resent here on an ambiguous failure: `import_missing` re-reads the project and imports what is
+        missing.
         """
         resp = self.call(
             f"import {len(tasks)} tasks",
@@ -353,11 +353,12 @@ class LabelStudioClient:
         return [int(i) for i in (getattr(resp, "task_ids", None) or [])]
 
     def import_missing(self, project_id: int, tasks: list[dict[str, Any]], key: str = "row_id",
-                       batch_size: int = 500) -> dict[str, int]:
+                       batch_size: int = 500, existing: list[dict[str, Any]] | None = None) -> dict[str, int]:
         """Import the tasks whose `data[key]` no task of the project has yet, in bulk batches; safe to
         interrupt and run again, and never a task twice: after an ambiguous failure the project is read
-        again and only what is not there is resent. Returns {selected, already_in_project, imported}."""
-        present = {t["data"].get(key) for t in self.tasks(project_id)}
+        again and only what is not there is resent. `existing`: the project's tasks (`tasks()`) where the
+        caller has just read them (one listing fewer). Returns {selected, already_in_project, imported}."""
+        present = {t["data"].get(key) for t in (self.tasks(project_id) if existing is None else existing)}
         todo = [t for t in tasks if t["data"][key] not in present]
         imported = 0
         for start in range(0, len(todo), batch_size):

@@ -268,18 +268,32 @@ def stop(data_dir: Path, timeout_s: float = 20) -> bool:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
+    # Wait for the whole group, not only its leader: a worker still holding the port would make the next
+    # `start` on the same port refuse ("already in use").
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and (_alive(pid) or _group_alive(pid)):
         _reap(pid)
         time.sleep(0.2)
-    if _alive(pid):
+    if _alive(pid) or _group_alive(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         time.sleep(0.5)
         _reap(pid)
+    while info.port and time.monotonic() < deadline + 10 and port_in_use(info.port):
+        time.sleep(0.2)
     state.unlink(missing_ok=True)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
     return True
 
 

@@ -8,7 +8,8 @@ no Label Studio: tested on hand-computed numbers.
 - `dawid_skene`: EM over per-annotator confusion matrices (Dawid & Skene 1979), initialised from the vote
   shares; the label with the highest posterior, its posterior as support. Annotators who are often wrong
   count less. (crowd-kit implements the same; this compact version avoids the dependency.)
-- `cohen_pairs` (scikit-learn's `cohen_kappa_score` per annotator pair on the items both labelled),
+- `cohen_pairs` (scikit-learn's `cohen_kappa_score` per annotator pair on the items both labelled;
+  quadratic weights for ratings),
   `fleiss_kappa` (items with at least two labels; with a constant number of raters this is exactly Fleiss'
   kappa, with a varying number it is the usual generalisation with per-item agreement over n_i(n_i-1)
   pairs), `krippendorff_alpha` (nominal, the `krippendorff` package; missing values allowed),
@@ -113,7 +114,9 @@ def dawid_skene(
     return pd.DataFrame(rows, columns=["item", "label", "support", "n", "votes", "unresolved"]), accuracy
 
 
-def cohen_pairs(ann: pd.DataFrame, labels: list[str]) -> list[dict[str, Any]]:
+def cohen_pairs(ann: pd.DataFrame, labels: list, weights: str | None = None) -> list[dict[str, Any]]:
+    """Per annotator pair with items in common: n, observed (exact) agreement and Cohen's kappa over the
+    label set; `weights="quadratic"` for ordinal values (ratings: `labels` the scale, in order)."""
     from sklearn.metrics import cohen_kappa_score
 
     by = {a: g.set_index("item")["label"] for a, g in ann.groupby("annotator", sort=True)}
@@ -128,7 +131,7 @@ def cohen_pairs(ann: pd.DataFrame, labels: list[str]) -> list[dict[str, Any]]:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # undefined kappa (one label only) → None below
             try:
-                kappa = cohen_kappa_score(ya, yb, labels=values)
+                kappa = cohen_kappa_score(ya, yb, labels=values, weights=weights)
             except ValueError:
                 kappa = float("nan")
         out.append({"a": a, "b": b, "n": int(len(common)), "observed_agreement": _clean(observed), "kappa": _clean(kappa)})
@@ -232,16 +235,20 @@ def per_label_agreement(conf: dict[str, dict[str, int]]) -> dict[str, float | No
     return out
 
 
+def counts(ann: pd.DataFrame) -> dict[str, Any]:
+    """What the agreement figures are computed over: items, items with two or more annotations, annotations,
+    annotators."""
+    per_item = ann.groupby("item").size()
+    return {"items": int(ann["item"].nunique()), "items_with_2plus": int((per_item >= 2).sum()),
+            "annotations": int(len(ann)), "annotators": sorted(ann["annotator"].unique().tolist())}
+
+
 def report(ann: pd.DataFrame, labels: list[str], consensus: pd.DataFrame) -> dict[str, Any]:
     """Every agreement figure, JSON-ready."""
     conf = confusion(ann, labels)
     pair_conf, pairs, axes = pair_confusion(ann, labels)
-    per_item = ann.groupby("item").size()
     return {
-        "items": int(ann["item"].nunique()),
-        "items_with_2plus": int((per_item >= 2).sum()),
-        "annotations": int(len(ann)),
-        "annotators": sorted(ann["annotator"].unique().tolist()),
+        **counts(ann),
         "cohen_kappa": cohen_pairs(ann, labels),
         "fleiss_kappa": fleiss_kappa(ann, labels),
         "krippendorff_alpha": krippendorff_alpha(ann, labels),

@@ -43,7 +43,10 @@ class Config(BaseModel):
     choice: Literal["single", "multiple"] = "single"
     instructions: str = ""
     min_coverage: float = Field(1.0, ge=0, le=1, description="share of selected rows fully annotated before the run goes on")
-    aggregation: Literal["majority", "dawid_skene"] = "majority"
+    aggregation: Literal["majority", "dawid_skene"] = Field(
+        "majority", description="how several people's labels (mode label) or preferences (mode compare) become one: "
+        "majority vote (ties unresolved), or dawid_skene (each annotator weighted by their estimated reliability); "
+        "ratings and edits have their own rules (responses.rating_aggregation, responses.edit_rule)")
     prefill: bool | None = Field(
         None, description="pre-select a label for the annotator (the source label or predictions_file's); default: on "
         "with one annotator per task, off with more, where it would anchor them and inflate their agreement")
@@ -79,6 +82,11 @@ class Config(BaseModel):
         if self.mode != "label" and self.select == "none":
             raise ValueError("select: none is for label reviews only; a review of responses (mode "
                              f"{self.mode}) needs rows to send")
+        if self.mode in ("rate", "edit") and self.aggregation == "dawid_skene":
+            raise ValueError(f"aggregation: dawid_skene fits categorical answers (mode label or compare), not mode "
+                             f"{self.mode}: " + ("ratings are ordinal — set responses.rating_aggregation (median or "
+                             "mean, with support)" if self.mode == "rate" else "edits are free text — set "
+                             "responses.edit_rule (medoid or first)"))
         if (self.select == "flagged") != (self.flagged_file is not None):
             raise ValueError("select: flagged and flagged_file go together")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):

@@ -154,9 +154,8 @@ class AnnotateStage(Stage):
         return "annotate:" + h.hexdigest()
 
     def push(self, pid: int, rows: pd.DataFrame) -> dict[str, int]:
-        """Import the rows that are not tasks yet, in bulk batches. Safe to interrupt and run again."""
-        from pipeline.labelstudio import LabelStudioUnreachable
-
+        """Import the rows that are not tasks yet, in bulk batches (`LabelStudioClient.import_missing`). Safe
+        to interrupt and run again."""
         client, labels = self.client(), set(self.labels())
         self._predictions = self.predictions()
         existing = client.tasks(pid)
@@ -172,31 +171,12 @@ class AnnotateStage(Stage):
             self.stats.setdefault("warnings", []).append(
                 f"{len(stale)} task(s) show an older text of their row (e.g. {', '.join(stale[:3])}); "
                 f"their annotations are used as they are")
-        imported = 0
-        prefilled = 0
-        size = self.config.push_batch_size
-        for start in range(0, len(todo), size):
-            chunk = todo.iloc[start : start + size]
-            pending = [self._task(r, labels) for r in chunk.itertuples(index=False)]
-            prefilled += sum(1 for t in pending if t.get("predictions"))
-            for attempt in range(client.retries + 1):
-                try:
-                    imported += len(client.import_tasks(pid, pending))
-                    break
-                except LabelStudioUnreachable:  # a 5xx, a timeout, a lost answer: stored or not, we cannot tell
-                    if attempt == client.retries:
-                        raise
-                client.backoff(attempt)
-                # Read the project again and resend only what is not there (never a row twice).
-                present = {t["data"].get("row_id") for t in client.tasks(pid)}
-                landed = [t for t in pending if t["data"]["row_id"] in present]
-                imported += len(landed)
-                pending = [t for t in pending if t["data"]["row_id"] not in present]
-                if not pending:
-                    break
+        pending = [self._task(r, labels) for r in todo.itertuples(index=False)]
+        pushed = client.import_missing(pid, pending, batch_size=self.config.push_batch_size, existing=existing)
+        prefilled = sum(1 for t in pending if t.get("predictions"))
         if self.config.prefilled and (prefilled or len(existing)):
             self._use_predictions(pid)
-        return {"selected": int(len(rows)), "already_in_project": int(len(rows) - len(todo)), "imported": imported}
+        return {"selected": int(len(rows)), "already_in_project": int(len(rows) - len(todo)), "imported": pushed["imported"]}
 
     def _use_predictions(self, pid: int) -> None:
         """Make the pre-annotations the ones Label Studio pre-selects: the predictions file's model version

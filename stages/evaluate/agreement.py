@@ -26,6 +26,8 @@ def check(candidate: Candidate, config: Config) -> CheckResult:
     evidence = {**figures, "annotators": annotation.annotators, "source": "annotate stage",
                 "unresolved": annotation.unresolved, "changed_from_source": annotation.changed_from_source,
                 "relabelled": annotation.relabelled, "reviews": [r.model_dump() for r in annotation.reviews],
+                "mode": annotation.mode, "response_review": annotation.response_review,
+                "annotator_accuracy": annotation.annotator_accuracy,
                 "ties": [t.model_dump() for t in annotation.ties],
                 "relabelled_rows": [c.model_dump() for c in annotation.relabelled_rows]}
     return CheckResult("agreement", summary, metrics=metrics, bounds=bounds, evidence=evidence)

@@ -11,6 +11,16 @@ import pandas as pd
 from stages.evaluate.report_html import _e, _img, _plt, _png, _table
 
 
+# What `unresolved` and `relabelled` count, per annotate mode (rate decides no label and changes none).
+OUTCOME_FIGURES = {
+    "label": (("unresolved", "ties (no label decided; the source label kept)"),
+              ("relabelled", "rows relabelled (people's label or a review's decision differs from the source label)")),
+    "compare": (("unresolved", "ties (no better response: a tie won or the vote split)"),
+                ("relabelled", "pairs swapped (people preferred the source's rejected response)")),
+    "edit": (("relabelled", "responses edited (the original in meta.review.original)"),),
+}
+
+
 def agreement_section(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]) -> str:
     """The agreement figures, the label pairs as a heat map (each pair counted once), the ties and the rows
     whose label people or a label review changed (with their texts)."""
@@ -27,10 +37,15 @@ def agreement_section(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]
     if agreement.get("annotators"):
         a = agreement["annotators"]
         figures.append(["annotators", len(a) if isinstance(a, list) else a])
-    for k, name in (("unresolved", "ties (no label decided; the source label kept)"),
-                    ("relabelled", "rows relabelled (people's label or a review's decision differs from the source label)")):
+    for k, name in OUTCOME_FIGURES.get(agreement.get("mode") or "label", ()):
         if agreement.get(k) is not None:
             figures.append([name, agreement[k]])
+    review = agreement.get("response_review") or {}
+    for k, name in (("mean_rating", "mean rating"), ("kept", "rows kept by their rating")):
+        if review.get(k) is not None:
+            figures.append([name, review[k]])
+    for reason, n in (review.get("rejected") or {}).items():
+        figures.append([f"rows rejected: {reason}", n])
     if not figures:
         return '<p class="muted">No annotation in this version (no agreement figures).</p>'
     parts = [_table(["figure", "value"], figures)]
@@ -44,6 +59,10 @@ def agreement_section(agreement: dict[str, Any], splits: dict[str, pd.DataFrame]
         keys = list(weighted[0].keys())
         parts.append("<h3>Quadratic-weighted Cohen's kappa per annotator pair</h3>"
                      + _table(keys, [[p.get(k) for k in keys] for p in weighted]))
+    accuracy = agreement.get("annotator_accuracy")
+    if isinstance(accuracy, dict) and accuracy:
+        parts.append("<h3>Annotator accuracy estimated by Dawid–Skene (how much each one's answers count)</h3>"
+                     + _table(["annotator", "accuracy"], [[a, v] for a, v in accuracy.items()]))
     pairs = agreement.get("cohen_kappa")
     if isinstance(pairs, list) and pairs and isinstance(pairs[0], dict):
         keys = list(pairs[0].keys())

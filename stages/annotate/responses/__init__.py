@@ -11,7 +11,8 @@ people, pull from an export snapshot, files under `annotations/`, typed `Annotat
 - `edit`: the response in an editable `TextArea`, prefilled (a pre-annotation); the chosen edit becomes the
   published response, the original kept in the row's `meta.review.original`; rule in `edits`.
 - `compare`: preference records (`schemas.preference`) — the two responses side by side in a random but
-  stable order; A, B or tie; majority, ties listed and set aside; Fleiss' kappa (`preferences`).
+  stable order; A, B or tie; majority or Dawid–Skene (`annotate.aggregation`), ties listed and set aside; Fleiss' kappa
+  (`preferences`).
 
 Modules: `config` (the `annotate.responses` sub-section), `interface` (labelling configs and task data),
 `export` (snapshot → one row per annotation, odd ones aside with their reason), `ordinal` (rating

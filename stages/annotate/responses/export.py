@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stages.annotate.export import annotation_frame, each_annotation
 from stages.annotate.responses.interface import EDITED, FLAGS, PREFERENCE, PREFERENCE_CHOICES, RATING
 
 COLUMNS = ["row_id", "task_id", "annotation_id", "annotator", "annotator_id", "rating", "flags", "edited",
@@ -76,36 +77,19 @@ def reviews_from_export(export: list[dict[str, Any]], users: dict[int, str], mod
     """(annotations, aside). `a_is_chosen(row_id)` says how compare tasks were laid out."""
     allowed = set(flags)
     kept, aside = [], []
-    for task in export:
-        row_id = (task.get("data") or {}).get("row_id")
-        for a in task.get("annotations") or []:
-            if a.get("was_cancelled"):
-                continue
-            uid = a.get("completed_by")
-            uid = uid.get("id") if isinstance(uid, dict) else uid
-            order = a_is_chosen(row_id) if (a_is_chosen is not None and row_id is not None) else None
-            values, why = _parse(mode, a.get("result") or [], allowed, max_rating, order)
-            rec = {"row_id": row_id, "task_id": int(task["id"]), "annotation_id": int(a["id"]),
-                   "annotator": users.get(uid, f"user-{uid}"), "annotator_id": uid, **values,
-                   "created_at": a.get("created_at"), "updated_at": a.get("updated_at"), "lead_time": a.get("lead_time")}
-            if row_id is None:
-                why = "task has no row_id (not imported by sftpipe)"
-            if why:
-                rec["rating"] = None if not isinstance(rec["rating"], (int, float)) else float(rec["rating"])
-                aside.append({**rec, "reason": why})
-            else:
-                kept.append(rec)
-    return _frame(kept), _frame(aside, ["reason"])
-
-
-def _frame(records: list[dict], extra: list[str] = ()) -> pd.DataFrame:
-    df = pd.DataFrame(records, columns=COLUMNS + list(extra))
-    for c in ("created_at", "updated_at"):
-        df[c] = pd.to_datetime(df[c], utc=True, errors="coerce")
-    for c in ("lead_time", "rating"):
-        df[c] = pd.to_numeric(df[c], errors="coerce")
-    df["annotator_id"] = pd.to_numeric(df["annotator_id"], errors="coerce").astype("Int64")
-    return df.sort_values(["row_id", "annotator", "annotation_id"], kind="stable").reset_index(drop=True)
+    for a, common in each_annotation(export, users):
+        row_id = common["row_id"]
+        order = a_is_chosen(row_id) if (a_is_chosen is not None and row_id is not None) else None
+        values, why = _parse(mode, a.get("result") or [], allowed, max_rating, order)
+        rec = {**common, **values}
+        if row_id is None:
+            why = "task has no row_id (not imported by sftpipe)"
+        if why:
+            rec["rating"] = None if not isinstance(rec["rating"], (int, float)) else float(rec["rating"])
+            aside.append({**rec, "reason": why})
+        else:
+            kept.append(rec)
+    return annotation_frame(kept, COLUMNS), annotation_frame(aside, COLUMNS + ["reason"])
 
 
 def write(df: pd.DataFrame, path: Path, aside: bool = False) -> None:

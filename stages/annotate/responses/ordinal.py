@@ -7,19 +7,25 @@ Pure functions, no Label Studio: tested on hand-computed numbers.
 - Krippendorff's alpha, ordinal and interval (the `krippendorff` package; missing values allowed; the
   value domain is the whole scale, so an unused rating still counts in the ordinal metric's ranks).
 - Quadratic-weighted Cohen's kappa per annotator pair on the items both rated (scikit-learn).
+- Why a median (or mean) with its support, and no Dawid–Skene: ratings are ordinal. Dawid–Skene treats the
+  values as unordered classes — a 4 against a 5 would weigh as much as a 1 against a 5 — and estimates a
+  max_rating × max_rating confusion matrix per annotator (25 figures for a 1–5 scale), far more than a review
+  of tens of rows with two or three people can support. The median is robust to one outlying rating, keeps
+  the scale, and its support says how firmly the annotators back the decision; who rates off the consensus
+  shows in the per-annotator bias below. `annotate.aggregation: dawid_skene` with `mode: rate` is refused
+  with a one-line config error (`stages.annotate.config`).
 - Per-annotator bias: the mean of (their rating − the row's aggregated rating) over rows with two or more
   ratings — positive: rates higher than the consensus (the consensus includes them: with two annotators the
   two biases are equal and opposite).
 """
 from __future__ import annotations
 
-import itertools
-import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from stages.annotate import agreement
 from stages.annotate.agreement import _clean
 
 
@@ -79,22 +85,8 @@ def krippendorff_alpha(ann: pd.DataFrame, level: str, max_rating: int) -> float 
 
 def weighted_kappa_pairs(ann: pd.DataFrame, max_rating: int) -> list[dict[str, Any]]:
     """Per annotator pair: items both rated, exact agreement, quadratic-weighted Cohen's kappa."""
-    from sklearn.metrics import cohen_kappa_score
-
-    by = {a: g.set_index("item")["rating"] for a, g in ann.groupby("annotator", sort=True)}
-    out = []
-    for a, b in itertools.combinations(sorted(by), 2):
-        common = by[a].index.intersection(by[b].index)
-        if len(common) == 0:
-            continue
-        ya, yb = by[a].loc[common].astype(int).tolist(), by[b].loc[common].astype(int).tolist()
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # one value only: kappa undefined → None
-            kappa = cohen_kappa_score(ya, yb, labels=list(range(1, max_rating + 1)), weights="quadratic")
-        out.append({"a": a, "b": b, "n": int(len(common)),
-                    "observed_agreement": _clean(sum(x == y for x, y in zip(ya, yb)) / len(common)),
-                    "kappa": _clean(kappa)})
-    return out
+    ratings = ann[["item", "annotator"]].assign(label=ann["rating"].astype(int))
+    return agreement.cohen_pairs(ratings, list(range(1, max_rating + 1)), weights="quadratic")
 
 
 def annotator_bias(ann: pd.DataFrame, consensus: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -115,13 +107,9 @@ def report(ann: pd.DataFrame, consensus: pd.DataFrame, max_rating: int) -> dict[
     figure the gate's `agreement_min` reads); the interval one is beside it."""
     if ann.empty:
         return {}
-    per_item = ann.groupby("item").size()
     return {
         "level": "ordinal",
-        "items": int(ann["item"].nunique()),
-        "items_with_2plus": int((per_item >= 2).sum()),
-        "annotations": int(len(ann)),
-        "annotators": sorted(ann["annotator"].unique().tolist()),
+        **agreement.counts(ann),
         "krippendorff_alpha": krippendorff_alpha(ann, "ordinal", max_rating),
         "krippendorff_alpha_interval": krippendorff_alpha(ann, "interval", max_rating),
         "weighted_kappa": weighted_kappa_pairs(ann, max_rating),

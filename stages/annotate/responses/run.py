@@ -178,19 +178,25 @@ def review(stage, inputs) -> Iterator[StageOutput]:
         figures = {"edited": changed, "edit_rule": rcfg.edit_rule,
                    "rows_with_differing_edits": int((decided["texts"] > 1).sum()) if len(decided) else 0}
     else:
-        decided = preferences.aggregate(frame)
+        decided, details = preferences.aggregate(frame, cfg.aggregation)
         report = preferences.report(frame, decided)
-        aggregation = "majority"
+        aggregation = cfg.aggregation
         unresolved = int(decided["unresolved"].sum()) if len(decided) else 0
         changed = int((decided["preference"] == "rejected").sum()) if len(decided) else 0
+        tied = decided[decided["unresolved"].astype(bool)].sort_values("item") if len(decided) else decided
         figures = {"swapped": changed, "ties": unresolved, "reject_ties": rcfg.reject_ties,
-                   "tie_rows": sorted(decided.loc[decided["unresolved"], "item"].tolist())[:100] if len(decided) else []}
+                   "tie_rows": tied["item"].tolist()[:100]}
+        # The ties with their votes, as the label path lists them: the summary, the manifest and report.html.
+        stage._ties = [{"id": i, "votes": v} for i, v in zip(tied["item"][:100], tied["votes"][:100])]
+        if "annotator_accuracy" in details:
+            stage.stats["annotator_accuracy"] = details["annotator_accuracy"]
     stage._agreement = report
     stage.stats.update({"aggregation": aggregation, "annotators": sorted(ann["annotator"].unique().tolist()),
                         "labelled_rows": int(len(decided)), "unresolved": unresolved, "changed_from_source": changed,
                         "relabelled": changed, "response_review": figures, "agreement": {k: v for k, v in report.items() if k not in ("annotators",)}})
     _write_decisions(decided, work / "labels.parquet")
     doc = {"mode": mode, "method": aggregation, **figures,
+           **({"annotator_accuracy": stage.stats["annotator_accuracy"]} if "annotator_accuracy" in stage.stats else {}),
            "coverage": {k: stage.stats.get(k) for k in ("selected", "done", "coverage", "min_coverage")},
            "annotations_aside": aside_list, **report}
     (work / "agreement.json").write_text(json.dumps(doc, indent=2, default=str, ensure_ascii=False) + "\n")
