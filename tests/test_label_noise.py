@@ -232,6 +232,8 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     # Other settings than the stage's: a fit on the published rows, and the summary says why.
     result = check(candidate, GateConfig(label_noise={"C": 10.0}))
     assert calls == [1] and result.summary["evidence"].startswith("fitted on the published rows (the label_noise stage fit")
+    result = check(candidate, GateConfig(label_noise={"refit": True}))  # asked for
+    assert calls == [1, 1] and "refit is set" in result.summary["evidence"]
     # The stage off: a fit too.
     result = check(read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([]), None), GateConfig())
-    assert calls == [1, 1] and "did not run" in result.summary["evidence"]
+    assert calls == [1, 1, 1] and "did not run" in result.summary["evidence"]

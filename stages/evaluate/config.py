@@ -129,6 +129,9 @@ class LabelNoise(BaseModel):
     min_rows: int = Field(50, ge=2, description="skip the check below this many labelled rows")
     C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
     seed: int = 0
+    refit: bool = Field(
+        False, description="fit on the published rows even when the label_noise stage's verdicts can be read back "
+                           "(they come from before dedupe, where copies of a row in other folds make it look surer)")
 
 
 class UserExpectation(BaseModel):

@@ -72,6 +72,8 @@ def _why_not_reuse(candidate: Candidate, cfg: LabelNoise, stage: LabelNoiseSumma
     """Why the stage's verdicts cannot stand for a fit on the published rows, or None when they can."""
     if not cfg.enabled:
         return "the check is disabled"
+    if cfg.refit:
+        return "evaluate.label_noise.refit is set"
     if stage is None or not stage.ran:
         return "the label_noise stage did not run" + (f": {stage.skipped}" if stage is not None and stage.skipped else "")
     ours, theirs = (cfg.folds, cfg.C, cfg.seed), (stage.folds_configured, stage.C, stage.seed)
