@@ -12,6 +12,7 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import spawn
 
@@ -55,16 +56,27 @@ def start_worker_server() -> None:
 
 
 def _start_fork_server() -> None:
-    """Start the fork server (if it is not running) with Ctrl-C *blocked* in this thread meanwhile. A
-    terminal's Ctrl-C reaches the server too, and while it imports its preloads it would die of it with a
-    traceback (it ignores SIGINT only once they are loaded): the server inherits the blocked mask across the
-    exec that starts it, keeps it, and so do the workers it forks. Blocked, not ignored: a Ctrl-C that
-    arrives meanwhile stays pending and reaches the run when the mask is restored (ignoring it lost it, and
-    on a loaded machine the spawn takes long enough for that to happen)."""
+    """Start the fork server with Ctrl-C ignored, once per process. A terminal's Ctrl-C reaches the server
+    too, and while it imports its preloads it would die of it with a traceback (it ignores SIGINT only once
+    they are loaded); an ignored signal stays ignored across the exec that starts it, and in the workers it
+    forks. (Blocking it instead does not carry over: the spawn resets the child's signal mask.) A Ctrl-C in
+    the instant the server is being spawned, at the start of a run, is lost (the next one is not); every
+    later pool finds the server up and leaves SIGINT alone — a loaded machine can stall this process inside
+    that instant long enough for a Ctrl-C to land in it, as the CI's did."""
     from multiprocessing import forkserver
 
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
+    global _server_started_by
+    if _server_started_by == os.getpid():
+        return  # a restart after the server died is the pool's own ensure_running, without the window
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         forkserver.ensure_running()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    else:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    _server_started_by = os.getpid()
+
+
+_server_started_by: int | None = None  # the process that started the fork server (a forked child did not)
