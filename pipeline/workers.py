@@ -61,8 +61,7 @@ def _start_fork_server() -> None:
     they are loaded); an ignored signal stays ignored across the exec that starts it, and in the workers it
     forks. (Blocking it instead does not carry over: the spawn resets the child's signal mask.) A Ctrl-C in
     the instant the server is being spawned, at the start of a run, is lost (the next one is not); every
-    later pool finds the server up and leaves SIGINT alone — a loaded machine can stall this process inside
-    that instant long enough for a Ctrl-C to land in it, as the CI's did."""
+    later pool finds the server up and leaves SIGINT alone, so no stage boundary has such an instant."""
     from multiprocessing import forkserver
 
     global _server_started_by

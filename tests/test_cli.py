@@ -183,6 +183,14 @@ def test_annotate_with_the_local_server_down_says_how_to_start_it(tmp_path):
 # -- Ctrl-C --------------------------------------------------------------------------------------------------
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT's default action in the child, as a terminal's foreground job has it. A shell starts a
+    background job (`cmd &`, `nohup … &`) with SIGINT ignored, every process below inherits that, and
+    Python then never raises KeyboardInterrupt: without this the Ctrl-C tests fail whenever the suite itself
+    runs in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_mid_run_exits_130_in_one_line_and_the_next_run_resumes(tmp_path):
     """SIGINT to the run's whole process group (what a terminal's Ctrl-C does: worker processes get it
     too) once collect has finished: exit 130, one line, no traceback from the run or its workers, nothing
@@ -191,7 +199,8 @@ def test_ctrl_c_mid_run_exits_130_in_one_line_and_the_next_run_resumes(tmp_path)
     data = tmp_path / "data"
     argv, env = sftpipe_command("run", str(config), "--data-dir", str(data), "--workers", "2", "--batch-size", "500")
     proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            preexec_fn=ctrl_c_as_in_a_terminal)
     stages = data / "runs" / "sms-spam" / "stages"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not [p for p in stages.glob("00-collect-*") if ".tmp-" not in p.name]:
@@ -215,8 +224,9 @@ def test_ctrl_c_mid_run_exits_130_in_one_line_and_the_next_run_resumes(tmp_path)
 
 def test_ctrl_c_while_a_later_worker_pool_starts_is_not_lost():
     """The fork server starts with Ctrl-C ignored (so that it cannot die of one mid-import); once it is up, a
-    stage's pool leaves SIGINT alone, so a Ctrl-C that lands while the pool starts interrupts the run (on a
-    loaded machine the old per-pool window swallowed the CI test's Ctrl-C), and nothing prints a traceback."""
+    stage's pool leaves SIGINT alone, so a Ctrl-C that lands while the pool starts interrupts the run (each
+    pool used to ignore SIGINT for an instant, and a Ctrl-C in that instant was lost), and nothing prints a
+    traceback."""
     script = textwrap.dedent("""
         import os, signal, sys
         from multiprocessing import forkserver
@@ -243,6 +253,7 @@ def test_ctrl_c_while_a_later_worker_pool_starts_is_not_lost():
         print("the Ctrl-C was lost")
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                          start_new_session=True, preexec_fn=ctrl_c_as_in_a_terminal,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
