@@ -223,6 +223,16 @@ def test_repetition_signals_equal_the_per_text_loops_on_real_text():
     assert sum(v is not None for v in got) > 1500
 
 
+def test_top_2gram_share_numbers_the_bigrams_first_when_the_keys_would_not_fit(monkeypatch):
+    """The (text, bigram) key is one int64 while it fits; past the limit the bigrams are numbered first."""
+    import stages.clean as clean_module
+
+    texts = _repetition_texts()
+    arr = pa.array(texts, pa.string())
+    monkeypatch.setattr(clean_module, "_KEY_LIMIT", 0)  # every batch takes the other path
+    assert clean_module.top_2gram_share(arr)["top_2gram_share"].to_pylist() == _top_2gram_share_loop(texts)
+
+
 def test_repetition_signals_equal_the_loops_on_instruction_data(shared_data):
     """Alpaca answers: multi-line, lists, code — the repetition rules' home ground."""
     import json

@@ -6,8 +6,8 @@ The corpus is the dedupe benchmark's (benchmarks/dedupe/generate.py: real SMS, T
 short and long, with planted near duplicates), made on first use and cached there. Texts are normalized
 as the clean stage does (timed as "normalize"), then every registered text signal runs over the same batches
 the stage would give it (`--batch`, the executor's default 10,000), on all rows. Beside
-`dup_line_share` runs the per-text loop it replaced, beside `top_2gram_share` (a per-text Counter loop)
-a whole-batch Arrow + numpy version; each pair's values are checked equal. Seconds are one core's; the load average is printed before and after.
+`dup_line_share` and `top_2gram_share` (whole-batch Arrow + numpy) run the per-text loops they replaced;
+each pair's values are checked equal. Seconds are one core's; the load average is printed before and after.
 """
 from __future__ import annotations
 
@@ -44,57 +44,20 @@ def dup_line_share_loop(texts: pa.Array) -> list:
 
 
 def top_2gram_share_loop(texts: pa.Array) -> list:
-    """`top_2gram_share` as it was (commit 2437180) and is, with str.split()'s words for the 50-word test."""
-    out = []
-    for text in texts.to_pylist():
-        words = text.lower().split()
-        if len(words) < 50:
-            out.append(None)
-            continue
+    """`top_2gram_share` as the stage had it until 2026-11-26 (commit 50e41f5): clean's words, a `Counter` per text."""
+    out: list = [None] * len(texts)
+    eligible = np.flatnonzero(C.word_counts(texts) >= C.GOPHER_MIN_WORDS)
+    flat, doc = C.split_words(pc.utf8_lower(texts.take(pa.array(eligible, pa.int64()))))
+    starts = np.searchsorted(doc, np.arange(len(eligible) + 1))
+    tokens = flat.to_pylist()
+    for k, i in enumerate(eligible):
+        words = tokens[starts[k]:starts[k + 1]]
         counts = Counter(zip(words, words[1:]))
         top = max(counts.values())
         chars = max(len(a) + len(b) for (a, b), c in counts.items() if c == top)
         total = sum(map(len, words))
-        out.append(top * chars / total if total else None)
+        out[i] = top * chars / total if total else None
     return out
-
-
-def top_2gram_share_arrow(texts: pa.Array) -> list:
-    """`top_2gram_share` over the whole batch with Arrow's hash kernels and numpy: equal values, measured
-    no faster than the Counter loop the stage keeps (benchmarks/README.md), so it lives here."""
-    out = np.full(len(texts), np.nan)
-    flat, doc = C.split_words(pc.utf8_lower(texts))  # clean's words (stages/clean/words.py), lower-cased as the signal reads them
-    eligible = np.flatnonzero(np.bincount(doc, minlength=len(texts)) >= C.GOPHER_MIN_WORDS)
-    if len(eligible):
-        keep = np.zeros(len(texts), bool)
-        keep[eligible] = True
-        keep = keep[doc]
-        flat, doc = pc.utf8_lower(flat.filter(pa.array(keep))), doc[keep]
-        length = pc.utf8_length(flat).to_numpy(zero_copy_only=False).astype(np.int64)
-        word = C._codes(flat)
-        n_words = int(word.max()) + 1
-        total = np.bincount(doc, weights=length, minlength=len(texts))[eligible]
-        pair = doc[1:] == doc[:-1]  # word i and i+1 of the same text form a bigram
-        first, second, bigram_doc = word[:-1][pair], word[1:][pair], doc[1:][pair]
-        # One group per (text, bigram): one integer for the three codes, when it fits in 63 bits.
-        if (int(bigram_doc[-1]) + 1) * n_words * n_words < 2**62:
-            group, distinct = C._first_seen_groups((bigram_doc * n_words + first) * n_words + second)
-            group_doc = distinct // (n_words * n_words)
-        else:
-            bigram, _ = C._first_seen_groups(first * n_words + second)
-            group, distinct = C._first_seen_groups(bigram_doc * (int(bigram.max()) + 1) + bigram)
-            group_doc = distinct // (int(bigram.max()) + 1)
-        # Texts come in order, so each text's groups are contiguous (numbered by first appearance).
-        counts = np.bincount(group)
-        chars = np.zeros(len(counts), np.int64)
-        chars[group] = (length[:-1] + length[1:])[pair]  # equal within a group: same two words
-        starts = np.flatnonzero(np.r_[True, group_doc[1:] != group_doc[:-1]])
-        top = np.maximum.reduceat(counts, starts)
-        top_chars = np.maximum.reduceat(np.where(counts == np.repeat(top, np.diff(np.r_[starts, len(counts)])),
-                                                 chars, 0), starts)
-        # Every eligible text has 50+ words, so 49+ bigrams: one `top` per eligible text, in order.
-        out[eligible] = top * top_chars / total
-    return pa.array(out, pa.float64(), mask=np.isnan(out)).to_pylist()
 
 
 def main() -> None:
@@ -117,9 +80,9 @@ def main() -> None:
     seconds: Counter = Counter()
     # Text signals only: record signals (n_turns, lang_mismatch, ...) read instruction and chat records.
     signals = {sig.name: sig for sig in SIGNALS.values() if sig.reads == "text"}
-    # Each signal's other implementation: the loop dup_line_share replaced, the Arrow version top_2gram_share did not take.
+    # Each signal's former implementation: the per-text loops dup_line_share and top_2gram_share replaced.
     others = {"dup_line_share": ("per-text loop, before", dup_line_share_loop),
-              "top_2gram_share": ("Arrow + numpy, not taken", top_2gram_share_arrow)}
+              "top_2gram_share": ("per-text Counter loop, before", top_2gram_share_loop)}
     mismatches: Counter = Counter()
     for batch in table.select(["text"]).to_batches(args.batch):  # one batch at a time, as the stage does
         texts = batch.column(0)
