@@ -330,6 +330,20 @@ def render(report: dict) -> str:
             f"| {tr['junk_share']:.3f} | {_stats(acc)} | {_stats(f1)} | {' '.join(f'{a:.4f}' for a in acc) or '—'} "
             f"| {' '.join(f'{a:.4f}' for a in f1) or '—'} |"
         )
+    # A small class decides the means when some seeds never predict it (TREC's ABBR: 9 of 500 test questions).
+    classes = sorted({c for arm in arms.values() for r in arm["results"] for c in r.get("per_class_f1", {})})
+    if classes:
+        lines += ["", "Per-class F1, mean over seeds (in brackets: seeds that never got the class right):", "",
+                  "| arm | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        for name, arm in arms.items():
+            res = arm["results"]
+            if res:
+                cells = []
+                for c in classes:
+                    f1s = [r["per_class_f1"].get(c, 0.0) for r in res]
+                    zero = sum(f == 0 for f in f1s)
+                    cells.append(f"{sum(f1s) / len(f1s):.3f}" + (f" ({zero})" if zero else ""))
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Funnel:", ""]
     for name, arm in arms.items():
         lines.append(f"- **{name}**: {_funnel_line(arm['accounting']['funnel'])}")
