@@ -131,11 +131,14 @@ def usable(texts: list[str | None], labels: list[str | None], label_set: list[st
 
 def evidence(texts: list[str | None], labels: list[str | None], *, label_set: list[str] | None = None,
              folds: int = 5, C: float = 100.0, seed: int = 0, min_rows: int = 50,
-             max_fit_rows: int = MAX_FIT_ROWS, workers: int = 1) -> LabelEvidence | str:
+             max_fit_rows: int = MAX_FIT_ROWS, workers: int = 1, groups: list | None = None) -> LabelEvidence | str:
     """Out-of-sample evidence for every usable row of (texts, labels), or why there is none (a sentence).
 
     `workers` folds are fit at a time, in threads (the saga solver runs without the GIL; each fold's model
-    is its own, fit on the rows it would get one at a time): the same probabilities, sooner on idle cores."""
+    is its own, fit on the rows it would get one at a time): the same probabilities, sooner on idle cores.
+    `groups` (one key per row, e.g. the text up to case and punctuation): rows of one group are held out
+    together, so a copy's probability never comes from a model that saw the copy's text with its label
+    (benchmarks/outcome/experiments/grouped_folds.py measures it; the stage does not pass it yet)."""
     rows, classes, set_aside, why_not = usable(texts, labels, label_set, min_rows)
     if why_not:
         return why_not
@@ -144,7 +147,7 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[labels[i]] for i in rows], dtype=np.int64)
@@ -153,7 +156,11 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     probs = np.zeros((len(y), len(classes)), dtype=X.dtype)  # as predict_proba returns them (float32)
     draw = np.random.default_rng(seed)
     splits = []  # (fit rows, held-out rows) per fold, the draws made in fold order
-    for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y):
+    if groups is None:
+        split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
+    else:
+        split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, np.asarray(groups, dtype=object)[rows])
+    for fit_rows, held_out in split:
         if len(fit_rows) > max_fit_rows:
             fit_rows = np.sort(draw.choice(fit_rows, max_fit_rows, replace=False))
         splits.append((fit_rows, held_out))

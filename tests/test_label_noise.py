@@ -239,3 +239,19 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     result = check(read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([]), None),
                    GateConfig(label_noise={"refit": False}))
     assert calls == [1, 1, 1] and "did not run" in result.summary["evidence"]
+
+
+def test_grouped_folds_hold_a_texts_copies_out_together(shared_data):
+    """`evidence(groups=…)`: with plain folds a row's verbatim copy in another fold gives its label away (the
+    out-of-sample accuracy of a set of twins is the memorized one); grouped by text, the twins are held out
+    together and the accuracy falls to what the model generalizes."""
+    from pipeline import label_model
+
+    df = rows_with_flips(shared_data, "trec", 600, 0.0)
+    texts, labels = df["text"].tolist() * 2, df["label"].tolist() * 2  # every question twice, same label
+    plain = label_model.evidence(texts, labels, seed=0)
+    grouped = label_model.evidence(texts, labels, seed=0, groups=texts)
+    assert plain.cv_accuracy > 0.9  # a row whose twin sits in another fold (4 in 5) is predicted from it
+    assert grouped.cv_accuracy < plain.cv_accuracy - 0.1
+    # the same rows, the same classes: only the folds differ
+    assert list(plain.rows) == list(grouped.rows) and plain.classes == grouped.classes
