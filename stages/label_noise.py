@@ -71,6 +71,21 @@ class Config(BaseModel):
     seed: int = 0
 
 
+def acted_rows(ev: label_model.LabelEvidence, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The rule, per evidence row: `confident` (cleanlab flags it and its suggested label has probability ≥
+    min_confidence) and `acted` (confident, within the per-class cap: at most max_class_share of a label's
+    rows, the most suspicious — lowest probability of the given label — first). The weak-model guard is the
+    stage's (`_decide`)."""
+    confident = ev.issue & (ev.suggested_prob >= cfg.min_confidence)
+    acted = np.zeros(len(ev.y), dtype=bool)
+    class_size = np.bincount(ev.y, minlength=len(ev.classes))
+    for c in range(len(ev.classes)):
+        cand = np.flatnonzero(confident & (ev.y == c))
+        cap = int(np.floor(cfg.max_class_share * class_size[c]))
+        acted[cand[np.argsort(ev.given_prob[cand], kind="stable")[:cap]]] = True
+    return confident, acted
+
+
 class LabelNoiseStage(Stage):
     name = "label_noise"
     Config = Config
@@ -113,15 +128,7 @@ class LabelNoiseStage(Stage):
         cfg: Config = self.config
         classes = np.array(ev.classes, dtype=object)
         given_p, sugg, sugg_p = ev.given_prob, ev.suggested, ev.suggested_prob
-        confident = ev.issue & (sugg_p >= cfg.min_confidence)
-
-        # Per-class cap: the most suspicious (lowest probability of the given label) first.
-        acted = np.zeros(len(ev.y), dtype=bool)
-        class_size = np.bincount(ev.y, minlength=len(classes))
-        for c in range(len(classes)):
-            cand = np.flatnonzero(confident & (ev.y == c))
-            cap = int(np.floor(cfg.max_class_share * class_size[c]))
-            acted[cand[np.argsort(given_p[cand], kind="stable")[:cap]]] = True
+        confident, acted = acted_rows(ev, cfg)
         capped = int(confident.sum() - acted.sum())
 
         weak = None

@@ -10,9 +10,9 @@ with it vouches for it, one that disagrees argues against it, and either way its
 probability is not. Grouped folds (`pipeline.label_model.evidence(groups=…)`) hold every copy of a text out
 together. Rows: the pipeline arm's published rows and those the label_noise and dedupe stages rejected, in
 input order (ids are in file order) — what the stage read. "plain" must reproduce the stage's own count of
-rows acted on (checked). The drop rule is the stage's (`stages/label_noise.py`: cleanlab's flag and the
-suggested label's probability ≥ min_confidence, at most max_class_share of a label's rows, most suspicious
-first; no action below min_kappa).
+rows acted on (checked). The drop rule is the stage's own (`stages.label_noise.acted_rows`: cleanlab's flag
+and the suggested label's probability ≥ min_confidence, at most max_class_share of a label's rows, most
+suspicious first; no action below min_kappa).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE.parent))
 from common import WORK, arm_version, corrupted, save  # noqa: E402
 
 from pipeline import label_model  # noqa: E402
-from stages.label_noise import Config  # noqa: E402
+from stages.label_noise import Config, acted_rows  # noqa: E402
 
 _NOT_WORD = re.compile(r"\W+")
 
@@ -56,19 +56,6 @@ def stage_rows(dataset: str, flip_rate: float, work: Path) -> tuple[pd.DataFrame
     return rows.merge(truth, on="id", how="left", validate="1:1"), summary
 
 
-def acted_rows(ev: label_model.LabelEvidence, cfg: Config) -> np.ndarray:
-    """The stage's rule (stages/label_noise.py `_decide`): which evidence rows a `drop` removes."""
-    confident = ev.issue & (ev.suggested_prob >= cfg.min_confidence)
-    acted = np.zeros(len(ev.y), dtype=bool)
-    size = np.bincount(ev.y, minlength=len(ev.classes))
-    for c in range(len(ev.classes)):
-        cand = np.flatnonzero(confident & (ev.y == c))
-        acted[cand[np.argsort(ev.given_prob[cand], kind="stable")[:int(np.floor(cfg.max_class_share * size[c]))]]] = True
-    if not ev.strong_enough(cfg.min_kappa):
-        acted[:] = False
-    return acted
-
-
 def compare(rows: pd.DataFrame, cfg: Config) -> dict:
     texts, labels = rows["text"].tolist(), rows["label"].tolist()
     wrong = rows["wrong_label"].fillna(False).astype(bool).to_numpy()
@@ -79,8 +66,9 @@ def compare(rows: pd.DataFrame, cfg: Config) -> dict:
     for name, g in (("plain", None), ("grouped", groups)):
         ev = label_model.evidence(texts, labels, folds=cfg.folds, C=cfg.C, seed=cfg.seed, min_rows=cfg.min_rows,
                                   groups=g)
+        acted = acted_rows(ev, cfg)[1] if ev.strong_enough(cfg.min_kappa) else np.zeros(len(ev.y), dtype=bool)
         act = np.zeros(len(rows), dtype=bool)
-        act[ev.rows[acted_rows(ev, cfg)]] = True
+        act[ev.rows[acted]] = True
         kept = ~act
         out[name] = {
             "cv_accuracy": round(ev.cv_accuracy, 4), "kappa": round(ev.kappa, 4), "flagged": int(ev.issue.sum()),
