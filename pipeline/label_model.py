@@ -6,7 +6,9 @@ is confident are mislabelled) and the quality gate's `label_noise` check (on the
 
 The model: TF-IDF over word 1–2-grams (fitted on every text: unsupervised, no labels) and a logistic
 regression fitted on k−1 folds at a time (stratified), so each row's probabilities come from a model that
-never saw it. Then cleanlab's `find_label_issues` (prune by noise rate) marks the rows whose given label
+never saw it — nor, with `groups` (`copy_groups`: the text up to case, punctuation and spacing), any copy of
+its text: before dedupe a copy in another fold would vouch for the row's label or argue against it, and
+either way its probability would not be out-of-sample (benchmarks/outcome/experiments/grouped_folds.py). Then cleanlab's `find_label_issues` (prune by noise rate) marks the rows whose given label
 the probabilities contradict.
 
 How strong the model is decides whether its flags may act (issue #16 item 7: at cross-validated accuracy
@@ -21,6 +23,7 @@ the stage's fit instead of fitting the same model again (`stages/evaluate/label_
 """
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,6 +48,41 @@ COLUMNS = (
     pa.field("label_issue", pa.bool_()),  # the stage's action applies to the row (its docstring says when)
     pa.field("label_issue_rank", pa.int64()),  # cleanlab flags the row: its rank, 1 = most suspicious (null: not flagged)
 )
+
+
+_NOT_WORD = re.compile(r"\W+")
+
+
+def copy_groups(texts: list[str | None]) -> list[str | None]:
+    """One fold group per row: its text up to case, punctuation and spacing, so verbatim copies and
+    case / punctuation variants of a text are held out together."""
+    return [None if t is None else _NOT_WORD.sub("", t.casefold()) for t in texts]
+
+
+def _grouped_folds(y: np.ndarray, groups: list, folds: int, seed: int):
+    """(fit rows, held-out rows) per fold, every group's rows held out together, stratified by the label of
+    each group's first row. Folds are drawn over the groups by StratifiedKFold (linear; sklearn's
+    StratifiedGroupKFold balances every label's share exactly but loops over groups in Python: 17 s at 230k
+    rows). A group of mixed labels, rare outside planted or disputed copies, costs only exactness of the
+    stratification."""
+    import pandas as pd
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    group_of_row, _ = pd.factorize(pd.Series(groups, dtype=object), use_na_sentinel=False)
+    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
+    first = np.full(n_groups, len(y), dtype=np.int64)
+    np.minimum.at(first, group_of_row, np.arange(len(y)))
+    fold_of_group = np.empty(n_groups, dtype=np.int64)
+    with warnings.catch_warnings():  # a label with fewer distinct texts than folds: some folds lack it
+        warnings.simplefilter("ignore", UserWarning)
+        # StratifiedKFold needs some label with at least `folds` groups; with fewer, plain folds over the groups
+        kfold = StratifiedKFold if np.bincount(y[first]).max() >= folds else KFold
+        for k, (_, held) in enumerate(kfold(folds, shuffle=True, random_state=seed)
+                                      .split(np.zeros((n_groups, 1)), y[first])):
+            fold_of_group[held] = k
+    fold = fold_of_group[group_of_row]
+    for k in range(folds):
+        yield np.flatnonzero(fold != k), np.flatnonzero(fold == k)
 
 
 def rounded(p: np.ndarray) -> np.ndarray:
@@ -136,9 +174,8 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
 
     `workers` folds are fit at a time, in threads (the saga solver runs without the GIL; each fold's model
     is its own, fit on the rows it would get one at a time): the same probabilities, sooner on idle cores.
-    `groups` (one key per row, e.g. the text up to case and punctuation): rows of one group are held out
-    together, so a copy's probability never comes from a model that saw the copy's text with its label
-    (benchmarks/outcome/experiments/grouped_folds.py measures it; the stage does not pass it yet)."""
+    `groups` (one key per row, `copy_groups`): rows of one group are held out together, so a row's
+    probability never comes from a model that saw a copy of its text with the copy's label."""
     rows, classes, set_aside, why_not = usable(texts, labels, label_set, min_rows)
     if why_not:
         return why_not
@@ -147,11 +184,17 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
 
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[labels[i]] for i in rows], dtype=np.int64)
     folds = int(min(folds, np.bincount(y).min()))
+    if groups is not None:
+        groups = [groups[i] for i in rows]
+        distinct = len(set(groups))
+        if distinct < 2:
+            return "fewer than two distinct texts"
+        folds = min(folds, distinct)
     X = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32).fit_transform([texts[i] for i in rows])
     probs = np.zeros((len(y), len(classes)), dtype=X.dtype)  # as predict_proba returns them (float32)
     draw = np.random.default_rng(seed)
@@ -159,7 +202,7 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     if groups is None:
         split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
     else:
-        split = StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(X, y, np.asarray(groups, dtype=object)[rows])
+        split = _grouped_folds(y, groups, folds, seed)
     for fit_rows, held_out in split:
         if len(fit_rows) > max_fit_rows:
             fit_rows = np.sort(draw.choice(fit_rows, max_fit_rows, replace=False))
@@ -167,6 +210,9 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
 
     def fold(split: tuple[np.ndarray, np.ndarray]) -> None:
         fit_rows, held_out = split
+        if len(np.unique(y[fit_rows])) < 2:  # grouped folds: one group held every other label's rows
+            probs[held_out] = 1.0 / len(classes)  # no evidence: uniform, so nothing is confidently flagged
+            return
         clf = LogisticRegression(C=C, solver="saga", max_iter=200, tol=1e-3, random_state=seed)
         clf.fit(X[fit_rows], y[fit_rows])
         probs[np.ix_(held_out, clf.classes_)] = clf.predict_proba(X[held_out])  # disjoint rows per fold

@@ -158,6 +158,7 @@ class LabelNoiseSummary(Summary):
     folds: int | None = None
     C: float | None = None
     seed: int | None = None
+    group_copies: bool | None = None
     labelled_rows: int = 0
     cv_accuracy: float | None = None
     majority_rate: float | None = None

@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -161,7 +162,6 @@ def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp
 def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
     """Large sets: every row still gets an out-of-sample probability, from a model fit on a seeded draw of at
     most `max_fit_rows` rows of the other folds (the solver's cost grows faster than the rows)."""
-    import numpy as np
 
     from pipeline import label_model
 
@@ -184,7 +184,6 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     three splits) the gate's label_issues.parquet is what the stage's fit says of them, in its order of
     suspicion, and nothing is fitted; with other settings, the stage off, or the default refit, it fits on
     the published rows."""
-    import numpy as np
 
     from pipeline import label_model
     from stages.evaluate.candidate import read_candidate
@@ -194,7 +193,9 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
 
     df = rows_with_flips(shared_data, "sms_spam", 1500, 0.1, seed=5)
     kept, _, summary = run_stage(df, labels=["ham", "spam"], action="warn")
-    fit = label_model.evidence(df["text"].tolist(), df["label"].tolist(), label_set=["ham", "spam"])
+    texts = df["text"].tolist()
+    fit = label_model.evidence(texts, df["label"].tolist(), label_set=["ham", "spam"],
+                               groups=label_model.copy_groups(texts))
     assert np.array_equal(kept["label_prob"].to_numpy(), label_model.rounded(fit.given_prob))  # the stage's fit
     # Published: a seeded 85 % of the rows (dedupe and the action removed the others), in three splits.
     rng = np.random.default_rng(1)
@@ -255,3 +256,28 @@ def test_grouped_folds_hold_a_texts_copies_out_together(shared_data):
     assert grouped.cv_accuracy < plain.cv_accuracy - 0.1
     # the same rows, the same classes: only the folds differ
     assert list(plain.rows) == list(grouped.rows) and plain.classes == grouped.classes
+
+
+def test_the_stage_holds_copies_out_together_so_a_copied_wrong_label_cannot_vouch_for_itself(shared_data):
+    """Before dedupe a planted flip often has a copy carrying the same wrong label (the outcome benchmark
+    plants them). With plain folds the copy sits in another fold and the model learns the wrong label from
+    it; with `group_copies` (the default) both copies are held out together and caught."""
+    df = rows_with_flips(shared_data, "sms_spam", 1500, 0.0)
+    rng = np.random.default_rng(3)
+    ham = df.index[df["label"] == "ham"]
+    victims = rng.choice(ham, 40, replace=False)
+    df.loc[victims, "label"] = "spam"  # flipped…
+    copies = df.loc[victims].copy()  # …and copied with the same wrong label, up to case and punctuation
+    copies["id"] = copies["id"].astype(str) + "-copy"
+    copies["text"] = copies["text"].str.upper() + " !"
+    df = pd.concat([df, copies], ignore_index=True)
+    planted = set(df.loc[victims, "id"]) | set(copies["id"])
+
+    def caught(**cfg) -> int:
+        kept, _, summary = run_stage(df, labels=["ham", "spam"], action="warn", **cfg)
+        assert summary.group_copies is cfg.get("group_copies", True)
+        return int(kept.loc[kept["id"].isin(planted), "label_issue"].sum())
+
+    grouped, plain = caught(), caught(group_copies=False)
+    assert grouped >= 0.6 * len(planted), f"grouped folds caught {grouped} of {len(planted)}"
+    assert plain < grouped / 2, f"plain folds {plain}, grouped {grouped}"

@@ -129,6 +129,7 @@ class LabelNoise(BaseModel):
     min_rows: int = Field(50, ge=2, description="skip the check below this many labelled rows")
     C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
     seed: int = 0
+    group_copies: bool = Field(True, description="hold out copies of a text together (as the label_noise stage)")
     # Default on: the stage fits before dedupe, where a row's copy in another fold makes its label look surer,
     # so its verdicts under-report on duplicate-heavy data (a 1M corpus, a third copies: 2 flags read back
     # against a refit's 775; benchmarks/README.md, issue #18 round 3). Correct first; reading back is opt-in.

@@ -76,9 +76,10 @@ def _why_not_reuse(candidate: Candidate, cfg: LabelNoise, stage: LabelNoiseSumma
         return "evaluate.label_noise.refit is on (the default; false reads the stage's verdicts back)"
     if stage is None or not stage.ran:
         return "the label_noise stage did not run" + (f": {stage.skipped}" if stage is not None and stage.skipped else "")
-    ours, theirs = (cfg.folds, cfg.C, cfg.seed), (stage.folds_configured, stage.C, stage.seed)
+    ours = (cfg.folds, cfg.C, cfg.seed, cfg.group_copies)
+    theirs = (stage.folds_configured, stage.C, stage.seed, stage.group_copies)
     if ours != theirs:
-        return f"the label_noise stage fit with folds, C, seed = {theirs}, this check's are {ours}"
+        return f"the label_noise stage fit with folds, C, seed, group_copies = {theirs}, this check's are {ours}"
     annotation = candidate.summaries.get(AnnotationSummary)
     if annotation is not None and annotation.relabelled:
         return f"annotate changed {annotation.relabelled:,} labels after the label_noise stage"
@@ -146,7 +147,7 @@ def label_noise(
         info["skipped"] = "disabled in the config"
         return info, []
     ev = label_model.evidence(texts, given, label_set=labels, folds=cfg.folds, C=cfg.C, seed=cfg.seed,
-                              min_rows=cfg.min_rows)
+                              min_rows=cfg.min_rows, groups=label_model.copy_groups(texts) if cfg.group_copies else None)
     if isinstance(ev, str):
         info["skipped"] = ev.replace("min_rows", "label_noise.min_rows")
         return info, []

@@ -8,9 +8,10 @@ The stage fits before dedupe. With plain folds, a row whose verbatim or case/pun
 another fold is predicted by a model that saw that copy's text with the copy's label: a copy that agrees
 with it vouches for it, one that disagrees argues against it, and either way its "out-of-sample"
 probability is not. Grouped folds (`pipeline.label_model.evidence(groups=…)`) hold every copy of a text out
-together. Rows: the pipeline arm's published rows and those the label_noise and dedupe stages rejected, in
-input order (ids are in file order) — what the stage read. "plain" must reproduce the stage's own count of
-rows acted on (checked). The drop rule is the stage's own (`stages.label_noise.acted_rows`: cleanlab's flag
+together; the stage does so by default since this measurement (`label_noise.group_copies`). Rows: the
+pipeline arm's published rows and those the label_noise and dedupe stages rejected, in input order (ids
+are in file order) — what the stage read. The fold mode the stage ran with must reproduce the stage's own
+count of rows acted on (checked). The drop rule is the stage's own (`stages.label_noise.acted_rows`: cleanlab's flag
 and the suggested label's probability ≥ min_confidence, at most max_class_share of a label's rows, most
 suspicious first; no action below min_kappa).
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -33,14 +33,6 @@ from common import WORK, arm_version, corrupted, save  # noqa: E402
 
 from pipeline import label_model  # noqa: E402
 from stages.label_noise import Config, acted_rows  # noqa: E402
-
-_NOT_WORD = re.compile(r"\W+")
-
-
-def text_key(text: str) -> str:
-    """The text up to case, punctuation and spacing: verbatim and case / punctuation copies share it."""
-    return _NOT_WORD.sub("", text.casefold())
-
 
 def stage_rows(dataset: str, flip_rate: float, work: Path) -> tuple[pd.DataFrame, dict]:
     """The rows the label_noise stage read in the pipeline arm, in input order, with their truth; and the
@@ -61,7 +53,7 @@ def compare(rows: pd.DataFrame, cfg: Config) -> dict:
     wrong = rows["wrong_label"].fillna(False).astype(bool).to_numpy()
     junk = rows["kind"].fillna("").str.startswith("junk_").to_numpy()
     out = {"rows": len(rows), "wrong_label_rows": int(wrong.sum()), "junk_rows": int(junk.sum())}
-    groups = [text_key(t) for t in texts]
+    groups = label_model.copy_groups(texts)
     out["rows_sharing_a_key"] = int(pd.Series(groups).duplicated(keep=False).sum())
     for name, g in (("plain", None), ("grouped", groups)):
         ev = label_model.evidence(texts, labels, folds=cfg.folds, C=cfg.C, seed=cfg.seed, min_rows=cfg.min_rows,
@@ -96,14 +88,15 @@ def main() -> None:
         for rate in a.flip_rates:
             rows, summary = stage_rows(ds, rate, a.work.resolve())
             r = compare(rows, cfg)
-            if r["plain"]["acted"] != summary["acted"]:
-                raise SystemExit(f"{ds} {rate}: plain folds act on {r['plain']['acted']} rows, the stage acted on "
-                                 f"{summary['acted']}: the rows read here are not the stage's")
+            stage_mode = "grouped" if summary.get("group_copies") else "plain"
+            if r[stage_mode]["acted"] != summary["acted"]:
+                raise SystemExit(f"{ds} {rate}: {stage_mode} folds act on {r[stage_mode]['acted']} rows, the stage "
+                                 f"acted on {summary['acted']}: the rows read here are not the stage's")
             payload[f"{ds}/f{rate:g}"] = r
             for name in ("plain", "grouped"):
                 v = r[name]
                 print(f"| {ds}, {rate:.0%} | {name} | {v['cv_accuracy']:.4f} | {v['flagged']:,} | {v['acted']:,}"
-                      f"{' (' + format(summary['acted'], ',') + ')' if name == 'plain' else ''} "
+                      f"{' (' + format(summary['acted'], ',') + ')' if name == stage_mode else ''} "
                       f"| {v['acted_wrong_label']} / {v['acted_junk']} / {v['acted_correct']} | {v['precision']:.3f} "
                       f"| {v['wrong_label_left']} ({v['wrong_label_share_left']:.1%}) |")
     print(f"\nwritten to {save('grouped_folds', payload)}")
