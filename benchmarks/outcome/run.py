@@ -494,6 +494,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--keep-models", action="store_true", help="keep model weights of the training runs")
     p.add_argument("--cached-only", action="store_true",
                    help="train nothing: report the runs already scored (e.g. after a time limit cut a run short)")
+    p.add_argument("--device", default=None,
+                   help="with --cached-only: report the runs scored on this device instead of this machine's, e.g. "
+                        "cuda-NVIDIA_H100_80GB_HBM3 for a GPU machine's <work>/results copied back")
     args = p.parse_args(argv)
     if args.quick:
         args.seeds = args.seeds[:1]
@@ -502,7 +505,9 @@ def main(argv: list[str] | None = None) -> None:
     budget = Budget(args.epochs, args.lr, args.batch_size, args.max_length, args.model)
     if args.defaults:
         budget = Budget(None, None, None, None, args.model)
-    device = "none" if args.no_train else device_kind()
+    if args.device and not args.cached_only:
+        p.error("--device needs --cached-only (runs are trained on this machine's device)")
+    device = "none" if args.no_train else args.device or device_kind()
 
     published: dict[str, Arm] = {}
     tables = []
