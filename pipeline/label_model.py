@@ -4,7 +4,7 @@ One implementation for the two places that judge labels: the `label_noise` stage
 columns decide which label an exact-duplicate cluster keeps, and it can drop or send to review the rows it
 is confident are mislabelled) and the quality gate's `label_noise` check (on the published rows).
 
-The model: TF-IDF over word 1–2-grams (fitted on every text: unsupervised, no labels) and a logistic
+The model: TF-IDF over hashed word 1–2-grams (the idf from every text: unsupervised, no labels) and a logistic
 regression fitted on k−1 folds at a time (stratified), so each row's probabilities come from a model that
 never saw it — nor, with `groups` (`copy_groups`: the text up to case, punctuation and spacing), any copy of
 its text: before dedupe a copy in another fold would vouch for the row's label or argue against it, and
@@ -32,13 +32,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-MODEL_NAME = "TF-IDF word 1-2-grams + logistic regression"
+MODEL_NAME = "TF-IDF word 1-2-grams (hashed) + logistic regression"
 METHOD = "cleanlab find_label_issues (prune_by_noise_rate, ranked by self-confidence)"
 # Each fold's model is fit on at most this many rows (drawn, seeded, from the other folds); every row is still
 # predicted by a model that never saw it. The solver's cost grows faster than the rows (measured on SMS-like
 # text, 2 labels: 20k rows 5 CPU-s, 100k rows 73 CPU-s with full folds), and past a few ten thousand rows a
 # TF-IDF + LR model's probabilities barely move, so a 1M-row set costs minutes of prediction, not hours of fits.
 MAX_FIT_ROWS = 50_000
+
+# Word 1-2-grams hashed into this many columns (no vocabulary: scikit-learn's vocabulary counting held every
+# n-gram of every text, 4.7 GB at 1M rows; hashing is also ~3.5x faster). Collisions are rare at this width
+# for the texts one label set holds, and a collision merges two n-grams' weights, no more.
+HASHED_FEATURES = 2**20
+FEATURE_BATCH = 50_000  # texts hashed at a time: the token lists of one batch, not of every text, in memory
 
 # The label_noise stage's columns, beside clean's signals on every row it judged (null on the others).
 COLUMNS = (
@@ -83,6 +89,18 @@ def _grouped_folds(y: np.ndarray, groups: list, folds: int, seed: int):
     fold = fold_of_group[group_of_row]
     for k in range(folds):
         yield np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+
+
+def features(texts: list[str]):
+    """TF-IDF (sublinear tf, l2-normalized, float32) of hashed word 1–2-grams, one CSR row per text."""
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+    hasher = HashingVectorizer(ngram_range=(1, 2), n_features=HASHED_FEATURES, alternate_sign=False, norm=None,
+                               dtype=np.float32)
+    counts = sp.vstack([hasher.transform(texts[i:i + FEATURE_BATCH]) for i in range(0, len(texts), FEATURE_BATCH)],
+                       format="csr")
+    return TfidfTransformer(sublinear_tf=True).fit(counts).transform(counts, copy=False)
 
 
 def rounded(p: np.ndarray) -> np.ndarray:
@@ -182,7 +200,6 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
 
     from cleanlab.filter import find_label_issues
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -195,7 +212,7 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
         if distinct < 2:
             return "fewer than two distinct texts"
         folds = min(folds, distinct)
-    X = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32).fit_transform([texts[i] for i in rows])
+    X = features([texts[i] for i in rows])
     probs = np.zeros((len(y), len(classes)), dtype=X.dtype)  # as predict_proba returns them (float32)
     draw = np.random.default_rng(seed)
     splits = []  # (fit rows, held-out rows) per fold, the draws made in fold order
