@@ -36,15 +36,22 @@ MODEL_NAME = "TF-IDF word 1-2-grams (hashed) + logistic regression"
 METHOD = "cleanlab find_label_issues (prune_by_noise_rate, ranked by self-confidence)"
 # Each fold's model is fit on at most this many rows (drawn, seeded, from the other folds); every row is still
 # predicted by a model that never saw it. The solver's cost grows faster than the rows (measured on SMS-like
-# text, 2 labels: 20k rows 5 CPU-s, 100k rows 73 CPU-s with full folds), and past a few ten thousand rows a
-# TF-IDF + LR model's probabilities barely move, so a 1M-row set costs minutes of prediction, not hours of fits.
-MAX_FIT_ROWS = 50_000
+# text, 2 labels: 20k rows 5 CPU-s, 100k rows 73 CPU-s with full folds). And more is not better here: on
+# 230k Tatoeba rows with 5 % planted flips (benchmarks/pipeline/label_model_fit_rows.py) 20k-row fits drop
+# flips at precision 0.89 / recall 0.81 in 39 s against 50k-row fits' 0.72 / 0.87 in 102 s (the larger fits,
+# at C=100, grow confident enough to "correct" 3,800 right labels instead of 1,200). Sets under 25k rows
+# never reach the cap.
+MAX_FIT_ROWS = 20_000
 
 # Word 1-2-grams hashed into this many columns (no vocabulary: scikit-learn's vocabulary counting held every
 # n-gram of every text, 4.7 GB at 1M rows; hashing is also ~3.5x faster). Collisions are rare at this width
 # for the texts one label set holds, and a collision merges two n-grams' weights, no more.
 HASHED_FEATURES = 2**20
 FEATURE_BATCH = 50_000  # texts hashed at a time: the token lists of one batch, not of every text, in memory
+# Up to this many texts the features of all are computed once and sliced. Above, the idf comes from a seeded
+# sample of this many texts and a fold hashes the rows it fits on or predicts when it needs them: the matrix
+# of every text is what does not fit (1M texts of ~180 words: ~300M non-zeros, 2.4 GB before any copy).
+IN_MEMORY_ROWS = 100_000
 
 # The label_noise stage's columns, beside clean's signals on every row it judged (null on the others).
 COLUMNS = (
@@ -59,10 +66,11 @@ COLUMNS = (
 _NOT_WORD = re.compile(r"\W+")
 
 
-def copy_groups(texts: list[str | None]) -> list[str | None]:
-    """One fold group per row: its text up to case, punctuation and spacing, so verbatim copies and
-    case / punctuation variants of a text are held out together."""
-    return [None if t is None else _NOT_WORD.sub("", t.casefold()) for t in texts]
+def copy_groups(texts: list[str | None]) -> list[int | None]:
+    """One fold group per row: (a hash of) its text up to case, punctuation and spacing, so verbatim copies
+    and case / punctuation variants of a text are held out together. Hashes, not the keys: 8 bytes a row
+    where a million keys would hold another copy of the corpus."""
+    return [None if t is None else hash(_NOT_WORD.sub("", t.casefold())) for t in texts]
 
 
 def _grouped_folds(y: np.ndarray, groups: list, folds: int, seed: int):
@@ -91,16 +99,35 @@ def _grouped_folds(y: np.ndarray, groups: list, folds: int, seed: int):
         yield np.flatnonzero(fold != k), np.flatnonzero(fold == k)
 
 
-def features(texts: list[str]):
-    """TF-IDF (sublinear tf, l2-normalized, float32) of hashed word 1–2-grams, one CSR row per text."""
-    import scipy.sparse as sp
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+class Features:
+    """TF-IDF (sublinear tf, l2-normalized, float32) of hashed word 1–2-grams for any rows of `texts`, one
+    CSR row per text. Thread-safe once built (folds fit in threads)."""
 
-    hasher = HashingVectorizer(ngram_range=(1, 2), n_features=HASHED_FEATURES, alternate_sign=False, norm=None,
-                               dtype=np.float32)
-    counts = sp.vstack([hasher.transform(texts[i:i + FEATURE_BATCH]) for i in range(0, len(texts), FEATURE_BATCH)],
-                       format="csr")
-    return TfidfTransformer(sublinear_tf=True).fit(counts).transform(counts, copy=False)
+    def __init__(self, texts: list[str], seed: int = 0):
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+
+        self.texts = texts
+        self.hasher = HashingVectorizer(ngram_range=(1, 2), n_features=HASHED_FEATURES, alternate_sign=False,
+                                        norm=None, dtype=np.float32)
+        self.tfidf = TfidfTransformer(sublinear_tf=True)
+        self.matrix = None
+        if len(texts) <= IN_MEMORY_ROWS:
+            counts = self._counts(texts)
+            self.matrix = self.tfidf.fit(counts).transform(counts, copy=False)
+        else:
+            sample = np.sort(np.random.default_rng(seed).choice(len(texts), IN_MEMORY_ROWS, replace=False))
+            self.tfidf.fit(self._counts([texts[i] for i in sample]))
+
+    def _counts(self, texts: list[str]):
+        import scipy.sparse as sp
+
+        parts = [self.hasher.transform(texts[i:i + FEATURE_BATCH]) for i in range(0, len(texts), FEATURE_BATCH)]
+        return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+
+    def rows(self, index: np.ndarray):
+        if self.matrix is not None:
+            return self.matrix[index]
+        return self.tfidf.transform(self._counts([self.texts[i] for i in index]), copy=False)
 
 
 def rounded(p: np.ndarray) -> np.ndarray:
@@ -212,12 +239,12 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
         if distinct < 2:
             return "fewer than two distinct texts"
         folds = min(folds, distinct)
-    X = features([texts[i] for i in rows])
-    probs = np.zeros((len(y), len(classes)), dtype=X.dtype)  # as predict_proba returns them (float32)
+    X = Features([texts[i] for i in rows], seed)
+    probs = np.zeros((len(y), len(classes)), dtype=np.float32)  # as predict_proba returns them
     draw = np.random.default_rng(seed)
     splits = []  # (fit rows, held-out rows) per fold, the draws made in fold order
     if groups is None:
-        split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y)
+        split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros((len(y), 1)), y)
     else:
         split = _grouped_folds(y, groups, folds, seed)
     for fit_rows, held_out in split:
@@ -231,8 +258,10 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
             probs[held_out] = 1.0 / len(classes)  # no evidence: uniform, so nothing is confidently flagged
             return
         clf = LogisticRegression(C=C, solver="saga", max_iter=200, tol=1e-3, random_state=seed)
-        clf.fit(X[fit_rows], y[fit_rows])
-        probs[np.ix_(held_out, clf.classes_)] = clf.predict_proba(X[held_out])  # disjoint rows per fold
+        clf.fit(X.rows(fit_rows), y[fit_rows])
+        for start in range(0, len(held_out), FEATURE_BATCH):  # disjoint rows per fold
+            part = held_out[start:start + FEATURE_BATCH]
+            probs[np.ix_(part, clf.classes_)] = clf.predict_proba(X.rows(part))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -281,3 +281,26 @@ def test_the_stage_holds_copies_out_together_so_a_copied_wrong_label_cannot_vouc
     grouped, plain = caught(), caught(group_copies=False)
     assert grouped >= 0.6 * len(planted), f"grouped folds caught {grouped} of {len(planted)}"
     assert plain < grouped / 2, f"plain folds {plain}, grouped {grouped}"
+
+
+def test_a_large_set_is_hashed_fold_by_fold_with_the_verdicts_of_the_whole_matrix(shared_data, monkeypatch):
+    """Above IN_MEMORY_ROWS texts the model never holds every text's features (1M long texts: GBs): the idf
+    comes from a seeded sample and each fold hashes the rows it fits on and predicts, a batch at a time.
+    Shrunk here to 1,000 rows in memory and batches of 300 over 3,000 SMS rows: the same flags as the
+    whole matrix, up to the idf's sampling."""
+    from pipeline import label_model
+
+    df = rows_with_flips(shared_data, "sms_spam", 3000, 0.05)
+    texts, labels = df["text"].tolist(), df["label"].tolist()
+    flipped = (df["label"] != df["true_label"]).to_numpy()
+    whole = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))
+    assert label_model.Features(texts).matrix is not None
+    monkeypatch.setattr(label_model, "IN_MEMORY_ROWS", 1000)
+    monkeypatch.setattr(label_model, "FEATURE_BATCH", 300)
+    assert label_model.Features(texts).matrix is None  # rows hashed when a fold needs them
+    batched = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))
+    assert np.abs(whole.probs - batched.probs).mean() < 0.01
+    both = (whole.issue & batched.issue).sum()
+    assert both >= 0.95 * max(whole.issue.sum(), batched.issue.sum())
+    assert abs(int((whole.issue & flipped).sum()) - int((batched.issue & flipped).sum())) <= 3
+    assert (batched.issue & flipped).sum() >= 0.8 * flipped.sum()  # and it still finds the flips
