@@ -49,6 +49,21 @@ def test_a_user_error_is_one_line_with_exit_code_1(tmp_path):
     assert out.returncode == 1 and one_error_line(out).strip() == f"error: config file not found: {tmp_path / 'missing.yaml'}"
 
 
+def test_a_missing_dependency_is_one_line_that_names_it_not_an_internal_error(tmp_path):
+    """An environment without one of sftpipe's packages (met on a GPU image lacking `rouge_score`): the
+    import fails where the package is first needed; the user reads which module, not a bug report. Here the
+    interpreter is told `cleanlab` cannot be imported (None in sys.modules: Python's own "halted" import)
+    and the sample run reaches the label_noise stage."""
+    argv, env = sftpipe_command()
+    code = ("import sys; sys.modules['cleanlab'] = None; from pipeline.cli.app import main; "
+            f"sys.argv = ['sftpipe', 'run', 'configs/sms_spam.yaml', '--data-dir', {str(tmp_path)!r}]; main()")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 1, out.stderr[-2000:]
+    last = one_error_line(out).strip().splitlines()[-1]
+    assert last.startswith("error: the Python module `cleanlab` is not installed"), last
+    assert not (tmp_path / "versions" / "sms-spam" / "v1").exists()
+
+
 # -- help ------------------------------------------------------------------------------------------------------
 
 

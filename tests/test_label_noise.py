@@ -153,8 +153,8 @@ def test_pipeline_drops_label_errors_and_says_so_in_manifest_card_and_report(tmp
     assert f"{len(noise):,} confident ones dropped" in card and "cross-validated accuracy" in card
     report = (version / "report.html").read_text()
     assert "the label_noise stage" in report and "cross-validated accuracy" in report
-    # By default the gate fits again on the published rows (the stage's verdicts come from before dedupe).
-    assert calls == [1, 1] and "refit is on (the default" in manifest["evaluation"]["label_noise"]["evidence"]
+    # By default the gate reads the stage's verdicts back: one fit per run.
+    assert calls == [1] and "read from the published rows" in manifest["evaluation"]["label_noise"]["evidence"]
     issues = pq.read_table(version / "label_issues.parquet").to_pandas()
     assert set(issues["id"]) <= set(published["id"]) and list(issues["rank"]) == list(range(1, len(issues) + 1))
 
@@ -180,9 +180,9 @@ def test_each_folds_model_is_fit_on_at_most_max_fit_rows(shared_data):
 
 
 def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_path, shared_data, monkeypatch):
-    """With `refit: false`, one label model per run: on the published rows (here some of the stage's rows, in
-    three splits) the gate's label_issues.parquet is what the stage's fit says of them, in its order of
-    suspicion, and nothing is fitted; with other settings, the stage off, or the default refit, it fits on
+    """By default (`refit: false`) one label model per run: on the published rows (here some of the stage's
+    rows, in three splits) the gate's label_issues.parquet is what the stage's fit says of them, in its order
+    of suspicion, and nothing is fitted; with other settings, the stage off, or `refit: true`, it fits on
     the published rows."""
 
     from pipeline import label_model
@@ -211,7 +211,7 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     real = label_model.evidence
     monkeypatch.setattr(label_model, "evidence", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     candidate = read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([summary]), None)
-    result = check(candidate, GateConfig(label_noise={"refit": False}))
+    result = check(candidate, GateConfig())  # the default
     assert calls == [], "the gate fitted the model the stage had fitted"
     info = result.summary
     assert info["ran"] and info["evidence"].startswith("the label_noise stage's")
@@ -234,8 +234,8 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     # Other settings than the stage's: a fit on the published rows, and the summary says why.
     result = check(candidate, GateConfig(label_noise={"C": 10.0, "refit": False}))
     assert calls == [1] and result.summary["evidence"].startswith("fitted on the published rows (the label_noise stage fit")
-    result = check(candidate, GateConfig())  # the default
-    assert calls == [1, 1] and "refit is on (the default" in result.summary["evidence"]
+    result = check(candidate, GateConfig(label_noise={"refit": True}))
+    assert calls == [1, 1] and "refit is on" in result.summary["evidence"]
     # The stage off: a fit too.
     result = check(read_candidate(folder, "sms", ["ham", "spam"], None, Summaries([]), None),
                    GateConfig(label_noise={"refit": False}))

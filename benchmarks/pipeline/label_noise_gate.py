@@ -41,7 +41,8 @@ def child(run_dir: Path, scratch: Path, way: str) -> None:
         summaries = Summaries([s for s in summaries._by_type.values() if not isinstance(s, LabelNoiseSummary)])
     candidate = read_candidate(request.folder, request.dataset, request.labels, None, summaries, request.schema)
     t0 = time.perf_counter()
-    result = check(candidate, project.gate.Config())
+    # "reuse" reads back (refit: false); "fit" fits again, as the default refit: true does
+    result = check(candidate, project.gate.Config(label_noise={"refit": way == "fit"}))
     seconds = time.perf_counter() - t0
     info = result.summary
     print(json.dumps({"seconds": seconds, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

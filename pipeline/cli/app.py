@@ -92,6 +92,13 @@ def main() -> None:
         what = str(exc) if isinstance(exc, Interrupted) else ""
         err_console.print("interrupted" + (f": {escape(what)}" if what else ""), highlight=False, soft_wrap=True)
         sys.exit(EXIT_INTERRUPTED)
+    except ModuleNotFoundError as exc:  # an installation without one of our dependencies: not a bug to debug
+        if _state["debug"] or os.environ.get("SFTPIPE_DEBUG"):
+            raise
+        err_console.print(f"[red]error:[/red] the Python module `{escape((exc.name or str(exc)).split('.')[0])}` is not installed in "
+                          "this environment: install sftpipe with its dependencies (README, Set up)",
+                          highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USER_ERROR)
     except Exception as exc:  # the unexpected: a bug
         if _state["debug"] or os.environ.get("SFTPIPE_DEBUG"):
             raise

@@ -130,13 +130,14 @@ class LabelNoise(BaseModel):
     C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
     seed: int = 0
     group_copies: bool = Field(True, description="hold out copies of a text together (as the label_noise stage)")
-    # Default on: the stage fits before dedupe, where a row's copy in another fold makes its label look surer,
-    # so its verdicts under-report on duplicate-heavy data (a 1M corpus, a third copies: 2 flags read back
-    # against a refit's 775; benchmarks/README.md, issue #18 round 3). Correct first; reading back is opt-in.
+    # Default off since the stage holds a text's copies in one fold (`label_noise.group_copies`): before
+    # that, a copy in another fold vouched for a row's label and reading back under-reported on duplicate-heavy
+    # data (a 1M corpus, a third copies: 2 flags against a refit's 775); with grouped folds the same corpus
+    # reads back 800 against 786, Tatoeba 230k 5 against 0 — at 3.7 s instead of 207 s (benchmarks/README.md).
     refit: bool = Field(
-        True, description="fit again on the published rows (default); false: read the label_noise stage's verdicts "
-                          "back from the rows' columns instead — seconds instead of a second fit, but they come from "
-                          "before dedupe and under-report label issues on data with many duplicates")
+        False, description="fit the label model again on the published rows instead of reading the label_noise "
+                            "stage's verdicts back from the rows' columns (the default: seconds instead of a second "
+                            "fit; a fit is made anyway when the stage did not run or ran with other settings)")
 
 
 class UserExpectation(BaseModel):

@@ -73,7 +73,7 @@ def _why_not_reuse(candidate: Candidate, cfg: LabelNoise, stage: LabelNoiseSumma
     if not cfg.enabled:
         return "the check is disabled"
     if cfg.refit:
-        return "evaluate.label_noise.refit is on (the default; false reads the stage's verdicts back)"
+        return "evaluate.label_noise.refit is on"
     if stage is None or not stage.ran:
         return "the label_noise stage did not run" + (f": {stage.skipped}" if stage is not None and stage.skipped else "")
     ours = (cfg.folds, cfg.C, cfg.seed, cfg.group_copies)
