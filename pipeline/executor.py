@@ -31,6 +31,7 @@ from pipeline.config import DatasetConfig
 from pipeline.errors import PipelinePaused, UserError, is_user_os_error, os_error_message
 from pipeline.fingerprint import code_fingerprint
 from pipeline.gate import GateRequest
+from pipeline.memory import release_memory
 from pipeline.project import Plan, Project, Step
 from pipeline.stage import Stage, StageContext, StageOutput
 from pipeline.stage_io import BoundaryWriter, ParquetInput
@@ -230,6 +231,9 @@ class LocalExecutor:
             raise
         kept.close()
         rejected.close()
+        # What a whole-stream stage freed (label_noise: a million texts as Python strings) stays in glibc's heap
+        # and Arrow's pool, and the next stage's peak would sit on top of it (1M rows: 1.7 GB held into dedupe).
+        release_memory()
         if rows_in is None:  # a source stage: its input is what it read
             rows_in = kept.rows + rejected.rows
         report = StageReport(name=stage.name, fingerprint=fp, folder=folder, rows_in=rows_in, rows_out=kept.rows,
