@@ -47,7 +47,7 @@ MAX_FIT_ROWS = 20_000
 # n-gram of every text, 4.7 GB at 1M rows; hashing is also ~3.5x faster). Collisions are rare at this width
 # for the texts one label set holds, and a collision merges two n-grams' weights, no more.
 HASHED_FEATURES = 2**20
-FEATURE_BATCH = 50_000  # texts hashed at a time: the token lists of one batch, not of every text, in memory
+FEATURE_BATCH = 50_000  # rows a fold predicts at a time (above IN_MEMORY_ROWS: hashed for that batch only)
 # Up to this many texts the features of all are computed once and sliced. Above, the idf comes from a seeded
 # sample of this many texts and a fold hashes the rows it fits on or predicts when it needs them: the matrix
 # of every text is what does not fit (1M texts of ~180 words: ~300M non-zeros, 2.4 GB before any copy).
@@ -119,10 +119,7 @@ class Features:
             self.tfidf.fit(self._counts([texts[i] for i in sample]))
 
     def _counts(self, texts: list[str]):
-        import scipy.sparse as sp
-
-        parts = [self.hasher.transform(texts[i:i + FEATURE_BATCH]) for i in range(0, len(texts), FEATURE_BATCH)]
-        return parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        return self.hasher.transform(texts)  # streams the texts: no token list outlives its text
 
     def rows(self, index: np.ndarray):
         if self.matrix is not None:
