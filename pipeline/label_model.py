@@ -4,12 +4,13 @@ One implementation for the two places that judge labels: the `label_noise` stage
 columns decide which label an exact-duplicate cluster keeps, and it can drop or send to review the rows it
 is confident are mislabelled) and the quality gate's `label_noise` check (on the published rows).
 
-The model: TF-IDF over hashed word 1–2-grams (the idf from every text: unsupervised, no labels) and a logistic
-regression fitted on k−1 folds at a time (stratified), so each row's probabilities come from a model that
-never saw it — nor, with `groups` (`copy_groups`: the text up to case, punctuation and spacing), any copy of
-its text: before dedupe a copy in another fold would vouch for the row's label or argue against it, and
-either way its probability would not be out-of-sample (benchmarks/outcome/experiments/grouped_folds.py). Then cleanlab's `find_label_issues` (prune by noise rate) marks the rows whose given label
-the probabilities contradict.
+The model: TF-IDF over hashed word 1–2-grams (the idf from the texts: unsupervised, no labels) and a
+logistic regression fitted on k−1 folds at a time (stratified), so each row's probabilities come from a
+model that never saw it — nor, with `groups` (`copy_groups`: the text up to case, punctuation and spacing),
+any copy of its text: before dedupe a copy in another fold would vouch for the row's label or argue
+against it, and either way its probability would not be out-of-sample
+(benchmarks/outcome/experiments/grouped_folds.py). Then cleanlab's `find_label_issues` (prune by noise
+rate) marks the rows whose given label the probabilities contradict.
 
 How strong the model is decides whether its flags may act (issue #16 item 7: at cross-validated accuracy
 0.63 most flags of one data set were correct labels). Accuracy alone does not say it — a two-class set
@@ -50,7 +51,8 @@ HASHED_FEATURES = 2**20
 FEATURE_BATCH = 50_000  # rows a fold predicts at a time (above IN_MEMORY_ROWS: hashed for that batch only)
 # Up to this many texts the features of all are computed once and sliced. Above, the idf comes from a seeded
 # sample of this many texts and a fold hashes the rows it fits on or predicts when it needs them: the matrix
-# of every text is what does not fit (1M texts of ~180 words: ~300M non-zeros, 2.4 GB before any copy).
+# of every text is what does not fit (the 1M-row benchmark corpus: ~141 non-zeros a text, 1.1 GB, and the
+# tf-idf step's copies on top).
 IN_MEMORY_ROWS = 100_000
 
 # The label_noise stage's columns, beside clean's signals on every row it judged (null on the others).
