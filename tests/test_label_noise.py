@@ -284,9 +284,9 @@ def test_the_stage_holds_copies_out_together_so_a_copied_wrong_label_cannot_vouc
 
 
 def test_a_large_set_is_hashed_fold_by_fold_with_the_verdicts_of_the_whole_matrix(shared_data, monkeypatch):
-    """Above IN_MEMORY_ROWS texts the model never holds every text's features (1M long texts: GBs): the idf
-    comes from a seeded sample and each fold hashes the rows it fits on and predicts, a batch at a time.
-    Shrunk here to 1,000 rows in memory and batches of 300 over 3,000 SMS rows: the same flags as the
+    """Above IN_MEMORY_CHARS characters the model never holds every text's features (1M long texts: GBs): the
+    idf comes from a seeded sample and each fold hashes the rows it fits on and predicts, a batch at a time.
+    Shrunk here to a third of 3,000 SMS rows' characters in memory and batches of 300: the same flags as the
     whole matrix, up to the idf's sampling."""
     from pipeline import label_model
 
@@ -295,7 +295,7 @@ def test_a_large_set_is_hashed_fold_by_fold_with_the_verdicts_of_the_whole_matri
     flipped = (df["label"] != df["true_label"]).to_numpy()
     whole = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))
     assert label_model.Features(texts).matrix is not None
-    monkeypatch.setattr(label_model, "IN_MEMORY_ROWS", 1000)
+    monkeypatch.setattr(label_model, "IN_MEMORY_CHARS", sum(map(len, texts)) // 3)
     monkeypatch.setattr(label_model, "FEATURE_BATCH", 300)
     assert label_model.Features(texts).matrix is None  # rows hashed when a fold needs them
     batched = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))

@@ -140,7 +140,9 @@ def run_once(args, lang: str) -> dict:
         cmd.append("--allow-failed-gates")
     load = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # This checkout's code first: the console script alone imports whichever checkout is installed editable.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stop, tree = tree_rss_sampler(proc.pid, out / "data" / "runs" / "bench" / "stages")
     stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
