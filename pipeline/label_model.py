@@ -6,7 +6,7 @@ is confident are mislabelled) and the quality gate's `label_noise` check (on the
 
 The model: TF-IDF over hashed word 1–2-grams (the idf from the texts: unsupervised, no labels) and a
 logistic regression fitted on k−1 folds at a time (stratified), so each row's probabilities come from a
-model that never saw it — nor, with `groups` (`copy_groups`: the text up to case, punctuation and spacing),
+model that never saw it — nor, with `group_copies` (`copy_groups`: the text up to case, punctuation and spacing),
 any copy of its text: before dedupe a copy in another fold would vouch for the row's label or argue
 against it, and either way its probability would not be out-of-sample
 (benchmarks/outcome/experiments/grouped_folds.py). Then cleanlab's `find_label_issues` (prune by noise
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 
 MODEL_NAME = "TF-IDF word 1-2-grams (hashed) + logistic regression"
 METHOD = "cleanlab find_label_issues (prune_by_noise_rate, ranked by self-confidence)"
@@ -65,6 +66,22 @@ COLUMNS = (
     pa.field("label_issue", pa.bool_()),  # the stage's action applies to the row (its docstring says when)
     pa.field("label_issue_rank", pa.int64()),  # cleanlab flags the row: its rank, 1 = most suspicious (null: not flagged)
 )
+
+
+class FitSettings(BaseModel):
+    """How the model is fit: fields of both the label_noise stage's config and the quality gate's check, which
+    reads the stage's verdicts back only when its own are the same (`key`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds for out-of-sample probabilities")
+    group_copies: bool = Field(True, description="hold out copies of a text (up to case, punctuation and spacing) "
+                                                 "together, so a copy in another fold cannot vouch for a row's label")
+    C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
+    seed: int = 0
+
+    def key(self) -> tuple[int, float, int, bool]:
+        return self.folds, self.C, self.seed, self.group_copies
 
 
 _NOT_WORD = re.compile(r"\W+")
@@ -212,15 +229,17 @@ def usable(texts: list[str | None], labels: list[str | None], label_set: list[st
     return rows, classes, set_aside, None
 
 
-def evidence(texts: list[str | None], labels: list[str | None], *, label_set: list[str] | None = None,
-             folds: int = 5, C: float = 100.0, seed: int = 0, min_rows: int = 50,
-             max_fit_rows: int = MAX_FIT_ROWS, workers: int = 1, groups: list | None = None) -> LabelEvidence | str:
+def evidence(texts: list[str | None], labels: list[str | None], settings: FitSettings | None = None, *,
+             label_set: list[str] | None = None, min_rows: int = 50, max_fit_rows: int = MAX_FIT_ROWS,
+             workers: int = 1) -> LabelEvidence | str:
     """Out-of-sample evidence for every usable row of (texts, labels), or why there is none (a sentence).
 
     `workers` folds are fit at a time, in threads (the saga solver runs without the GIL; each fold's model
     is its own, fit on the rows it would get one at a time): the same probabilities, sooner on idle cores.
-    `groups` (one key per row, `copy_groups`): rows of one group are held out together, so a row's
+    With `settings.group_copies` the rows of one `copy_groups` key are held out together, so a row's
     probability never comes from a model that saw a copy of its text with the copy's label."""
+    settings = settings or FitSettings()
+    folds, C, seed = settings.folds, settings.C, settings.seed
     rows, classes, set_aside, why_not = usable(texts, labels, label_set, min_rows)
     if why_not:
         return why_not
@@ -233,8 +252,9 @@ def evidence(texts: list[str | None], labels: list[str | None], *, label_set: li
     index = {c: k for k, c in enumerate(classes)}
     y = np.array([index[labels[i]] for i in rows], dtype=np.int64)
     folds = int(min(folds, np.bincount(y).min()))
-    if groups is not None:
-        groups = [groups[i] for i in rows]
+    groups = None
+    if settings.group_copies:
+        groups = copy_groups([texts[i] for i in rows])
         distinct = len(set(groups))
         if distinct < 2:
             return "fewer than two distinct texts"

@@ -46,7 +46,7 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from pipeline import label_model
 from pipeline.stage import Stage, StageInput, StageOutput, rejected_rows
@@ -56,8 +56,7 @@ REASON = "label_noise"
 COLUMNS = label_model.COLUMNS
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Config(label_model.FitSettings):  # folds, group_copies, C, seed: the model's, shared with the gate's check
 
     enabled: bool = Field(True, description="compute label evidence (when the rows have labels)")
     action: Literal["warn", "drop", "review"] = Field(
@@ -70,12 +69,7 @@ class Config(BaseModel):
     min_kappa: float = Field(0.15, ge=-1.0, le=1.0,
                              description="weak-model guard: no action when Cohen's kappa of the out-of-sample "
                                          "predictions against the given labels is below this")
-    folds: int = Field(5, ge=2, le=20, description="cross-validation folds for out-of-sample probabilities")
-    group_copies: bool = Field(True, description="hold out copies of a text (up to case, punctuation and spacing) "
-                                                 "together, so a copy in another fold cannot vouch for a row's label")
-    C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
     min_rows: int = Field(50, ge=2, description="no evidence below this many labelled rows")
-    seed: int = 0
 
 
 def acted_rows(ev: label_model.LabelEvidence, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
@@ -117,10 +111,9 @@ class LabelNoiseStage(Stage):
         for batch in inputs.batches(columns=[text_field, label_field]):
             texts.extend(batch.column(text_field).to_pylist())
             labels.extend(batch.column(label_field).cast(pa.string()).to_pylist())
-        groups = label_model.copy_groups(texts) if cfg.group_copies else None
-        ev = label_model.evidence(texts, labels, label_set=self.ctx.labels, folds=cfg.folds, C=cfg.C,
-                                  seed=cfg.seed, min_rows=cfg.min_rows, workers=self.ctx.workers, groups=groups)
-        del texts, groups
+        ev = label_model.evidence(texts, labels, cfg, label_set=self.ctx.labels, min_rows=cfg.min_rows,
+                                  workers=self.ctx.workers)
+        del texts
         n = len(labels)
         self._figures: dict[str, Any] = {}
         if isinstance(ev, str):

@@ -194,8 +194,7 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
     df = rows_with_flips(shared_data, "sms_spam", 1500, 0.1, seed=5)
     kept, _, summary = run_stage(df, labels=["ham", "spam"], action="warn")
     texts = df["text"].tolist()
-    fit = label_model.evidence(texts, df["label"].tolist(), label_set=["ham", "spam"],
-                               groups=label_model.copy_groups(texts))
+    fit = label_model.evidence(texts, df["label"].tolist(), label_set=["ham", "spam"])
     assert np.array_equal(kept["label_prob"].to_numpy(), label_model.rounded(fit.given_prob))  # the stage's fit
     # Published: a seeded 85 % of the rows (dedupe and the action removed the others), in three splits.
     rng = np.random.default_rng(1)
@@ -243,15 +242,15 @@ def test_the_gate_reads_the_stages_verdicts_back_instead_of_fitting_again(tmp_pa
 
 
 def test_grouped_folds_hold_a_texts_copies_out_together(shared_data):
-    """`evidence(groups=…)`: with plain folds a row's verbatim copy in another fold gives its label away (the
+    """`group_copies`: with plain folds a row's verbatim copy in another fold gives its label away (the
     out-of-sample accuracy of a set of twins is the memorized one); grouped by text, the twins are held out
     together and the accuracy falls to what the model generalizes."""
     from pipeline import label_model
 
     df = rows_with_flips(shared_data, "trec", 600, 0.0)
     texts, labels = df["text"].tolist() * 2, df["label"].tolist() * 2  # every question twice, same label
-    plain = label_model.evidence(texts, labels, seed=0)
-    grouped = label_model.evidence(texts, labels, seed=0, groups=texts)
+    plain = label_model.evidence(texts, labels, label_model.FitSettings(group_copies=False))
+    grouped = label_model.evidence(texts, labels, label_model.FitSettings(group_copies=True))
     assert plain.cv_accuracy > 0.9  # a row whose twin sits in another fold (4 in 5) is predicted from it
     assert grouped.cv_accuracy < plain.cv_accuracy - 0.1
     # the same rows, the same classes: only the folds differ
@@ -293,12 +292,12 @@ def test_a_large_set_is_hashed_fold_by_fold_with_the_verdicts_of_the_whole_matri
     df = rows_with_flips(shared_data, "sms_spam", 3000, 0.05)
     texts, labels = df["text"].tolist(), df["label"].tolist()
     flipped = (df["label"] != df["true_label"]).to_numpy()
-    whole = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))
+    whole = label_model.evidence(texts, labels)
     assert label_model.Features(texts).matrix is not None
     monkeypatch.setattr(label_model, "IN_MEMORY_CHARS", sum(map(len, texts)) // 3)
     monkeypatch.setattr(label_model, "FEATURE_BATCH", 300)
     assert label_model.Features(texts).matrix is None  # rows hashed when a fold needs them
-    batched = label_model.evidence(texts, labels, groups=label_model.copy_groups(texts))
+    batched = label_model.evidence(texts, labels)
     assert np.abs(whole.probs - batched.probs).mean() < 0.01
     both = (whole.issue & batched.issue).sum()
     assert both >= 0.95 * max(whole.issue.sum(), batched.issue.sum())

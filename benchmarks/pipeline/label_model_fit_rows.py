@@ -55,7 +55,6 @@ def main() -> None:
     for i in np.flatnonzero(flipped):
         given[i] = rng.choice([c for c in classes if c != true[i]])
     labels = given.tolist()
-    groups = label_model.copy_groups(texts)
     cfg = Config()
     print(f"{len(rows):,} rows, {len(classes)} labels, {int(flipped.sum()):,} planted flips ({a.flip_rate:.0%}), "
           f"workers {a.workers}\n")
@@ -63,8 +62,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cap in a.fit_rows:
         t0, c0 = time.perf_counter(), cpu_s()
-        ev = label_model.evidence(texts, labels, seed=cfg.seed, folds=cfg.folds, C=cfg.C, max_fit_rows=cap,
-                                  workers=a.workers, groups=groups)
+        ev = label_model.evidence(texts, labels, cfg, max_fit_rows=cap, workers=a.workers)
         wall, cpu = time.perf_counter() - t0, cpu_s() - c0
         acted = acted_rows(ev, cfg)[1] if ev.strong_enough(cfg.min_kappa) else np.zeros(len(ev.y), dtype=bool)
         act = np.zeros(len(rows), dtype=bool)

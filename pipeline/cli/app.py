@@ -95,8 +95,9 @@ def main() -> None:
     except ModuleNotFoundError as exc:  # an installation without one of our dependencies: not a bug to debug
         if _state["debug"] or os.environ.get("SFTPIPE_DEBUG"):
             raise
-        err_console.print(f"[red]error:[/red] the Python module `{escape((exc.name or str(exc)).split('.')[0])}` is not installed in "
-                          "this environment: install sftpipe with its dependencies (README, Set up)",
+        module = escape((exc.name or str(exc)).split(".")[0])
+        err_console.print(f"[red]error:[/red] the Python module `{module}` is not installed in this environment: "
+                          "install sftpipe with its dependencies (README, Set up)",
                           highlight=False, soft_wrap=True)
         sys.exit(EXIT_USER_ERROR)
     except Exception as exc:  # the unexpected: a bug

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import schemas
+from pipeline import label_model
 from schemas.record import MAX_TEXT_CHARS
 from stages.evaluate.ge import build_expectation
 
@@ -119,17 +120,12 @@ class RejectedShare(BaseModel):
 REASON_CEILINGS: dict[str, float | None] = {"label_not_in_label_set": 0.01}
 
 
-class LabelNoise(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LabelNoise(label_model.FitSettings):  # folds, group_copies, C, seed: as the label_noise stage's config
     enabled: bool = True
-    folds: int = Field(5, ge=2, le=20, description="cross-validation folds for out-of-sample probabilities")
     max_share: float | None = Field(
         0.1, ge=0.0, le=1.0, description="gate: share of labelled rows flagged as label issues at most this"
     )
     min_rows: int = Field(50, ge=2, description="skip the check below this many labelled rows")
-    C: float = Field(100.0, gt=0, description="inverse regularization of the logistic regression")
-    seed: int = 0
-    group_copies: bool = Field(True, description="hold out copies of a text together (as the label_noise stage)")
     # Default off since the stage holds a text's copies in one fold (`label_noise.group_copies`): before
     # that, a copy in another fold vouched for a row's label and reading back under-reported on duplicate-heavy
     # data (a 1M corpus, a third copies: 2 flags against a refit's 775); with grouped folds the same corpus

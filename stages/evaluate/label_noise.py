@@ -76,8 +76,9 @@ def _why_not_reuse(candidate: Candidate, cfg: LabelNoise, stage: LabelNoiseSumma
         return "evaluate.label_noise.refit is on"
     if stage is None or not stage.ran:
         return "the label_noise stage did not run" + (f": {stage.skipped}" if stage is not None and stage.skipped else "")
-    ours = (cfg.folds, cfg.C, cfg.seed, cfg.group_copies)
-    theirs = (stage.folds_configured, stage.C, stage.seed, stage.group_copies)
+    ours = cfg.key()
+    theirs = label_model.FitSettings(folds=stage.folds_configured, C=stage.C, seed=stage.seed,
+                                     group_copies=stage.group_copies).key()
     if ours != theirs:
         return f"the label_noise stage fit with folds, C, seed, group_copies = {theirs}, this check's are {ours}"
     annotation = candidate.summaries.get(AnnotationSummary)
@@ -146,8 +147,7 @@ def label_noise(
     if not cfg.enabled:
         info["skipped"] = "disabled in the config"
         return info, []
-    ev = label_model.evidence(texts, given, label_set=labels, folds=cfg.folds, C=cfg.C, seed=cfg.seed,
-                              min_rows=cfg.min_rows, groups=label_model.copy_groups(texts) if cfg.group_copies else None)
+    ev = label_model.evidence(texts, given, cfg, label_set=labels, min_rows=cfg.min_rows)
     if isinstance(ev, str):
         info["skipped"] = ev.replace("min_rows", "label_noise.min_rows")
         return info, []

@@ -7,7 +7,7 @@ the stage in the pipeline arm, scored against the planted truth.
 The stage fits before dedupe. With plain folds, a row whose verbatim or case/punctuation copy sits in
 another fold is predicted by a model that saw that copy's text with the copy's label: a copy that agrees
 with it vouches for it, one that disagrees argues against it, and either way its "out-of-sample"
-probability is not. Grouped folds (`pipeline.label_model.evidence(groups=…)`) hold every copy of a text out
+probability is not. Grouped folds (`label_noise.group_copies`) hold every copy of a text out
 together; the stage does so by default since this measurement (`label_noise.group_copies`). Rows: the
 pipeline arm's published rows and those the label_noise and dedupe stages rejected, in input order (ids
 are in file order) — what the stage read. The fold mode the stage ran with must reproduce the stage's own
@@ -55,9 +55,9 @@ def compare(rows: pd.DataFrame, cfg: Config) -> dict:
     out = {"rows": len(rows), "wrong_label_rows": int(wrong.sum()), "junk_rows": int(junk.sum())}
     groups = label_model.copy_groups(texts)
     out["rows_sharing_a_key"] = int(pd.Series(groups).duplicated(keep=False).sum())
-    for name, g in (("plain", None), ("grouped", groups)):
-        ev = label_model.evidence(texts, labels, folds=cfg.folds, C=cfg.C, seed=cfg.seed, min_rows=cfg.min_rows,
-                                  groups=g)
+    for name, grouped in (("plain", False), ("grouped", True)):
+        ev = label_model.evidence(texts, labels, cfg.model_copy(update={"group_copies": grouped}),
+                                  min_rows=cfg.min_rows)
         acted = acted_rows(ev, cfg)[1] if ev.strong_enough(cfg.min_kappa) else np.zeros(len(ev.y), dtype=bool)
         act = np.zeros(len(rows), dtype=bool)
         act[ev.rows[acted]] = True
