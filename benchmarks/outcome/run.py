@@ -21,7 +21,8 @@ published with the `sftpipe` CLI, each as its own dataset under `<work>/data`:
 - `clean`    — the uncorrupted training set, published like `raw`.
 
 Diagnosis arms (`--arms`): `pipeline-s98` (the default config but split 98 / 1 / 1: how much of the gap is
-the split), `proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate
+the split), `pipeline-balanced` (the default config's version trained with `train.class_weights: balanced`:
+whether a small class the version keeps fewer rows of — TREC's ABBR — is learnt at a short budget), `proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate
 fixes keeps, with and without the label-noise drop, split 80 / 10 / 10 like the pipeline; run prototype.py
 first).
 
@@ -79,6 +80,7 @@ class ArmSpec:
     passthrough: bool  # every stage off: the source's rows are the version's rows
     split: dict | None  # None: the pipeline's default
     what: str
+    train: tuple[tuple[str, str], ...] = ()  # `train:` settings of the arm's config (outside the version)
 
 
 ARMS = {
@@ -87,6 +89,8 @@ ARMS = {
     "clean": ArmSpec("clean", True, PASSTHROUGH_SPLIT, "the uncorrupted training set, nothing removed"),
     # diagnosis arms
     "pipeline-s98": ArmSpec("corrupted", False, PASSTHROUGH_SPLIT, "default config, but split 98 / 1 / 1"),
+    "pipeline-balanced": ArmSpec("corrupted", False, None, "default config, trained with train.class_weights: balanced",
+                                 train=(("class_weights", "balanced"),)),
     "proto-fix": ArmSpec("proto-fix", True, DEFAULT_SPLIT,
                          "experiments/prototype.py's recommended chain (junk rules, dedupe w5p + majority, "
                          "label-noise drop), split 80 / 10 / 10"),
@@ -156,7 +160,7 @@ def sftpipe(args: list[str], log: Path) -> tuple[float, float]:
 
 
 def write_config(path: Path, dataset: str, labels: list[str], source: Path, passthrough: bool,
-                 split: dict | None = None, description: str = "") -> Path:
+                 split: dict | None = None, description: str = "", train: tuple = ()) -> Path:
     import yaml  # noqa: PLC0415
 
     cfg: dict = {
@@ -174,7 +178,7 @@ def write_config(path: Path, dataset: str, labels: list[str], source: Path, pass
         cfg["evaluate"] = {"enabled": False}
     elif split:
         cfg["split"] = {"ratios": split}
-    cfg["train"] = {"precision": "fp32"}  # training settings are outside the version's fingerprint
+    cfg["train"] = {"precision": "fp32", **dict(train)}  # training settings are outside the version's fingerprint
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
     if not path.is_file() or path.read_text() != text:
@@ -216,7 +220,11 @@ def train_and_score(config: Path, dataset: str, version_dir: Path, test_dataset:
                     work: Path, device: str, keep_models: bool, cached_only: bool = False) -> dict | None:
     manifest = json.loads((version_dir / "manifest.json").read_text())
     fp = manifest["content_fingerprint"][:16]
-    cache = work / "results" / dataset / f"{fp}-{budget.key()}-{device}" / f"seed{seed}.json"
+    import yaml  # noqa: PLC0415
+
+    train = {k: v for k, v in (yaml.safe_load(config.read_text()).get("train") or {}).items() if k != "precision"}
+    settings = "".join(f"-{k}={v}" for k, v in sorted(train.items()))  # the arm's own training settings, if any
+    cache = work / "results" / dataset / f"{fp}-{budget.key()}{settings}-{device}" / f"seed{seed}.json"
     if cache.is_file():
         return {**json.loads(cache.read_text()), "cached": True}
     if cached_only:
@@ -425,7 +433,7 @@ def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -
                                  f"--datasets {name} --flip-rate {flip_rate:g}` first")
         if ds not in published:
             cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, a_spec.passthrough, split=a_spec.split,
-                               description=f"outcome benchmark arm {arm}: {a_spec.what}")
+                               description=f"outcome benchmark arm {arm}: {a_spec.what}", train=a_spec.train)
             print(f"[{name}] {'using' if args.train_only else 'publishing'} {ds}", flush=True)
             a = Arm(name, rate, arm, ds, cfg, truth)
             a.version_dir, a.timing = publish(cfg, ds, work, args.train_only)
