@@ -345,3 +345,37 @@ def test_connected_components_match_scipy():
         smallest = np.full(theirs.max() + 1, n)
         np.minimum.at(smallest, theirs, np.arange(n))
         assert np.array_equal(ours, smallest[theirs])
+
+
+def test_verification_reads_the_spilled_sets_it_needs_from_one_file_or_pieces(tmp_path):
+    """`verify_pairs` reads candidates' shingle sets back from the spill file with `pread` (a memory map put
+    most of the file in each worker's memory): the Jaccard of every pair equals the one over the sets in
+    memory — sets shared by many pairs, adjacent sets read as one run, a file cut into pieces (as the Ray
+    executor writes them, a set never split) with runs that would cross a cut."""
+    from pipeline.minhash import jaccard
+    from pipeline.near_duplicates import verify_pairs
+
+    rng = np.random.default_rng(7)
+    sets = [np.unique(rng.integers(0, 400, rng.integers(1, 60))).astype(np.uint64) for _ in range(300)]
+    flat = np.concatenate(sets)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64)
+    left = np.concatenate([np.repeat(np.arange(0, 299), 2), rng.integers(0, 300, 2000)])  # each row twice, then random
+    right = np.concatenate([np.tile([1, 2], 299) + np.repeat(np.arange(0, 299), 2), rng.integers(0, 300, 2000)])
+    right = np.minimum(right, 299)
+    keep = left < right
+    left, right = left[keep], right[keep]
+    expected = jaccard(flat, offsets, left, right, 0.0)
+
+    whole = tmp_path / "sets.u64"
+    flat.tofile(whole)
+    assert np.array_equal(verify_pairs(str(whole), offsets, left, right, 0.0), expected)
+    cuts = [0, int(offsets[97]), int(offsets[210])]  # pieces of whole sets
+    pieces = []
+    for k, (a, b) in enumerate(zip(cuts, cuts[1:] + [len(flat)])):
+        path = tmp_path / f"piece{k}.u64"
+        flat[a:b].tofile(path)
+        pieces.append((str(path), a))
+    assert np.array_equal(verify_pairs(pieces, offsets, left, right, 0.0), expected)
+    # a threshold skips pairs whose sizes alone put them below it (NaN), as in memory
+    assert np.array_equal(verify_pairs(pieces, offsets, left, right, 0.6), jaccard(flat, offsets, left, right, 0.6),
+                          equal_nan=True)
