@@ -22,9 +22,9 @@ published with the `sftpipe` CLI, each as its own dataset under `<work>/data`:
 
 Diagnosis arms (`--arms`): `pipeline-s98` (the default config but split 98 / 1 / 1: how much of the gap is
 the split), `pipeline-balanced` (the default config's version trained with `train.class_weights: balanced`:
-whether a small class the version keeps fewer rows of — TREC's ABBR — is learnt at a short budget), `proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate
-fixes keeps, with and without the label-noise drop, split 80 / 10 / 10 like the pipeline; run prototype.py
-first).
+whether a small class the version keeps fewer rows of — TREC's ABBR — is learnt at a short budget),
+`proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate fixes keeps,
+with and without the label-noise drop, split 80 / 10 / 10 like the pipeline; run prototype.py first).
 
 Every arm trains with the same budget (`sftpipe train --epochs --lr --batch-size --max-length --seed`, and
 `precision: fp32` in the generated config so a GPU run differs from a CPU run only by kernels), once per
@@ -64,6 +64,7 @@ sys.path.insert(0, str(HERE))
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+import yaml  # noqa: E402
 
 import accounting  # noqa: E402
 import data_sets  # noqa: E402
@@ -161,8 +162,6 @@ def sftpipe(args: list[str], log: Path) -> tuple[float, float]:
 
 def write_config(path: Path, dataset: str, labels: list[str], source: Path, passthrough: bool,
                  split: dict | None = None, description: str = "", train: tuple = ()) -> Path:
-    import yaml  # noqa: PLC0415
-
     cfg: dict = {
         "dataset": dataset,
         "description": description or f"outcome benchmark arm {dataset}",
@@ -220,8 +219,6 @@ def train_and_score(config: Path, dataset: str, version_dir: Path, test_dataset:
                     work: Path, device: str, keep_models: bool, cached_only: bool = False) -> dict | None:
     manifest = json.loads((version_dir / "manifest.json").read_text())
     fp = manifest["content_fingerprint"][:16]
-    import yaml  # noqa: PLC0415
-
     train = {k: v for k, v in (yaml.safe_load(config.read_text()).get("train") or {}).items() if k != "precision"}
     settings = "".join(f"-{k}={v}" for k, v in sorted(train.items()))  # the arm's own training settings, if any
     cache = work / "results" / dataset / f"{fp}-{budget.key()}{settings}-{device}" / f"seed{seed}.json"
