@@ -223,3 +223,23 @@ def test_a_missing_column_names_the_field(tmp_path):
     (tmp_path / "c.yaml").write_text("dataset: x\nkind: generation\nsources: [{name: s, path: d.jsonl, format: jsonl}]\n")
     with pytest.raises(UserError, match=r"fields.prompt \(fields\) 'prompt' is not a column of .*d.jsonl \(columns: document, summary\)"):
         load_config(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("kind, record", [
+    ("classification", {"text": "Is it raining?", "label": "q"}),
+    ("generation", {"instruction": "Say hi.", "output": "Hi."}),
+])
+def test_id_and_meta_follow_one_rule_for_every_kind(tmp_path, kind, record):
+    # A NaN id (pandas writes one for an empty cell) is a missing id, and a meta field may be a dotted path,
+    # whatever the record kind: the id and meta of a row are read by one function.
+    rows = [{**record, "uid": "a1", "user": {"name": "ann"}}, {**record, "uid": float("nan"), "user": {}},
+            {**record, "user": {"name": "bob"}}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # json writes NaN as NaN
+    fmt = {"classification": {"label_field": "label"}, "generation": {"record_format": "alpaca"}}[kind]
+    kept, rejected = collect(tmp_path, kind, path=str(path), format="jsonl", id_field="uid",
+                             meta_fields=["user.name"], **fmt)
+    assert kept.column("id").to_pylist() == ["a1"]
+    assert json.loads(kept.column("meta")[0].as_py()) == {"user.name": "ann"}
+    assert rejected.column("reason").to_pylist() == ["missing_id", "missing_id"]
+    assert rejected.column("source_line").to_pylist() == [2, 3]

@@ -214,23 +214,7 @@ class CollectStage(Stage):
         row["label"] = label
         if labels is not None and label is not None and label not in labels:
             return ("label_not_in_label_set", {"label": label, "label_set": sorted(labels)}), row
-        rid = fields.get(source.id_field) if source.id_field else None
-        if source.id_field is not None:
-            if rid is None or (isinstance(rid, float) and rid != rid) or _as_text(rid, source).strip() == "":
-                return ("missing_id", {"field": source.id_field}), row
-            # 1 and "1" are one id: ids are text, and two rows never share one (`run` rejects the later).
-            rid = _as_text(rid, source)
-            problem = _string_problem("id", rid, source)
-            if problem is not None:
-                return problem, row
-        row["id"] = rid
-        meta = {m: fields.get(m) for m in source.meta_fields}
-        row["meta"] = json.dumps(meta, ensure_ascii=False, default=lambda v: _json_default(v, source)) if meta else None
-        if row["meta"] is not None:
-            problem = _string_problem("meta", row["meta"], source)
-            if problem is not None:
-                return problem, {**row, "meta": None}
-        return None, row
+        return _id_and_meta(source, fields, row)
 
     def _map_payload(self, source: SourceConfig, fields: dict[str, Any], row: dict[str, Any]):
         """A generative record (pipeline/sources/records.py), its id field and meta fields."""
@@ -243,22 +227,31 @@ class CollectStage(Stage):
                 if problem is not None:
                     return problem, row
         row.update(payload)
-        rid = records.get_path(fields, source.id_field) if source.id_field else None
-        if source.id_field is not None:
-            if rid is records._MISSING or rid is None or _as_text(rid, source).strip() == "":
-                return ("missing_id", {"field": source.id_field}), row
-            rid = _as_text(rid, source)
-            problem = _string_problem("id", rid, source)
-            if problem is not None:
-                return problem, row
-        row["id"] = rid
-        meta = {m: (None if (v := records.get_path(fields, m)) is records._MISSING else v) for m in source.meta_fields}
-        row["meta"] = json.dumps(meta, ensure_ascii=False, default=lambda v: _json_default(v, source)) if meta else None
-        if row["meta"] is not None:
-            problem = _string_problem("meta", row["meta"], source)
-            if problem is not None:
-                return problem, {**row, "meta": None}
-        return None, row
+        return _id_and_meta(source, fields, row)
+
+
+def _id_and_meta(source: SourceConfig, fields: dict[str, Any], row: dict[str, Any]):
+    """(error, row) with the row's `id` (from `id_field`) and `meta` (the `meta_fields` as JSON) set: one rule
+    for every record kind. Both read dotted paths (`a.b`) as the payload's fields do."""
+    rid = None
+    if source.id_field is not None:
+        rid = records.get_path(fields, source.id_field)
+        if rid is records._MISSING or rid is None or (isinstance(rid, float) and rid != rid) \
+                or _as_text(rid, source).strip() == "":
+            return ("missing_id", {"field": source.id_field}), row
+        # 1 and "1" are one id: ids are text, and two rows never share one (`run` rejects the later).
+        rid = _as_text(rid, source)
+        problem = _string_problem("id", rid, source)
+        if problem is not None:
+            return problem, row
+    row["id"] = rid
+    meta = {m: (None if (v := records.get_path(fields, m)) is records._MISSING else v) for m in source.meta_fields}
+    row["meta"] = json.dumps(meta, ensure_ascii=False, default=lambda v: _json_default(v, source)) if meta else None
+    if row["meta"] is not None:
+        problem = _string_problem("meta", row["meta"], source)
+        if problem is not None:
+            return problem, {**row, "meta": None}
+    return None, row
 
 
 def _source_split(source: SourceConfig, fields: dict[str, Any]):
