@@ -37,9 +37,9 @@ def Override(key: str, *names: str, **kwargs):  # noqa: N802 - reads like typer.
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console  # noqa: PLC0415
+    from pipeline.cli.console import new_console  # noqa: PLC0415
 
-    return Console(stderr=stderr)
+    return new_console(stderr)
 
 
 def _overrides(**values) -> dict:

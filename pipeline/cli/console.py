@@ -4,6 +4,8 @@ Text that comes from files, servers or annotators is printed escaped: never read
 """
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,8 +15,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+# Rich draws 80 columns wherever output is not a terminal (a CI log, `| tee run.log`), which wraps the funnel
+# and gate tables cell by cell; a file gets this width instead. COLUMNS, when set, wins as it does in Rich.
+FILE_WIDTH = 120
+
+
+def new_console(stderr: bool = False) -> Console:
+    """A console for stdout (or stderr): the terminal's width, or FILE_WIDTH when the stream is a file or pipe."""
+    stream = sys.stderr if stderr else sys.stdout
+    to_file = not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, width=FILE_WIDTH if to_file and not os.environ.get("COLUMNS") else None)
+
+
+console = new_console()
+err_console = new_console(stderr=True)
 
 
 EXIT_PAUSED = 75  # `sftpipe run` paused for annotation (EX_TEMPFAIL: try again later); README "Exit codes"

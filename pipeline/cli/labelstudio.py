@@ -8,11 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from pipeline.cli.console import typer_app
-
-console = Console()
+from pipeline.cli.console import console, typer_app
 
 labelstudio_app = typer_app(help="A local Label Studio server for annotation (127.0.0.1 only).")
 
