@@ -516,15 +516,10 @@ def start_browser(chromium: str, user_dir: Path) -> tuple[subprocess.Popen, int]
     raise RuntimeError(f"chromium did not start: {log.read_text(errors='replace')[-500:]}")
 
 
-
-@pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (apt-get install -y chromium)")
-def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
-    text = 'Win <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> <b>now</b>'
-    stage = make_stage("xss-test", tmp_path, select="all", instructions="Read <script>window.__pwned_i=1</script> this")
-    with pytest.raises(PipelinePaused):
-        run_stage(stage, TableInput(rows_batch(1, "xss", texts={0: text})))
-    pid = stage.stats["project_id"]
-    (tid,) = tasks_by_row(server, pid).values()
+@contextmanager
+def open_task(server, pid: int, tid: int, tmp_path, ready):
+    """The task's labelling screen in headless Chromium, logged in as the admin: (devtools, page text) once
+    `ready(page text)` holds (or after 90 s)."""
     with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
         h.get("/user/login/")
         r = h.post("/user/login/", data={"email": server.creds["username"], "password": server.creds["password"],
@@ -537,20 +532,34 @@ def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
         cdp = CDP(page["webSocketDebuggerUrl"])
         cdp.send("Network.enable")
         cdp.send("Network.setCookie", name="sessionid", value=session, url=server.url)
+        cdp.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
         cdp.send("Page.navigate", url=f"{server.url}/projects/{pid}/data?tab=0&task={tid}")
         body = ""
         for _ in range(90):
             time.sleep(1)
             body = cdp.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)["result"].get("value", "")
-            if "Submit" in body and "<script>window.__pwned=1</script>" in body:
+            if ready(body):
                 break
+        yield cdp, body
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(chromium_path() is None, reason="Chromium not installed (apt-get install -y chromium)")
+def test_script_in_text_is_shown_not_run_in_the_labelling_ui(server, tmp_path):
+    text = 'Win <script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> <b>now</b>'
+    stage = make_stage("xss-test", tmp_path, select="all", instructions="Read <script>window.__pwned_i=1</script> this")
+    with pytest.raises(PipelinePaused):
+        run_stage(stage, TableInput(rows_batch(1, "xss", texts={0: text})))
+    pid = stage.stats["project_id"]
+    (tid,) = tasks_by_row(server, pid).values()
+    ready = lambda body: "Submit" in body and "<script>window.__pwned=1</script>" in body  # noqa: E731
+    with open_task(server, pid, tid, tmp_path, ready) as (cdp, body):
         assert "<script>window.__pwned=1</script>" in body, body[:1000]  # the markup is visible as text
         assert "Read <script>window.__pwned_i=1</script> this" in body  # the instructions too
         ran = cdp.send("Runtime.evaluate", expression="[typeof window.__pwned, typeof window.__pwned_i]", returnByValue=True)
         assert ran["result"]["value"] == ["undefined", "undefined"]  # and nothing of it ran
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 # -- the whole pipeline: run pauses, people label, run publishes ---------------------------------------------

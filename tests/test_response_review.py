@@ -3,7 +3,6 @@ starts, with simulated annotators posting with their own tokens (no mocks)."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import httpx
 import pandas as pd
@@ -19,7 +18,7 @@ from stages.annotate import AnnotateStage, Config
 from stages.annotate.responses.interface import a_is_chosen
 
 from .conftest import TableInput, chromium_path
-from .test_labelstudio import running_server, signup, tasks_by_row
+from .test_labelstudio import open_task, running_server, signup, tasks_by_row
 
 pytestmark = [
     pytest.mark.labelstudio,
@@ -284,40 +283,6 @@ def test_compare_majority_ties_listed_fleiss_kappa(server, tmp_path):
     # Fleiss' kappa by hand: P̄ = (1/3 + 1/3 + 0 + 1/3) / 4 = 0.25; each value 4 of 12 votes → P_e = 1/3;
     # kappa = (0.25 − 1/3) / (1 − 1/3) = −0.125.
     assert stage.stats["agreement"]["fleiss_kappa"] == pytest.approx(-0.125, abs=1e-6)
-
-
-@contextmanager
-def open_task(server, pid: int, tid: int, tmp_path, ready):
-    """The task's labelling screen in headless Chromium, logged in as the admin: (devtools, page text) once
-    `ready(page text)` holds (or after 90 s)."""
-    import time
-
-    from .test_labelstudio import CDP, start_browser
-
-    with httpx.Client(base_url=server.url, follow_redirects=False, timeout=30) as h:  # the admin's browser session
-        h.get("/user/login/")
-        r = h.post("/user/login/", data={"email": server.creds["username"], "password": server.creds["password"],
-                                         "csrfmiddlewaretoken": h.cookies["csrftoken"]}, headers={"Referer": f"{server.url}/user/login/"})
-        assert r.status_code == 302
-        session = h.cookies["sessionid"]
-    proc, port = start_browser(chromium_path(), tmp_path / "profile")
-    try:
-        page = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if t["type"] == "page"][0]
-        cdp = CDP(page["webSocketDebuggerUrl"])
-        cdp.send("Network.enable")
-        cdp.send("Network.setCookie", name="sessionid", value=session, url=server.url)
-        cdp.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
-        cdp.send("Page.navigate", url=f"{server.url}/projects/{pid}/data?tab=0&task={tid}")
-        body = ""
-        for _ in range(90):
-            time.sleep(1)
-            body = cdp.send("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)["result"].get("value", "")
-            if ready(body):
-                break
-        yield cdp, body
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 # -- in a real browser: the conversation turn by turn, markup shown as text, nothing of it run ---------------
