@@ -173,6 +173,8 @@ class LabelNoiseSummary(Summary):
     acted: int = 0
     acted_by_label: dict[str, int] = {}  # given label → rows acted on
     by_label_pair: dict[str, int] = {}  # "given → suggested" of the rows acted on (top 20)
+    passes: int = 1  # fits configured (`passes`): each after the first on the rows not acted on before
+    acted_per_pass: list[int] = []  # rows each fit acted on (warn: would act on); empty when the model is too weak
 
 
 # -- decontaminate ----------------------------------------------------------------------------------------

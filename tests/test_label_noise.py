@@ -106,6 +106,31 @@ def test_per_class_cap_limits_each_label(shared_data):
     assert all(dropped[lab] <= int(0.05 * sizes[lab]) for lab in dropped.index)
 
 
+def test_a_second_pass_refits_on_the_rows_kept_and_finds_more_flips(shared_data):
+    trec = rows_with_flips(shared_data, "trec", 3000, 0.2)
+    truth = trec.set_index("id")
+    one = run_stage(trec, max_class_share=0.3)
+    kept, rejected, summary = run_stage(trec, passes=2, max_class_share=0.3)
+    assert summary.passes == 2 and len(summary.acted_per_pass) == 2 and summary.acted_per_pass[1] > 0
+    assert sum(summary.acted_per_pass) == summary.acted == len(rejected)
+    assert set(one[1]["id"]) < set(rejected["id"]), "the first pass is the one-pass run; the second adds rows"
+
+    def flips(ids):
+        return int((truth.loc[ids, "label"] != truth.loc[ids, "true_label"]).sum())
+
+    added = sorted(set(rejected["id"]) - set(one[1]["id"]))
+    assert flips(added) >= 0.6 * len(added), "the second pass's drops are mostly flips too"
+    assert flips(kept["id"]) < flips(one[0]["id"])
+    # The cap holds over both passes together, and every kept row's verdict is from the second fit: ranks
+    # are unique, and a kept row is marked only where the action would not remove it (drop: none).
+    sizes, dropped = trec["label"].value_counts(), rejected["label"].value_counts()
+    assert all(dropped[lab] <= int(0.3 * sizes[lab]) for lab in dropped.index)
+    assert kept["label_issue_rank"].dropna().is_unique and not kept["label_issue"].any()
+    warned = run_stage(trec, action="warn", passes=2, max_class_share=0.3)[0]
+    assert set(warned.loc[warned["label_issue"], "id"]) == set(rejected["id"])
+    assert warned["label_issue_rank"].dropna().is_unique
+
+
 def test_a_weak_model_acts_on_nothing_and_says_so(sms):
     shuffled = sms.assign(label=sms["label"].sample(frac=1, random_state=0).to_numpy())  # labels carry no signal
     kept, rejected, summary = run_stage(shuffled)
