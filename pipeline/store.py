@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
+from schemas.summaries import acted_in_passes
 from pipeline.errors import UserError, os_error_message
 from pipeline.names import check_name
 
@@ -372,7 +373,7 @@ def _label_noise_line(block: dict[str, Any] | None) -> str | None:
         return f"{head}; nothing acted on — {block['weak_model']}"
     done = {"drop": "dropped (rejected.parquet, reason `label_noise`)", "review": "sent to review",
             "warn": "only reported"}.get(block.get("action"), block.get("action"))
-    return f"{head}; {block['acted']:,} confident ones {done}"
+    return f"{head}; {block['acted']:,} confident ones {done}{acted_in_passes(block)}"
 
 
 def gates_line(m: dict[str, Any]) -> str:

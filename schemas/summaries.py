@@ -177,6 +177,13 @@ class LabelNoiseSummary(Summary):
     acted_per_pass: list[int] = []  # rows each fit acted on (warn: would act on); empty when the model is too weak
 
 
+def acted_in_passes(block: dict) -> str:
+    """" in 2 passes (644 + 143)" when more than one fit of the label_noise stage acted (`block`: its summary as
+    the manifest holds it), else "": the card's and the terminal's line on label noise say it so."""
+    per = block.get("acted_per_pass") or []
+    return f" in {len(per)} passes ({' + '.join(f'{k:,}' for k in per)})" if len(per) > 1 else ""
+
+
 # -- decontaminate ----------------------------------------------------------------------------------------
 
 

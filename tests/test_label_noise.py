@@ -113,6 +113,9 @@ def test_a_second_pass_refits_on_the_rows_kept_and_finds_more_flips(shared_data)
     kept, rejected, summary = run_stage(trec, passes=2, max_class_share=0.3)
     assert summary.passes == 2 and len(summary.acted_per_pass) == 2 and summary.acted_per_pass[1] > 0
     assert sum(summary.acted_per_pass) == summary.acted == len(rejected)
+    from stages.evaluate.summary import stage_line
+    assert f"{summary.acted:,} dropped in 2 passes ({summary.acted_per_pass[0]:,} + {summary.acted_per_pass[1]:,})" \
+        in stage_line(summary.model_dump())
     assert set(one[1]["id"]) < set(rejected["id"]), "the first pass is the one-pass run; the second adds rows"
 
     def flips(ids):

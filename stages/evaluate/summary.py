@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import schemas
+from schemas.summaries import acted_in_passes
 from stages.evaluate.evidence import QUALITY_DIR, SUMMARY_FILE, read_json
 
 
@@ -20,7 +21,7 @@ def stage_line(s: dict[str, Any]) -> str:
         return f"{head}; nothing acted on: {s['weak_model']}"
     done = {"drop": "dropped", "review": "sent to review", "warn": "left (action warn)"}[s["action"]]
     capped = f" ({s['capped']:,} left by the per-class cap)" if s.get("capped") else ""
-    return f"{head}; {s['acted']:,} {done}{capped}"
+    return f"{head}; {s['acted']:,} {done}{acted_in_passes(s)}{capped}"
 
 
 def summarize_report(version_dir: Path | str) -> str:
