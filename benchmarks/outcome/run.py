@@ -22,7 +22,10 @@ published with the `sftpipe` CLI, each as its own dataset under `<work>/data`:
 
 Diagnosis arms (`--arms`): `pipeline-s98` (the default config but split 98 / 1 / 1: how much of the gap is
 the split), `pipeline-balanced` (the default config's version trained with `train.class_weights: balanced`:
-whether a small class the version keeps fewer rows of — TREC's ABBR — is learnt at a short budget),
+whether a small class the version keeps fewer rows of — TREC's ABBR — is learnt at a short budget;
+`raw-balanced` and `clean-balanced` train the other two arms so, as a default of `sftpipe train` would),
+`pipeline-2pass` and `pipeline-2pass-cap7` (label_noise refits once on the rows it kept and acts again; with
+the per-class cap at 0.7 instead of 0.5),
 `proto-fix` and `proto-fix-nodrop` (the rows experiments/prototype.py's chain of candidate fixes keeps,
 with and without the label-noise drop, split 80 / 10 / 10 like the pipeline; run prototype.py first).
 
@@ -82,8 +85,10 @@ class ArmSpec:
     split: dict | None  # None: the pipeline's default
     what: str
     train: tuple[tuple[str, str], ...] = ()  # `train:` settings of the arm's config (outside the version)
+    label_noise: tuple[tuple[str, float], ...] = ()  # `label_noise:` settings other than the default's
 
 
+BALANCED = (("class_weights", "balanced"),)
 ARMS = {
     "raw": ArmSpec("corrupted", True, PASSTHROUGH_SPLIT, "the corrupted rows, nothing removed"),
     "pipeline": ArmSpec("corrupted", False, None, "sftpipe run, default config"),
@@ -91,7 +96,17 @@ ARMS = {
     # diagnosis arms
     "pipeline-s98": ArmSpec("corrupted", False, PASSTHROUGH_SPLIT, "default config, but split 98 / 1 / 1"),
     "pipeline-balanced": ArmSpec("corrupted", False, None, "default config, trained with train.class_weights: balanced",
-                                 train=(("class_weights", "balanced"),)),
+                                 train=BALANCED),
+    "pipeline-2pass": ArmSpec("corrupted", False, None, "default config but label_noise.passes: 2",
+                              label_noise=(("passes", 2),)),
+    "pipeline-2pass-cap7": ArmSpec("corrupted", False, None,
+                                   "default config but label_noise.passes: 2, max_class_share: 0.7",
+                                   label_noise=(("passes", 2), ("max_class_share", 0.7))),
+    # the raw and clean arms trained with the same setting: a training default applies to every arm
+    "raw-balanced": ArmSpec("corrupted", True, PASSTHROUGH_SPLIT, "the raw arm trained with train.class_weights: balanced",
+                            train=BALANCED),
+    "clean-balanced": ArmSpec("clean", True, PASSTHROUGH_SPLIT,
+                              "the clean arm trained with train.class_weights: balanced", train=BALANCED),
     "proto-fix": ArmSpec("proto-fix", True, DEFAULT_SPLIT,
                          "experiments/prototype.py's recommended chain (junk rules, dedupe w5p + majority, "
                          "label-noise drop), split 80 / 10 / 10"),
@@ -161,7 +176,7 @@ def sftpipe(args: list[str], log: Path) -> tuple[float, float]:
 
 
 def write_config(path: Path, dataset: str, labels: list[str], source: Path, passthrough: bool,
-                 split: dict | None = None, description: str = "", train: tuple = ()) -> Path:
+                 split: dict | None = None, description: str = "", train: tuple = (), label_noise: tuple = ()) -> Path:
     cfg: dict = {
         "dataset": dataset,
         "description": description or f"outcome benchmark arm {dataset}",
@@ -175,8 +190,11 @@ def write_config(path: Path, dataset: str, labels: list[str], source: Path, pass
         cfg["dedupe"] = {"exact": False, "near": False}
         cfg["split"] = {"ratios": split or PASSTHROUGH_SPLIT}
         cfg["evaluate"] = {"enabled": False}
-    elif split:
-        cfg["split"] = {"ratios": split}
+    else:
+        if label_noise:
+            cfg["label_noise"] = dict(label_noise)
+        if split:
+            cfg["split"] = {"ratios": split}
     cfg["train"] = {"precision": "fp32", **dict(train)}  # training settings are outside the version's fingerprint
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
@@ -430,7 +448,8 @@ def publish_arms(name: str, flip_rate: float, args, published: dict[str, Arm]) -
                                  f"--datasets {name} --flip-rate {flip_rate:g}` first")
         if ds not in published:
             cfg = write_config(cfg_dir / f"{ds}.yaml", ds, spec.labels, source, a_spec.passthrough, split=a_spec.split,
-                               description=f"outcome benchmark arm {arm}: {a_spec.what}", train=a_spec.train)
+                               description=f"outcome benchmark arm {arm}: {a_spec.what}", train=a_spec.train,
+                               label_noise=a_spec.label_noise)
             print(f"[{name}] {'using' if args.train_only else 'publishing'} {ds}", flush=True)
             a = Arm(name, rate, arm, ds, cfg, truth)
             a.version_dir, a.timing = publish(cfg, ds, work, args.train_only)
