@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds .device/outcome/ (git-ignored), everything device_run.sh needs on a GPU machine that has no network
 # and none of the pipeline's stage dependencies: run it HERE, in the repository root, after
-#   python benchmarks/outcome/run.py --no-train --datasets trec sms --flip-rates 0.05 0.1 0.2
-# have published every arm (cheap: no training), and `sftpipe run configs/alpaca_en.yaml` the alpaca sample
+#   python benchmarks/outcome/run.py --no-train --datasets trec sms --flip-rates 0.05 0.1 0.2 \
+#       --arms raw pipeline clean pipeline-2pass-cap7 raw-balanced pipeline-balanced clean-balanced
+# have published every arm device_run.sh trains (cheap: no training), and `sftpipe run configs/alpaca_en.yaml` the alpaca sample
 # (ALPACA=its version folder, default data/versions/alpaca-en/v1). It packs
 #   - the published versions and the corruption truth files, so that `run.py --train-only` trains, scores
 #     and accounts without the pipeline; the alpaca version, for a causal-LM check;

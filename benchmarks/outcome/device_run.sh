@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The outcome table on a GPU machine (one H100/H200) in under 8 minutes, most important runs first:
-#   1. raw / pipeline / clean, TREC and SMS, 10 % flips, seeds 1 2 3, `sftpipe train`'s own defaults
-#      (3 epochs, lr 5e-5, max_length 128, batch auto: the budget of issue #21's goal)          (18 runs)
-#   2. the same at 5 % and 20 % flips (the goal: other rates without retuning)                (36 runs)
+#   1. raw / pipeline / clean and the candidate default `pipeline-2pass-cap7` (label_noise passes: 2,
+#      max_class_share: 0.7), TREC and SMS, 5 / 10 / 20 % flips, seeds 1 2 3, `sftpipe train`'s own defaults
+#      (3 epochs, lr 5e-5, max_length 128, batch auto: the budget of issue #21's goal)          (60 runs)
+#   2. class weights as a training default: raw-balanced / pipeline-balanced / clean-balanced, the same
+#      cells and budget                                                                           (42 runs)
 #   3. 10 % flips at the CPU budget (1 epoch, lr 2e-4, batch 32, max_length 64)               (18 runs)
 #   4. seeds 4 and 5 at the defaults, 10 % (is the ranking more than seed noise?)             (12 runs)
 #   5. 5 % and 20 % at the CPU budget                                                         (36 runs)
@@ -43,8 +45,8 @@ STEPS=${STEPS:-1 2 3 4 5}   # which of the steps above (a second call after a ti
 CHECKS=${CHECKS:-1 2}      # which GPU-path checks
 for n in $STEPS; do
   case $n in
-    1) step --flip-rates 0.1 --seeds 1 2 3 --defaults ;;
-    2) step --flip-rates 0.05 0.2 --seeds 1 2 3 --defaults ;;
+    1) step --flip-rates 0.1 0.05 0.2 --seeds 1 2 3 --defaults --arms raw pipeline clean pipeline-2pass-cap7 ;;
+    2) step --flip-rates 0.1 0.05 0.2 --seeds 1 2 3 --defaults --arms raw-balanced pipeline-balanced clean-balanced ;;
     3) step --flip-rates 0.1 --seeds 1 2 3 ;;
     4) step --flip-rates 0.1 --seeds 4 5 --defaults ;;
     5) step --flip-rates 0.05 0.2 --seeds 1 2 3 ;;
@@ -52,7 +54,8 @@ for n in $STEPS; do
 done
 # one report per data set, rate and budget, with every seed that finished
 for rate in 0.05 0.1 0.2; do
-  python3 benchmarks/outcome/run.py "${COMMON[@]}" --cached-only --flip-rates $rate --seeds 1 2 3 4 5 --defaults > /dev/null 2>&1
+  python3 benchmarks/outcome/run.py "${COMMON[@]}" --cached-only --flip-rates $rate --seeds 1 2 3 4 5 --defaults \
+    --arms raw pipeline clean pipeline-2pass-cap7 raw-balanced pipeline-balanced clean-balanced > /dev/null 2>&1
   python3 benchmarks/outcome/run.py "${COMMON[@]}" --cached-only --flip-rates $rate --seeds 1 2 3 > /dev/null 2>&1
 done
 tar czf "$OUT/outcome_gpu.tar.gz" -C /tmp/ow reports results
