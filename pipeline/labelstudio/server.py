@@ -271,10 +271,10 @@ def stop(data_dir: Path, timeout_s: float = 20) -> bool:
     # Wait for the whole group, not only its leader: a worker still holding the port would make the next
     # `start` on the same port refuse ("already in use").
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and (_alive(pid) or _group_alive(pid)):
+    while time.monotonic() < deadline and _group_alive(pid):  # the leader is in its group: one check
         _reap(pid)
         time.sleep(0.2)
-    if _alive(pid) or _group_alive(pid):
+    if _group_alive(pid):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
