@@ -134,6 +134,30 @@ def test_a_second_pass_refits_on_the_rows_kept_and_finds_more_flips(shared_data)
     assert warned["label_issue_rank"].dropna().is_unique
 
 
+def test_a_label_too_small_to_refit_keeps_its_first_verdict():
+    # Label z has two rows; the first pass drops one (an "a" text), so the second fit sets z aside (a label
+    # needs two rows): its other row keeps the first fit's verdict, and the flags stay consistent.
+    from pipeline import label_model
+    from stages.label_noise import refit_passes
+
+    rng = random.Random(0)
+    fruit, vehicles = "apple banana cherry grape lemon mango melon peach pear plum".split(), \
+        "car truck bus train plane boat bike tram ship van".split()
+    texts = [" ".join(rng.sample(words, 5)) for _ in range(300) for words in (fruit, vehicles)]
+    labels = ["b" if i < 60 and i % 2 == 0 else "ab"[i % 2] for i in range(len(texts))]  # 30 fruit called b
+    texts += ["apple banana cherry grape lemon", "zebra zoo lion tiger bear"]
+    labels += ["z", "z"]
+    cfg = Config(passes=2, min_rows=10)
+    ev = label_model.evidence(texts, labels, cfg, min_rows=10)
+    first = ev.given_prob.copy()
+    passes = refit_passes(ev, texts, labels, cfg)
+    z = np.flatnonzero(ev.y == ev.classes.index("z"))
+    assert len(passes.acted_per_pass) == 2 and passes.acted[z].tolist() == [True, False]
+    assert ev.given_prob[z[1]] == first[z[1]]
+    assert set(np.flatnonzero(ev.issue)) == set(ev.ranked.tolist()) and len(set(ev.ranked.tolist())) == len(ev.ranked)
+    assert passes.first_fit["labelled_rows"] == len(texts)
+
+
 def test_a_weak_model_acts_on_nothing_and_says_so(sms):
     shuffled = sms.assign(label=sms["label"].sample(frac=1, random_state=0).to_numpy())  # labels carry no signal
     kept, rejected, summary = run_stage(shuffled)
