@@ -37,7 +37,7 @@ def Override(key: str, *names: str, **kwargs):  # noqa: N802 - reads like typer.
 
 
 def _console(stderr: bool = False):
-    from pipeline.cli.console import new_console  # noqa: PLC0415
+    from pipeline.terminal import new_console  # noqa: PLC0415
 
     return new_console(stderr)
 
