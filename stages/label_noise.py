@@ -105,6 +105,21 @@ class Passes:
     first_fit: dict[str, Any]  # the first fit's figures (`Verdicts.figures`): the model on the rows as they came
     strong_enough: bool  # the first fit passes the weak-model guard (else nothing may be acted on)
 
+    def acted_at(self, n: int) -> np.ndarray:
+        """Which of the n rows read the action applies to (their positions): none when the model is too weak."""
+        act = np.zeros(n, dtype=bool)
+        if self.strong_enough:
+            act[self.ev.rows[self.acted]] = True
+        return act
+
+
+def judge(texts: list[str | None], labels: list[str | None], cfg: Config, *, label_set: list[str] | None = None,
+          workers: int = 1) -> Passes | str:
+    """The stage's whole verdict on these rows — evidence, then `cfg.passes` fits — or why there is none (a
+    sentence). The benchmarks call this too, so what they measure is what the stage does."""
+    ev = label_model.evidence(texts, labels, cfg, label_set=label_set, min_rows=cfg.min_rows, workers=workers)
+    return ev if isinstance(ev, str) else refit_passes(ev, texts, labels, cfg, label_set=label_set, workers=workers)
+
 
 def refit_passes(ev: label_model.LabelEvidence, texts: list[str | None], labels: list[str | None], cfg: Config,
                  label_set: list[str] | None = None, workers: int = 1) -> Passes:
@@ -169,15 +184,12 @@ class LabelNoiseStage(Stage):
         for batch in inputs.batches(columns=[text_field, label_field]):
             texts.extend(batch.column(text_field).to_pylist())
             labels.extend(batch.column(label_field).cast(pa.string()).to_pylist())
-        ev = label_model.evidence(texts, labels, cfg, label_set=self.ctx.labels, min_rows=cfg.min_rows,
-                                  workers=self.ctx.workers)
-        passes = None if isinstance(ev, str) else refit_passes(ev, texts, labels, cfg, label_set=self.ctx.labels,
-                                                               workers=self.ctx.workers)
+        passes = judge(texts, labels, cfg, label_set=self.ctx.labels, workers=self.ctx.workers)
         del texts
         n = len(labels)
         self._figures: dict[str, Any] = {}
-        if passes is None:
-            self._summary = LabelNoiseSummary(ran=False, skipped=ev, action=cfg.action)
+        if isinstance(passes, str):
+            self._summary = LabelNoiseSummary(ran=False, skipped=passes, action=cfg.action)
             columns = {f.name: pa.nulls(n, f.type) for f in COLUMNS}
             act = np.zeros(n, dtype=bool)
         else:
@@ -189,18 +201,16 @@ class LabelNoiseStage(Stage):
         cfg: Config = self.config
         n = len(labels)
         ev, figures = passes.ev, passes.first_fit
-        confident, acted = passes.confident, passes.acted
-        capped = int(confident.sum() - acted.sum())
+        confident = passes.confident
+        capped = int(confident.sum() - passes.acted.sum())
         weak = None
-        if not passes.strong_enough:
+        if not passes.strong_enough:  # its flags are not presented as errors: no row is marked
             weak = (f"model too weak to act on: kappa {figures['kappa']:.3f} < min_kappa {cfg.min_kappa:g} "
                     f"(cv accuracy {figures['cv_accuracy']:.3f}, majority-class rate {figures['majority_rate']:.3f})")
-            acted[:] = False  # its flags are not presented as errors: no row is marked
+        marked = passes.acted & passes.strong_enough  # `label_issue`: what drop would drop / review sends (warn: would act on)
+        acted = marked & (cfg.action != "warn")
         classes = np.array(ev.classes, dtype=object)
         given_p, sugg, sugg_p = ev.given_prob, ev.suggested, ev.suggested_prob
-        marked = acted.copy()  # `label_issue`: what drop would drop / review sends (warn: would act on)
-        if cfg.action == "warn":
-            acted[:] = False
 
         def spread(values: np.ndarray, typ: pa.DataType) -> pa.Array:
             out = np.full(n, None, dtype=object)
@@ -216,8 +226,7 @@ class LabelNoiseStage(Stage):
             "label_issue": spread(marked, pa.bool_()),
             "label_issue_rank": spread(rank, pa.int64()),
         }
-        act = np.zeros(n, dtype=bool)
-        act[ev.rows[acted]] = True
+        act = passes.acted_at(n) if cfg.action != "warn" else np.zeros(n, dtype=bool)
         flagged = int(ev.issue.sum())  # by the last fit that judged each row
         pairs = Counter(f"{classes[ev.y[i]]} → {classes[sugg[i]]}" for i in np.flatnonzero(acted))
         self._summary = LabelNoiseSummary(

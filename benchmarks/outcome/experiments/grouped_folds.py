@@ -11,7 +11,7 @@ probability is not. Grouped folds (`label_noise.group_copies`) hold every copy o
 together; the stage does so by default since this measurement (`label_noise.group_copies`). Rows: the
 pipeline arm's published rows and those the label_noise and dedupe stages rejected, in input order (ids
 are in file order) — what the stage read. The fold mode the stage ran with must reproduce the stage's own
-count of rows acted on (checked). The drop rule is the stage's own (`stages.label_noise.acted_rows`: cleanlab's flag
+count of rows acted on (checked). The drop rule is the stage's own (`stages.label_noise.judge`: cleanlab's flag
 and the suggested label's probability ≥ min_confidence, at most max_class_share of a label's rows, most
 suspicious first; no action below min_kappa).
 """
@@ -22,7 +22,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 from common import WORK, arm_version, corrupted, save  # noqa: E402
 
 from pipeline import label_model  # noqa: E402
-from stages.label_noise import Config, acted_rows  # noqa: E402
+from stages.label_noise import Config, judge  # noqa: E402
 
 def stage_rows(dataset: str, flip_rate: float, work: Path) -> tuple[pd.DataFrame, dict]:
     """The rows the label_noise stage read in the pipeline arm, in input order, with their truth; and the
@@ -56,11 +55,8 @@ def compare(rows: pd.DataFrame, cfg: Config) -> dict:
     groups = label_model.copy_groups(texts)
     out["rows_sharing_a_key"] = int(pd.Series(groups).duplicated(keep=False).sum())
     for name, grouped in (("plain", False), ("grouped", True)):
-        ev = label_model.evidence(texts, labels, cfg.model_copy(update={"group_copies": grouped}),
-                                  min_rows=cfg.min_rows)
-        acted = acted_rows(ev, cfg)[1] if ev.strong_enough(cfg.min_kappa) else np.zeros(len(ev.y), dtype=bool)
-        act = np.zeros(len(rows), dtype=bool)
-        act[ev.rows[acted]] = True
+        passes = judge(texts, labels, cfg.model_copy(update={"group_copies": grouped}))
+        ev, act = passes.ev, passes.acted_at(len(rows))
         kept = ~act
         out[name] = {
             "cv_accuracy": round(ev.cv_accuracy, 4), "kappa": round(ev.kappa, 4), "flagged": int(ev.issue.sum()),

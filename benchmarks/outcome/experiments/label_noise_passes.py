@@ -20,21 +20,16 @@ import numpy as np
 from common import WORK, clean_rows, save  # noqa: E402  (common puts the repository on sys.path)
 from grouped_folds import stage_rows  # noqa: E402
 
-from pipeline import label_model  # noqa: E402
-from stages.label_noise import Config, refit_passes  # noqa: E402
+from stages.label_noise import Config, judge  # noqa: E402
 
 SETTINGS = [(1, 0.5), (2, 0.5), (3, 0.5), (1, 0.7), (2, 0.7)]  # (passes, max_class_share); (1, 0.5) is the default
 
 
 def drops(texts: list, labels: list, cfg: Config) -> tuple[np.ndarray, list[int]]:
-    ev = label_model.evidence(texts, labels, cfg, min_rows=cfg.min_rows)
-    if isinstance(ev, str):
+    passes = judge(texts, labels, cfg)
+    if isinstance(passes, str):
         return np.zeros(len(texts), dtype=bool), []
-    passes = refit_passes(ev, texts, labels, cfg)
-    act = np.zeros(len(texts), dtype=bool)
-    if ev.strong_enough(cfg.min_kappa):
-        act[ev.rows[passes.acted]] = True
-    return act, passes.acted_per_pass
+    return passes.acted_at(len(texts)), passes.acted_per_pass
 
 
 def main() -> None:
