@@ -233,9 +233,9 @@ class LocalExecutor:
         rejected.close()
         # What a whole-stream stage freed (label_noise: a million texts as Python strings) stays in glibc's heap
         # and Arrow's pool, and the next stage's peak would sit on top of it (1M rows: 1.7 GB held into dedupe).
-        release_memory()
         if rows_in is None:  # a source stage: its input is what it read
             rows_in = kept.rows + rejected.rows
+        release_memory(rows_in)
         report = StageReport(name=stage.name, fingerprint=fp, folder=folder, rows_in=rows_in, rows_out=kept.rows,
                              dropped=dict(sorted(dropped.items(), key=lambda kv: -kv[1])), seconds=seconds,
                              cached=False, stats=_jsonable(stage.stats), code=code, summary=summary)

@@ -62,7 +62,8 @@ def evaluate_candidate(
                                getattr(dataset_config, "kind", None), getattr(dataset_config, "config_dir", None))
 
     timings: dict[str, float] = {}
-    release_memory()  # what the run's stages freed but their allocators kept: the gate's peak comes on top
+    rows = sum(candidate.num_rows(split) for split in schemas.SPLITS)
+    release_memory(rows)  # what the run's stages freed but their allocators kept: the gate's peak comes on top
     # The split suites first, one split at a time, while the process holds least: a split's frame and GE's
     # metrics over it are the largest thing the gate holds.
     t = time.perf_counter()
@@ -73,7 +74,7 @@ def evaluate_candidate(
         validation.validate(split, frame, split_expectations(split, frame, candidate.labels, languages, config,
                                                              candidate.schema, candidate))
         del frame
-        release_memory()
+        release_memory(rows)
     timings["expectations"] = time.perf_counter() - t
 
     checks: dict[str, CheckResult] = {}
@@ -83,7 +84,7 @@ def evaluate_candidate(
         timings[result.name] = round(time.perf_counter() - t, 3)
         checks[result.name] = result
         candidate.release()  # whole frames a check loaded
-        release_memory()
+        release_memory(rows)
     metrics = {k: v for c in checks.values() for k, v in c.metrics.items()}
     bounds = [b for c in checks.values() for b in c.bounds]
 
