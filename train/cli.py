@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from pipeline.errors import UserError
+from pipeline.terminal import new_console
 from train.config import Config
 
 DEFAULT_RUNS_ROOT = Path("runs/train")
@@ -34,12 +35,6 @@ def Override(key: str, *names: str, **kwargs):  # noqa: N802 - reads like typer.
     field = Config.model_fields[key]
     where = f"train.{key}" if field.default is None else f"train.{key}; default: {field.default}"
     return typer.Option(None, *names, help=f"{field.description} ({where})", **kwargs)
-
-
-def _console(stderr: bool = False):
-    from pipeline.terminal import new_console  # noqa: PLC0415
-
-    return new_console(stderr)
 
 
 def _overrides(**values) -> dict:
@@ -104,7 +99,7 @@ def train_command(
         tcfg = Config.model_validate({**cfg.train.model_dump(), **updates})
     except ValidationError as exc:
         raise UserError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
-    console = _console()
+    console = new_console()
     result = train_version(
         cfg.dataset,
         version,
@@ -113,7 +108,7 @@ def train_command(
         runs_root=runs_dir or DEFAULT_RUNS_ROOT,
         config_file=str(config),
         echo=lambda m: console.print(f"[dim]{m}[/dim]", highlight=False),
-        progress=_console(stderr=True),  # beside the pipeline's own progress bars
+        progress=new_console(stderr=True),  # beside the pipeline's own progress bars
     )
     t = result.metrics["test"]
     console.print(
@@ -161,7 +156,7 @@ def score_command(
     task = task_named(record.get("task"))
     m = metrics[split]
     s = metrics["scored_on"]
-    console = _console()
+    console = new_console()
     console.print(
         f"run {metrics['run_id']} (trained on {metrics['trained_on']['dataset']} {metrics['trained_on']['version']}) "
         f"on {s['dataset']} {s['version']} {split}: {task.headline_text(m)} ({m['n']} rows)",
@@ -232,7 +227,7 @@ def runs_list_command(
                 "" if r.get("train_runtime_s") is None else f"{r['train_runtime_s']:.0f}",
                 *(f(r.get(k)) for k in figures),
             )
-    _console().print(table)
+    new_console().print(table)
 
 
 def _short_device(name: str) -> str:
