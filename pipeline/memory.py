@@ -13,7 +13,7 @@ import gc
 
 # A full garbage collection walks every object the interpreter tracks: with the gate's libraries loaded
 # (great_expectations, scikit-learn, cleanlab, transformers: ~300k objects) one costs 0.16 s on this VM, and a
-# run calls this ~18 times: the shipped SMS sample ran in 10.4 s with them, 8.2–9.2 s without (same peak
+# run calls this 17 times (profiled): the shipped SMS sample ran in 10.4 s with them, 8.2–9.2 s without (same peak
 # memory), the test suite in 27 minutes, 20 without. What a phase over fewer rows leaves in
 # reference cycles is small next to that heap, so below this many rows only the (microsecond) pool release
 # and heap trim run; the 1M-row runs the memory figures come from collect as before.
